@@ -1,0 +1,40 @@
+"""The one exception type for misuse, so callers (and the CLI) can tell it from a bug.
+
+Not converging is never an error: it is a :class:`~descend.history.Result` with a reason.
+An ``InputError`` is raised up front, before any work, and its message names the bad value,
+the rule it broke and the fix, e.g. ``lr must be > 0, got -1.0``.
+"""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """A bad argument, option or input file. Subclasses ``ValueError``."""
+
+
+class InputTypeError(InputError, TypeError):
+    """A bad argument of the wrong type. Subclasses both ``ValueError`` and ``TypeError``."""
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
+    """Return ``float(value)`` or raise naming ``name`` when it is not a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputTypeError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    ok = v >= 0 if allow_zero else v > 0
+    if not ok or v != v or v == float("inf"):
+        rule = ">= 0" if allow_zero else "> 0"
+        raise InputError(f"{name} must be a finite number {rule}, got {value!r}")
+    return v
+
+
+def check_fraction(name: str, value: float, *, low_open: bool = False) -> float:
+    """Return ``float(value)`` or raise when it is not in [0, 1) (or (0, 1) with ``low_open``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputTypeError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    ok = (0 < v < 1) if low_open else (0 <= v < 1)
+    if not ok:
+        rng = "(0, 1)" if low_open else "[0, 1)"
+        raise InputError(f"{name} must lie in {rng}, got {value!r}")
+    return v

@@ -1,0 +1,194 @@
+"""The one run loop. ``minimize`` and ``fit`` both call :func:`run`; there is no second loop.
+
+It reads like the notebook, one labelled phase a line::
+
+    evaluate  loss and gradient at x              (objective)
+    stop?     ask the stopping criteria           (stops)   -> reason, or go on
+    direction update vector u from the gradient   (rules)   u = g for gd
+    step      step size along -u                  (steps)
+    update    x <- x - lr * u                     (rules)
+    record    one row of history; observers see it (history, observers)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from time import perf_counter
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .history import History
+from .objective import Objective
+from .rules import Rule
+from .steps import Step
+from .stops import Criterion
+
+__all__ = ["LoopState", "grad_norm", "run"]
+
+Observer = Callable[["LoopState"], Any]
+
+
+def grad_norm(grads: Sequence[Tensor]) -> float:
+    """Euclidean norm of all gradient tensors together."""
+    if len(grads) == 1:
+        return torch.linalg.vector_norm(grads[0]).item()
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(grads)))).item()
+
+
+class LoopState:
+    """The live state of a run, read by criteria, step sizes and observers (never written by
+    observers).
+
+    Attributes:
+        iteration: updates of ``x`` so far (0 at the start).
+        loss: ``f(x)`` at the current point, as a float.
+        grad_norm: norm of ``grad f(x)`` at the current point.
+        lr: the last step size taken (nan before the first).
+        nfev: objective evaluations so far.
+        loss0: the starting loss.
+        best_loss, best_iter, best_values: the lowest loss seen, where, and the point.
+        elapsed: seconds since the run started, at the last record.
+        values: the current point (list of detached tensors, one per parameter).
+        grads: the gradient at the current point.
+        history: the :class:`History` being recorded.
+        trial: set by a step-size strategy that already evaluated the point it accepts, as
+            ``(values, loss_tensor, grads)``; the loop takes it instead of evaluating again.
+    """
+
+    __slots__ = (
+        "best_iter",
+        "best_loss",
+        "best_values",
+        "elapsed",
+        "finite_loss",
+        "finite_values",
+        "grad_norm",
+        "grads",
+        "history",
+        "iteration",
+        "loss",
+        "loss0",
+        "lr",
+        "nfev",
+        "objective",
+        "params",
+        "rule",
+        "start",
+        "step",
+        "trial",
+        "values",
+    )
+
+    def __init__(self, objective: Objective, rule: Rule, step: Step) -> None:
+        self.objective = objective
+        self.params = objective.params
+        self.rule = rule
+        self.step = step
+        self.history = History()
+        self.iteration = 0
+        self.loss = math.nan
+        self.grad_norm = math.nan
+        self.lr = math.nan
+        self.nfev = 0
+        self.loss0 = math.nan
+        self.best_loss = math.inf
+        self.best_iter = 0
+        self.best_values: list[Tensor] = []
+        self.finite_loss = math.nan
+        self.finite_values: list[Tensor] = []
+        self.elapsed = 0.0
+        self.start = perf_counter()
+        self.values: list[Tensor] = self.params.values
+        self.grads: list[Tensor] = []
+        self.trial: tuple[list[Tensor], Tensor, list[Tensor]] | None = None
+
+    @property
+    def x(self) -> Any:
+        """The current point in the structure of ``x0`` (live leaves; for a module, the module)."""
+        return self.params.structure
+
+    def _record(self, loss_t: Tensor, grads: list[Tensor]) -> None:
+        self.loss = loss = loss_t.item()
+        self.grads = grads
+        self.grad_norm = gn = grad_norm(grads)
+        self.nfev = self.objective.nfev
+        self.elapsed = perf_counter() - self.start
+        self.values = values = self.params.values
+        if loss < self.best_loss:
+            self.best_loss, self.best_iter, self.best_values = loss, self.iteration, values
+        if math.isfinite(loss) and math.isfinite(gn):
+            self.finite_loss, self.finite_values = loss, values
+        self.history.append(self.iteration, loss, gn, self.lr, self.elapsed, self.nfev)
+
+    def __repr__(self) -> str:
+        return (
+            f"LoopState(iteration={self.iteration}, loss={self.loss:.4e}, "
+            f"grad_norm={self.grad_norm:.3e}, lr={self.lr:g}, nfev={self.nfev})"
+        )
+
+
+def run(
+    objective: Objective,
+    rule: Rule,
+    step: Step,
+    criteria: Sequence[Criterion],
+    observers: Sequence[Observer] = (),
+) -> tuple[LoopState, Criterion]:
+    """Run the loop until a criterion fires; return the final state and that criterion.
+
+    After a non-finite loss or gradient the parameters are set back to the last finite point.
+    """
+    try:
+        return _run(objective, rule, step, criteria, observers)
+    finally:
+        for obs in observers:
+            close = getattr(obs, "close", None)
+            if close is not None:
+                close()
+
+
+def _run(
+    objective: Objective,
+    rule: Rule,
+    step: Step,
+    criteria: Sequence[Criterion],
+    observers: Sequence[Observer],
+) -> tuple[LoopState, Criterion]:
+    params = objective.params
+    s = LoopState(objective, rule, step)
+    rule.init(params.values)
+    step.reset()
+    # evaluate (the start)
+    loss_t, grads = objective()
+    s._record(loss_t, grads)
+    s.loss0 = s.loss
+    for obs in observers:
+        obs(s)
+    while True:
+        # stop?
+        for c in criteria:
+            if c(s):
+                if s.values is not s.finite_values and s.finite_values:
+                    params.set(s.finite_values)
+                return s, c
+        # direction
+        u = rule.direction(s.values, s.grads)
+        # step size
+        s.lr = lr = step(s, u)
+        if s.trial is not None:  # the step-size strategy evaluated the accepted point already
+            new, loss_t, grads = s.trial
+            s.trial = None
+            params.set(new)
+        else:
+            # update
+            params.set(rule.apply(s.values, u, lr))
+            # evaluate
+            loss_t, grads = objective()
+        s.iteration += 1
+        # record
+        s._record(loss_t, grads)
+        for obs in observers:
+            obs(s)

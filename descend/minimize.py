@@ -1,0 +1,106 @@
+"""``minimize(fn, x0, ...)``: tensors, tuples/lists/dicts of tensors or a module in, a
+:class:`~descend.history.Result` out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from time import perf_counter
+from typing import Any
+
+from torch import Tensor
+
+from .history import Result
+from .loop import Observer, run
+from .objective import Objective, Params
+from .observers import Printer, Progress
+from .rules import Rule, TorchOptimizer, make_rule
+from .steps import Step, make_step
+from .stops import REASONS, Callback, Criterion, MaxIter, criteria_list, message
+
+__all__ = ["minimize"]
+
+
+def minimize(
+    fn: Callable[..., Tensor],
+    x0: Any,
+    *,
+    args: tuple = (),
+    rule: str | Rule | Any = "gd",
+    lr: float | Step | Callable[[int], float] | None = None,
+    stop: Criterion | Iterable[Criterion] | None = None,
+    max_iter: int | None = None,
+    callback: Callable[[Any], Any] | None = None,
+    observers: Sequence[Observer] = (),
+    verbose: bool = False,
+    progress: bool = False,
+) -> Result:
+    """Minimise ``f(x) = fn(x, *args)`` by gradient descent from ``x0``.
+
+    The loop (:func:`descend.loop.run`) repeats ``x_{k+1} = x_k - lr_k * u_k``, where the rule
+    turns the gradient into ``u_k`` (``u = g`` for ``"gd"``), until a stopping criterion fires.
+
+    Args:
+        fn: the objective; receives the parameters in the structure of ``x0`` (plus ``args``) and
+            returns a scalar loss tensor built from them.
+        x0: the start: a floating-point tensor, a tuple/list/dict of them, or an ``nn.Module``.
+            Tensors are copied, never mutated; a module is trained in place.
+        args: extra positional arguments for ``fn``.
+        rule: a name from :data:`descend.rules.RULES` (``"gd"``, ``"momentum"``,
+            ``"nesterov"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adagrad"``), a
+            :class:`~descend.rules.Rule` with its hyper-parameters, or a ``torch.optim``
+            optimizer class (or ``functools.partial`` of one).
+        lr: the step size: a number, a callable ``k -> lr``, or a strategy from
+            :mod:`descend.steps`. Default: the rule's default lr.
+        stop: a criterion from :mod:`descend.stops` or a list of them; any one firing stops the
+            run. The non-finite and divergence guards are always on.
+        max_iter: the iteration cap; default 10,000 unless ``stop`` holds a ``MaxIter``.
+        callback: called with the loop state every iteration; raising ``StopIteration`` stops
+            the run with reason ``"callback"``.
+        observers: read-only callables called with the loop state after every iteration.
+        verbose: print the notebook's lines (``'%d-th Loss: %.4e'`` and ``x``) every iteration.
+        progress: show a progress display (a bar on a terminal, a line every 5 s otherwise).
+
+    Returns:
+        A :class:`~descend.history.Result`; not converging is a result with a reason, never an
+        exception.
+
+    Raises:
+        InputError: on misuse, before any work, naming the bad value and the fix.
+    """
+    params = Params(x0)
+    objective = Objective(fn, params, args)
+    the_rule = make_rule(rule)
+    if isinstance(the_rule, TorchOptimizer):
+        the_rule.leaves = params.leaves
+    step = make_step(type(the_rule).default_lr if lr is None else lr)
+    criteria = criteria_list(stop, max_iter)
+    if callback is not None:
+        criteria.insert(len(criteria) - 1, Callback(callback))
+    obs: list[Observer] = list(observers)
+    if verbose:
+        obs.append(Printer())
+    if progress:
+        cap = next((c.n for c in criteria if isinstance(c, MaxIter)), None)
+        obs.append(Progress(total=cap))
+
+    t0 = perf_counter()
+    s, fired = run(objective, the_rule, step, criteria, obs)
+    seconds = perf_counter() - t0
+
+    x = params.structure if params.kind == "module" else params.build(params.values)
+    loss = s.finite_loss if s.finite_values else s.loss
+    return Result(
+        x=x,
+        loss=loss,
+        best_x=params.build(s.best_values) if s.best_values else params.build(params.values),
+        best_loss=s.best_loss,
+        nit=s.iteration,
+        nfev=objective.nfev,
+        reason=fired.reason,
+        message=message(fired, s),
+        success=REASONS[fired.reason][0],
+        history=s.history,
+        seconds=seconds,
+        rule=getattr(the_rule, "label", the_rule.name),
+        step=step.describe(),
+    )

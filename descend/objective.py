@@ -1,0 +1,205 @@
+"""The objective: ``fn(x, *args) -> scalar loss``, its value and gradient by autograd.
+
+Two small objects:
+
+* :class:`Params` holds what is being minimised: a tensor, a tuple/list/dict of tensors, or an
+  ``nn.Module``. It owns one fixed *leaf* tensor per parameter (``requires_grad=True``) and the
+  structure ``fn`` receives, built once. An update never writes into a leaf's storage: it computes
+  new values out of place and points the leaf at them (``leaf.data = new``). So the previous and
+  the best iterates are kept for free, by reference, and ``x0`` is never mutated. For a module the
+  leaves are its own parameters, so the module is trained in place, as torch users expect.
+* :class:`Objective` evaluates ``f(x)`` and ``grad f(x)`` at the current values, counts the
+  evaluations, and checks ``fn``'s contract on the first call (scalar, floating point, depends on
+  ``x``), raising an :class:`~descend.errors.InputError` that names the value and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .errors import InputError, InputTypeError
+
+__all__ = ["Objective", "Params"]
+
+
+def _shape(t: Tensor) -> str:
+    return "(" + ", ".join(str(s) for s in t.shape) + ("," if t.dim() == 1 else "") + ")"
+
+
+def _check_leaf(name: str, t: Any) -> Tensor:
+    if not isinstance(t, Tensor):
+        raise InputTypeError(
+            f"{name} must be a torch.Tensor, got {type(t).__name__}; wrap it with torch.tensor(...)"
+        )
+    if not (t.is_floating_point() or t.is_complex()):
+        raise InputTypeError(
+            f"{name} must be a floating-point tensor, got dtype {t.dtype}; "
+            f"convert it first, e.g. {name}.float()"
+        )
+    if t.numel() == 0:
+        raise InputError(f"{name} must have at least one element, got shape {_shape(t)}")
+    return t
+
+
+class Params:
+    """The parameters being minimised, as fixed leaf tensors plus the structure ``fn`` sees.
+
+    Attributes:
+        kind: ``"tensor"``, ``"tuple"``, ``"list"``, ``"dict"`` or ``"module"``.
+        names: one name per leaf (``"x"``, ``"0"``, dict keys, or module parameter names).
+        leaves: the leaf tensors autograd differentiates with respect to.
+        values: the current values, detached; replaced (never written into) by :meth:`set`.
+        structure: what ``fn`` receives: the leaves arranged like ``x0`` (or the module).
+    """
+
+    def __init__(self, x0: Any) -> None:
+        self.module: nn.Module | None = None
+        if isinstance(x0, nn.Module):
+            named = [(n, p) for n, p in x0.named_parameters() if p.requires_grad]
+            if not named:
+                raise InputError(
+                    f"x0 is a {type(x0).__name__} with no trainable parameters; "
+                    "give it parameters with requires_grad=True"
+                )
+            for n, p in named:
+                _check_leaf(f"parameter {n!r}", p)
+            self.kind = "module"
+            self.module = x0
+            self.names = [n for n, _ in named]
+            self.leaves: list[Tensor] = [p for _, p in named]
+            self.values: list[Tensor] = [p.detach() for p in self.leaves]
+            self.structure: Any = x0
+            return
+        if isinstance(x0, Tensor):
+            self.kind, self.names, items = "tensor", ["x"], [x0]
+        elif isinstance(x0, Mapping):
+            self.kind, self.names, items = "dict", [str(k) for k in x0], list(x0.values())
+            self._keys = list(x0)
+        elif isinstance(x0, (tuple, list)):
+            self.kind = "tuple" if isinstance(x0, tuple) else "list"
+            self.names, items = [str(i) for i in range(len(x0))], list(x0)
+        else:
+            raise InputTypeError(
+                f"x0 must be a tensor, a tuple/list/dict of tensors or an nn.Module, "
+                f"got {type(x0).__name__}"
+            )
+        if not items:
+            raise InputError(f"x0 must hold at least one tensor, got an empty {self.kind}")
+        for n, t in zip(self.names, items):
+            _check_leaf("x0" if self.kind == "tensor" else f"x0[{n!r}]", t)
+        # A private copy: x0 is never mutated, and leaves never alias the caller's storage.
+        self.values = [t.detach().clone() for t in items]
+        self.leaves = [v.detach().requires_grad_(True) for v in self.values]
+        self.structure = self.build(self.leaves)
+
+    def build(self, tensors: Sequence[Tensor]) -> Any:
+        """Arrange ``tensors`` (one per leaf) in the structure of ``x0``."""
+        if self.kind == "tensor":
+            return tensors[0]
+        if self.kind == "tuple":
+            return tuple(tensors)
+        if self.kind == "list":
+            return list(tensors)
+        if self.kind == "dict":
+            return dict(zip(self._keys, tensors))
+        return dict(zip(self.names, tensors))  # module: a {name: tensor} dict
+
+    def set(self, values: list[Tensor]) -> None:
+        """Make ``values`` the current point: each leaf now points at the new storage."""
+        for leaf, v in zip(self.leaves, values):
+            leaf.data = v
+        self.values = values
+
+    def numel(self) -> int:
+        """Total number of scalar parameters."""
+        return sum(v.numel() for v in self.values)
+
+    def __repr__(self) -> str:
+        return f"Params(kind={self.kind!r}, names={self.names!r}, numel={self.numel()})"
+
+
+class Objective:
+    """``f(x) = fn(x, *args)`` with its gradient by reverse-mode autograd.
+
+    Calling the objective evaluates ``f`` and ``grad f`` at ``params.values``. The first call
+    checks the contract of ``fn``; later calls take the fast path.
+
+    Attributes:
+        nfev: number of evaluations of ``f`` so far (with or without a gradient).
+        ngev: number of gradient evaluations so far.
+    """
+
+    def __init__(self, fn: Callable[..., Tensor], params: Params, args: tuple = ()) -> None:
+        if not callable(fn):
+            raise InputTypeError(f"fn must be callable, got {type(fn).__name__}")
+        if not isinstance(args, tuple):
+            raise InputTypeError(f"args must be a tuple, got {type(args).__name__}")
+        self.fn = fn
+        self.params = params
+        self.args = args
+        self.nfev = 0
+        self.ngev = 0
+        self._checked = False
+        self._allow_unused = params.kind == "module"
+
+    def _loss(self) -> Tensor:
+        return self.fn(self.params.structure, *self.args)
+
+    def _check(self, loss: Any) -> None:
+        if not isinstance(loss, Tensor):
+            raise InputTypeError(
+                f"fn must return a scalar torch.Tensor, got {type(loss).__name__}; "
+                "build the loss from x with torch operations"
+            )
+        if loss.numel() != 1:
+            raise InputError(
+                f"fn must return a scalar loss, got a tensor of shape {_shape(loss)}; "
+                "reduce it, e.g. with .mean() or .sum()"
+            )
+        if not loss.is_floating_point():
+            raise InputTypeError(f"fn must return a floating-point loss, got dtype {loss.dtype}")
+        if not loss.requires_grad:
+            raise InputError(
+                "the loss returned by fn does not depend on x (it has no gradient); "
+                "compute it from the x that fn receives, without .detach(), .item() or numpy"
+            )
+
+    def __call__(self) -> tuple[Tensor, list[Tensor]]:
+        """Return ``(loss, grads)`` at the current point; ``loss`` is detached."""
+        self.nfev += 1
+        self.ngev += 1
+        loss = self._loss()
+        if not self._checked:
+            self._check(loss)
+            grads = torch.autograd.grad(loss.reshape(()), self.params.leaves, allow_unused=True)
+            unused = [n for n, g in zip(self.params.names, grads) if g is None]
+            if len(unused) == len(grads):
+                raise InputError(
+                    "the loss returned by fn does not depend on x (no gradient reaches it); "
+                    "compute it from the x that fn receives"
+                )
+            self._allow_unused = bool(unused)
+            self._checked = True
+            out = [
+                torch.zeros_like(v) if g is None else g for g, v in zip(grads, self.params.values)
+            ]
+            return loss.detach().reshape(()), out
+        grads = torch.autograd.grad(
+            loss, self.params.leaves, allow_unused=self._allow_unused,
+            materialize_grads=self._allow_unused,
+        )
+        return loss.detach(), list(grads)
+
+    def value(self) -> Tensor:
+        """``f`` at the current point without a gradient (for line searches)."""
+        self.nfev += 1
+        with torch.no_grad():
+            return self._loss().detach()
+
+    def __repr__(self) -> str:
+        name = getattr(self.fn, "__name__", type(self.fn).__name__)
+        return f"Objective(fn={name}, nfev={self.nfev}, ngev={self.ngev})"

@@ -1,0 +1,421 @@
+"""Update rules: how the gradient and the rule's state become a step.
+
+Every rule turns the gradient ``g_k`` into an *update vector* ``u_k`` and the loop moves
+
+    x_{k+1} = x_k - lr_k * u_k
+
+so ``u = g`` for the notebook's plain gradient descent and ``-u`` is the search direction a line
+search walks along. Each rule is a small dataclass: hyper-parameters as fields (validated in
+``__post_init__``, naming the bad value), state in ``self.state`` (plain tensors and numbers),
+``init(values)`` to (re)start, ``direction(values, grads)`` to compute ``u``,
+``apply(values, u, lr)`` to take the step out of place, and ``state_dict`` /
+``load_state_dict`` for checkpoints. All work on lists of tensors with ``torch._foreach_*``
+kernels, the same fast path ``torch.optim`` takes, and are tested iterate-for-iterate against
+``torch.optim``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from .errors import InputError, InputTypeError, check_fraction, check_positive
+
+__all__ = [
+    "GD",
+    "RULES",
+    "AdaGrad",
+    "Adam",
+    "AdamW",
+    "Momentum",
+    "Nesterov",
+    "RMSProp",
+    "Rule",
+    "TorchOptimizer",
+    "make_rule",
+]
+
+
+def _add_weight_decay(grads: list[Tensor], values: list[Tensor], wd: float) -> list[Tensor]:
+    return list(torch._foreach_add(grads, values, alpha=wd)) if wd else grads
+
+
+@dataclass
+class Rule:
+    """Base of all update rules. Subclasses set ``name`` and ``default_lr`` and implement
+    :meth:`direction`.
+
+    Attributes:
+        state: the rule's state (buffers and the step count), plain data for checkpoints.
+    """
+
+    name: ClassVar[str] = "rule"
+    default_lr: ClassVar[float] = 1e-3
+    #: True when ``apply`` is ``x - lr * u`` for any lr (line searches need it).
+    scalable: ClassVar[bool] = True
+    state: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def init(self, values: list[Tensor]) -> None:
+        """Reset the state for parameters shaped like ``values``."""
+        self.state = {"step": 0}
+
+    def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        """Advance the state by one step and return the update vector ``u`` (one per tensor).
+
+        ``u`` may share storage with the state or with ``grads``: read it, never write into it.
+        """
+        raise NotImplementedError
+
+    def apply(self, values: list[Tensor], u: list[Tensor], lr: float) -> list[Tensor]:
+        """Return the new values ``x - lr * u``, computed out of place."""
+        if len(values) == 1:
+            return [torch.add(values[0], u[0], alpha=-lr)]
+        return list(torch._foreach_add(values, u, alpha=-lr))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state as plain data (tensors cloned)."""
+        return copy.deepcopy(self.state)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict`."""
+        self.state = copy.deepcopy(state)
+
+    def hyper(self) -> dict[str, Any]:
+        """The hyper-parameters, by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+
+
+@dataclass
+class GD(Rule):
+    """Plain gradient descent, the notebook's rule: ``u = g + wd * x``.
+
+    ``x <- x - lr * grad``, exactly as ``torch.optim.SGD`` without momentum.
+    """
+
+    name: ClassVar[str] = "gd"
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+
+    def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        self.state["step"] = self.state.get("step", 0) + 1
+        return _add_weight_decay(grads, values, self.weight_decay)
+
+
+@dataclass
+class Momentum(GD):
+    """Heavy-ball momentum, as ``torch.optim.SGD(momentum=mu, dampening=tau)``.
+
+    ``b_1 = g_1``, ``b_k = mu * b_{k-1} + (1 - tau) * g_k``, ``u = b_k``.
+
+    References:
+        Polyak, "Some methods of speeding up the convergence of iteration methods", 1964.
+    """
+
+    name: ClassVar[str] = "momentum"
+    momentum: float = 0.9
+    dampening: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fraction("momentum", self.momentum)
+        check_fraction("dampening", self.dampening)
+
+    def _buffer(self, grads: list[Tensor]) -> list[Tensor]:
+        buf = self.state.get("buf")
+        if buf is None:
+            buf = [g.clone() for g in grads]
+            self.state["buf"] = buf
+        else:
+            torch._foreach_mul_(buf, self.momentum)
+            torch._foreach_add_(buf, grads, alpha=1 - self.dampening)
+        return buf
+
+    def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        return self._buffer(super().direction(values, grads))
+
+
+@dataclass
+class Nesterov(Momentum):
+    """Nesterov momentum, as ``torch.optim.SGD(momentum=mu, nesterov=True)``.
+
+    ``b_k = mu * b_{k-1} + g_k``, ``u = g_k + mu * b_k``.
+
+    References:
+        Nesterov, "A method of solving a convex programming problem with convergence rate
+        O(1/k^2)", 1983; Sutskever et al., "On the importance of initialization and momentum in
+        deep learning", 2013.
+    """
+
+    name: ClassVar[str] = "nesterov"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dampening:
+            raise InputError(
+                f"nesterov needs dampening 0, got {self.dampening!r}; use rule 'momentum'"
+            )
+
+    def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        g = GD.direction(self, values, grads)
+        return list(torch._foreach_add(g, self._buffer(g), alpha=self.momentum))
+
+
+@dataclass
+class Adam(Rule):
+    """Adam, as ``torch.optim.Adam`` (L2 weight decay added to the gradient).
+
+    ``m_k = b1 m + (1-b1) g``, ``v_k = b2 v + (1-b2) g^2``,
+    ``u = m_k / (1-b1^k) / (sqrt(v_k / (1-b2^k)) + eps)``.
+
+    References:
+        Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015.
+    """
+
+    name: ClassVar[str] = "adam"
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_fraction("beta1", self.beta1)
+        check_fraction("beta2", self.beta2)
+        check_positive("eps", self.eps, allow_zero=True)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+
+    def init(self, values: list[Tensor]) -> None:
+        self.state = {
+            "step": 0,
+            "m": [torch.zeros_like(v) for v in values],
+            "v": [torch.zeros_like(v) for v in values],
+        }
+
+    def _adam(self, grads: list[Tensor]) -> list[Tensor]:
+        s = self.state
+        s["step"] += 1
+        k = s["step"]
+        torch._foreach_lerp_(s["m"], grads, 1 - self.beta1)
+        torch._foreach_mul_(s["v"], self.beta2)
+        torch._foreach_addcmul_(s["v"], grads, grads, value=1 - self.beta2)
+        bc1 = 1 - self.beta1**k
+        bc2_sqrt = math.sqrt(1 - self.beta2**k)
+        denom = torch._foreach_sqrt(s["v"])
+        torch._foreach_div_(denom, bc2_sqrt)
+        torch._foreach_add_(denom, self.eps)
+        u = torch._foreach_div(s["m"], denom)
+        torch._foreach_div_(u, bc1)
+        return list(u)
+
+    def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        return self._adam(_add_weight_decay(grads, values, self.weight_decay))
+
+
+@dataclass
+class AdamW(Adam):
+    """AdamW, as ``torch.optim.AdamW``: Adam plus decoupled weight decay,
+    ``u = adam(g) + wd * x`` (so ``x <- x (1 - lr wd) - lr adam(g)``).
+
+    References:
+        Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
+    """
+
+    name: ClassVar[str] = "adamw"
+    weight_decay: float = 1e-2
+
+    def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        u = self._adam(grads)
+        if self.weight_decay:
+            torch._foreach_add_(u, values, alpha=self.weight_decay)
+        return u
+
+
+@dataclass
+class RMSProp(Rule):
+    """RMSprop, as ``torch.optim.RMSprop``.
+
+    ``s = a s + (1-a) g^2`` (centred: minus the squared running mean of ``g``),
+    ``u = g / (sqrt(s) + eps)``; with momentum ``b = mu b + g / (sqrt(s) + eps)``, ``u = b``.
+
+    References:
+        Tieleman & Hinton, Lecture 6.5 of "Neural Networks for Machine Learning", 2012.
+    """
+
+    name: ClassVar[str] = "rmsprop"
+    default_lr: ClassVar[float] = 1e-2
+    alpha: float = 0.99
+    eps: float = 1e-8
+    momentum: float = 0.0
+    centered: bool = False
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_fraction("alpha", self.alpha)
+        check_positive("eps", self.eps, allow_zero=True)
+        check_fraction("momentum", self.momentum)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+
+    def init(self, values: list[Tensor]) -> None:
+        self.state = {"step": 0, "sq": [torch.zeros_like(v) for v in values]}
+        if self.centered:
+            self.state["mean"] = [torch.zeros_like(v) for v in values]
+        if self.momentum:
+            self.state["buf"] = [torch.zeros_like(v) for v in values]
+
+    def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        s = self.state
+        s["step"] += 1
+        g = _add_weight_decay(grads, values, self.weight_decay)
+        torch._foreach_mul_(s["sq"], self.alpha)
+        torch._foreach_addcmul_(s["sq"], g, g, value=1 - self.alpha)
+        if self.centered:
+            torch._foreach_lerp_(s["mean"], g, 1 - self.alpha)
+            avg = torch._foreach_addcmul(s["sq"], s["mean"], s["mean"], value=-1)
+            torch._foreach_sqrt_(avg)
+        else:
+            avg = torch._foreach_sqrt(s["sq"])
+        torch._foreach_add_(avg, self.eps)
+        if self.momentum:
+            torch._foreach_mul_(s["buf"], self.momentum)
+            torch._foreach_addcdiv_(s["buf"], g, avg)
+            return s["buf"]
+        return list(torch._foreach_div(g, avg))
+
+
+@dataclass
+class AdaGrad(Rule):
+    """AdaGrad, as ``torch.optim.Adagrad``.
+
+    ``s = s + g^2``, ``u = g / (sqrt(s) + eps) / (1 + (k-1) decay)``.
+
+    References:
+        Duchi, Hazan & Singer, "Adaptive Subgradient Methods for Online Learning and Stochastic
+        Optimization", JMLR 2011.
+    """
+
+    name: ClassVar[str] = "adagrad"
+    default_lr: ClassVar[float] = 1e-2
+    lr_decay: float = 0.0
+    eps: float = 1e-10
+    initial_accumulator_value: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_positive("lr_decay", self.lr_decay, allow_zero=True)
+        check_positive("eps", self.eps, allow_zero=True)
+        check_positive("initial_accumulator_value", self.initial_accumulator_value,
+                       allow_zero=True)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+
+    def init(self, values: list[Tensor]) -> None:
+        a = self.initial_accumulator_value
+        self.state = {"step": 0, "sum": [torch.full_like(v, a) for v in values]}
+
+    def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        s = self.state
+        s["step"] += 1
+        g = _add_weight_decay(grads, values, self.weight_decay)
+        torch._foreach_addcmul_(s["sum"], g, g, value=1)
+        std = torch._foreach_sqrt(s["sum"])
+        torch._foreach_add_(std, self.eps)
+        u = torch._foreach_div(g, std)
+        if self.lr_decay:
+            torch._foreach_div_(u, 1 + (s["step"] - 1) * self.lr_decay)
+        return list(u)
+
+
+@dataclass
+class TorchOptimizer(Rule):
+    """Any ``torch.optim.Optimizer`` used as the rule: ``rule=torch.optim.SGD`` or
+    ``rule=functools.partial(torch.optim.SGD, momentum=0.9)``.
+
+    The loop's step size is written into every param group's ``lr`` before each step. The
+    optimizer updates in place, so its parameters are first given fresh storage (the previous
+    and best iterates the loop keeps by reference stay intact). Line searches cannot steer it.
+    """
+
+    name: ClassVar[str] = "torch.optim"
+    scalable: ClassVar[bool] = False
+    factory: Callable[..., torch.optim.Optimizer] | None = None
+    leaves: list[Tensor] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    @property
+    def label(self) -> str:
+        f = self.factory
+        if isinstance(f, functools.partial):
+            f = f.func
+        return f"torch.optim.{getattr(f, '__name__', type(f).__name__)}"
+
+    def init(self, values: list[Tensor]) -> None:
+        assert self.factory is not None
+        self.state = {"step": 0}
+        self.optimizer = self.factory(self.leaves, lr=1.0)
+        if isinstance(self.optimizer, torch.optim.LBFGS):
+            raise InputError("torch.optim.LBFGS needs a closure; use rule='lbfgs' instead")
+
+    def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        # The optimizer keeps its own state; it is handed the raw gradient in ``apply``.
+        return grads
+
+    def apply(self, values: list[Tensor], u: list[Tensor], lr: float) -> list[Tensor]:
+        assert self.optimizer is not None
+        self.state["step"] += 1
+        for leaf, v, g in zip(self.leaves, values, u):
+            leaf.data = v.clone()
+            leaf.grad = g
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        new = [leaf.detach() for leaf in self.leaves]
+        for leaf in self.leaves:
+            leaf.grad = None
+        return new
+
+    def state_dict(self) -> dict[str, Any]:
+        assert self.optimizer is not None
+        return {"step": self.state["step"], "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.optimizer is not None
+        self.state = {"step": state["step"]}
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+
+
+#: The rules by name; the one place names are resolved.
+RULES: dict[str, type[Rule]] = {
+    r.name: r for r in (GD, Momentum, Nesterov, Adam, AdamW, RMSProp, AdaGrad)
+}
+
+
+def _is_optimizer_factory(rule: Any) -> bool:
+    f = rule.func if isinstance(rule, functools.partial) else rule
+    return isinstance(f, type) and issubclass(f, torch.optim.Optimizer)
+
+
+def make_rule(rule: str | Rule | Any) -> Rule:
+    """Resolve ``rule`` (a name from :data:`RULES`, a :class:`Rule`, or a ``torch.optim``
+    optimizer class / ``functools.partial`` of one) to a fresh :class:`Rule`."""
+    if isinstance(rule, Rule):
+        return copy.deepcopy(rule)
+    if isinstance(rule, str):
+        cls = RULES.get(rule)
+        if cls is None:
+            known = ", ".join(sorted(RULES))
+            raise InputError(f"unknown rule {rule!r}; known rules: {known}")
+        return cls()
+    if _is_optimizer_factory(rule):
+        return TorchOptimizer(factory=rule)
+    raise InputTypeError(
+        f"rule must be a rule name, a descend Rule or a torch.optim.Optimizer class, got {rule!r}"
+    )
