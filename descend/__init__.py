@@ -9,7 +9,8 @@
     (1, 'loss_below')
 """
 
-from . import observers, rules, steps, stops
+from . import observers, problems, rules, steps, stops
+from .diagnose import Diagnosis, diagnose
 from .errors import InputError
 from .history import History, Result
 from .minimize import minimize
@@ -17,12 +18,15 @@ from .minimize import minimize
 __version__ = "0.1.0"
 
 __all__ = [
+    "Diagnosis",
     "History",
     "InputError",
     "Result",
     "__version__",
+    "diagnose",
     "minimize",
     "observers",
+    "problems",
     "rules",
     "steps",
     "stops",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,8 @@ import torch
 
 if TYPE_CHECKING:
     import pandas
+
+    from .diagnose import Diagnosis
 
 __all__ = ["History", "Result"]
 
@@ -115,6 +118,10 @@ class Result:
         seconds: wall-clock time of the run.
         rule: the update rule's name.
         step: the step-size strategy, in words.
+        diagnose: a zero-argument function returning the :class:`~descend.diagnose.Diagnosis`
+            at the start, with the run's fixed lr and loss threshold (local estimates from
+            Hessian-vector products, computed only when called); ``None`` when the result was
+            not made by :func:`descend.minimize`.
     """
 
     x: Any
@@ -130,6 +137,7 @@ class Result:
     seconds: float
     rule: str = "gd"
     step: str = ""
+    diagnose: Callable[[], Diagnosis] | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         ok = "success" if self.success else "no success"
@@ -150,3 +158,11 @@ class Result:
         losses = [v for v in self.history.loss if math.isfinite(v) and v > 0]
         ratios = sorted(b / a for a, b in itertools.pairwise(losses))
         return ratios[len(ratios) // 2] if ratios else math.nan
+
+    def explain(self) -> str:
+        """Why the run stopped, the observed linear rate against the one the local quadratic
+        model predicts, and which fixed step would have been faster, in plain words (print it:
+        ``print(result.explain())``). The curvature figures come from :attr:`diagnose`."""
+        from .diagnose import explain
+
+        return explain(self)

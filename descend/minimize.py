@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import Tensor
 
+from .diagnose import at_start
 from .history import Result
 from .loop import Observer, run
 from .objective import Objective, Params
@@ -83,6 +84,7 @@ def minimize(
         cap = next((c.n for c in criteria if isinstance(c, MaxIter)), None)
         obs.append(Progress(total=cap))
 
+    start = at_start(fn, params, args, step, criteria)  # for Result.explain; lazy
     t0 = perf_counter()
     s, fired = run(objective, the_rule, step, criteria, obs)
     seconds = perf_counter() - t0
@@ -103,4 +105,5 @@ def minimize(
         seconds=seconds,
         rule=getattr(the_rule, "label", the_rule.name),
         step=step.describe(),
+        diagnose=start,
     )
