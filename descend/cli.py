@@ -49,6 +49,8 @@ def _demo(a: argparse.Namespace) -> int:
     res = minimize(p.fn, p.x0, rule=a.rule, lr=a.lr, stop=stop, max_iter=a.max_iters,
                    verbose=not a.quiet)
     print(f"x: stopped after {res.nit} iterations, {res.message} [{res.reason}]")
+    if a.explain:
+        print("\n" + res.explain())
 
     # The notebook, second half: nn.Linear(5, 3) with optim.SGD(model.parameters(), lr=0.001),
     # fitted to data from a hidden linear map plus noise.
@@ -74,6 +76,26 @@ def _demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _diagnose(a: argparse.Namespace) -> int:
+    import torch
+
+    from . import problems
+    from .diagnose import diagnose
+
+    torch.set_num_threads(1)  # small problems: extra threads only add synchronisation
+    p = problems.notebook(a.seed) if a.problem == "notebook" else problems.get(a.problem)
+    threshold = p.threshold if a.threshold is None else a.threshold
+    d = diagnose(p.fn, p.x0, a.lr, threshold=threshold, f_star=p.f_star, max_iter=a.max_hvps)
+    print(f"problem {p.name}, {sum(t.numel() for t in _tensors(p.x0))} parameters, at its "
+          "start x0")
+    print(d)
+    return 0
+
+
+def _tensors(x: object) -> list:
+    return list(x) if isinstance(x, (tuple, list)) else [x]
+
+
 def _parser() -> _Parser:
     p = _Parser(prog="descend", description="Gradient descent on PyTorch, from the notebook on.")
     p.add_argument("--version", action="version", version=_version())
@@ -95,7 +117,29 @@ def _parser() -> _Parser:
     d.add_argument("--model-iters", type=int, default=1000,
                    help="iteration cap for nn.Linear(5, 3) (default 1000)")
     d.add_argument("--quiet", action="store_true", help="print only the summaries")
+    d.add_argument("--explain", action="store_true",
+                   help="after the run for x, explain in plain words why it stopped, its rate "
+                   "against the predicted one, and which lr would have been faster")
     d.set_defaults(run=_demo)
+
+    g = sub.add_parser("diagnose", help="local curvature, safe step range and predicted "
+                       "iterations for a named problem, from Hessian-vector products",
+                       description="Estimates at the problem's start x0 (local estimates): top "
+                       "and bottom curvature, condition number, the stable range 0 < lr < 2/L, "
+                       "and, with --lr, the contraction per gd step and the predicted "
+                       "iterations to the threshold.")
+    g.add_argument("problem", nargs="?", default="notebook",
+                   help="a problem of descend.problems (default notebook): "
+                   "notebook, quadratic_k1, quadratic_k1e2, quadratic_k1e4, rosenbrock_2, "
+                   "rosenbrock_100, diabetes_lstsq, breast_cancer_logistic, mlp_regression")
+    g.add_argument("--lr", type=float, default=None, help="a gd step size to assess")
+    g.add_argument("--threshold", type=float, default=None,
+                   help="loss to predict the iterations to (default: the problem's own)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="torch.manual_seed before the notebook's rand_like (default 0)")
+    g.add_argument("--max-hvps", type=int, default=100,
+                   help="at most this many Hessian-vector products (default 100)")
+    g.set_defaults(run=_diagnose)
     return p
 
 

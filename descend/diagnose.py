@@ -144,9 +144,10 @@ class Diagnosis:
             lines.append(f"  at lr = {self.lr:g}: error contraction ~ {self.contraction:.4g} per "
                          f"step, loss factor ~ {self.contraction ** 2:.4g}")
         if self.threshold is not None:
+            at_lr = "" if self.lr is None else f"{_count(self.iterations)} at lr = {self.lr:g}, "
             lines.append(
-                f"  predicted iterations to loss <= {self.threshold:g} (f* = {self.f_star:g}): "
-                f"{_count(self.iterations)} at lr = {_g(self.lr)}, "
+                f"  predicted gd iterations to loss <= {self.threshold:.10g} "
+                f"(assuming f* = {self.f_star:.10g}): {at_lr}"
                 f"{_count(self.iterations_fastest)} at the fastest lr"
             )
         return "\n".join(lines)
@@ -196,6 +197,7 @@ def lanczos_extremes(
     max_iter: int = 100,
     rtol: float = 1e-4,
     seed: int = 0,
+    exact_tol: float = 1e-12,
 ) -> tuple[float, float, int, bool]:
     """The largest and smallest eigenvalues of a symmetric operator, by Lanczos.
 
@@ -212,6 +214,8 @@ def lanczos_extremes(
         max_iter: at most this many products (and never more than ``n``).
         rtol: the residual tolerance, relative to each extreme Ritz value.
         seed: seeds the random start vector.
+        exact_tol: ``beta_k`` below this fraction of the spectral radius means the Krylov
+            space is exhausted (raise it to the round-off of ``hvp``, e.g. for float32).
 
     Returns:
         ``(largest, smallest, products spent, exact)``.
@@ -242,7 +246,7 @@ def lanczos_extremes(
         theta, s = torch.linalg.eigh(t)
         top, bottom = float(theta[-1]), float(theta[0])
         scale = max(abs(top), abs(bottom), 1e-300)
-        if beta <= 1e-12 * scale or k + 1 == n:
+        if beta <= exact_tol * scale or k + 1 == n:
             exact = True
             return top, bottom, k + 1, exact
         # Each extreme Ritz value lies within its residual of an eigenvalue; ask for a
@@ -367,8 +371,11 @@ def _diagnose(
         # One checked evaluation: fn's contract errors read as they do in minimize.
         Objective(fn, params, args)()
         hvp = _HVP(fn, params, args)
+        # H v carries the round-off of the parameters' dtype (float32 for the notebook)
+        eps = max(torch.finfo(v.dtype).eps for v in values)
         big, small, _, exact = lanczos_extremes(
-            hvp, sum(hvp.sizes), max_iter=max_iter, rtol=rtol, seed=seed)
+            hvp, sum(hvp.sizes), max_iter=max_iter, rtol=rtol, seed=seed,
+            exact_tol=max(1e-12, 10 * eps))
     finally:
         params.set(current)
     convex = small > CONVEX_TOL * abs(big) and big > 0
