@@ -271,7 +271,8 @@ class _HVP:
         grads = torch.autograd.grad(loss, self.leaves, create_graph=True, allow_unused=True)
         self.loss = float(loss.detach())
         flat = [torch.zeros(s, dtype=torch.float64) if gr is None
-                else gr.detach().reshape(-1).double() for gr, s in zip(grads, self.sizes)]
+                else gr.detach().reshape(-1).to("cpu", torch.float64)
+                for gr, s in zip(grads, self.sizes)]
         self.grad_norm = float(torch.cat(flat).norm())
         # A gradient that does not require grad is constant in x: its block of H is zero.
         self.live = [i for i, gr in enumerate(grads) if gr is not None and gr.requires_grad]
@@ -284,12 +285,13 @@ class _HVP:
             return torch.zeros_like(v)
         parts = torch.split(v, self.sizes)
         outputs = [self.grads[i] for i in self.live]
-        seeds = [parts[i].reshape(self.leaves[i].shape).to(self.leaves[i].dtype)
-                 for i in self.live]
+        # Lanczos runs in float64 on the CPU; H v in the parameters' own dtype and device.
+        seeds = [parts[i].reshape(self.leaves[i].shape).to(self.leaves[i]) for i in self.live]
         hv = torch.autograd.grad(outputs, self.leaves, seeds, retain_graph=True,
                                  allow_unused=True)
         return torch.cat([torch.zeros(s, dtype=torch.float64) if h is None
-                          else h.reshape(-1).double() for h, s in zip(hv, self.sizes)])
+                          else h.reshape(-1).to("cpu", torch.float64)
+                          for h, s in zip(hv, self.sizes)])
 
 
 def diagnose(
