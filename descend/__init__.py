@@ -9,7 +9,7 @@
     (1, 'loss_below')
 """
 
-from . import observers, rules, steps, stops
+from . import observers, report, rules, steps, stops, store
 from .errors import InputError
 from .history import History, Result
 from .minimize import minimize
@@ -23,7 +23,9 @@ __all__ = [
     "__version__",
     "minimize",
     "observers",
+    "report",
     "rules",
     "steps",
     "stops",
+    "store",
 ]

@@ -6,13 +6,13 @@ A records folder (``runs/`` by default, or ``$DESCEND_RUNS``) holds one sub-fold
     runs/
       index.sqlite               id, created, problem, rule, step, nit, loss, reason, success, label
       20261127-061200-3fa2/
-        config.json              what was asked: problem, rule, lr, step, stop, max_iter, ...
-        environment.json         python, torch, descend versions, platform, device, seed, argv, time
-        history.csv              one row per iteration: iteration, loss, grad_norm, lr, time, nfev, ...
-        params.pt                the final parameters (a module's state_dict), ``torch.save``
-        result.json              the result summary: loss, best_loss, nit, nfev, reason, message, ...
-        snapshots.pt             optional: parameter iterates (<= 4,096 elements) and the target
-        diagnostics.json         optional: what ``diagnose`` found, shown by the report
+        config.json        what was asked: problem, rule, lr, step, stop, max_iter, ...
+        environment.json   python, torch, descend versions, platform, device, seed, argv, time
+        history.csv        one row per iteration: iteration, loss, grad_norm, lr, time, nfev, ...
+        params.pt          the final parameters (a module's state_dict), ``torch.save``
+        result.json        the result summary: loss, best_loss, nit, nfev, reason, message, ...
+        snapshots.pt       optional: parameter iterates (<= 4,096 elements) and the target
+        diagnostics.json   optional: what ``diagnose`` found, shown by the report
 
 Writes are atomic: a run is written into a hidden ``.tmp-*`` folder, each file flushed and
 fsynced, and the folder is renamed to its id in one step, so a run interrupted while writing
@@ -42,6 +42,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -157,7 +158,8 @@ def environment(*, seed: int | None = None, device: str | None = None,
         "threads": torch.get_num_threads(),
         "seed": seed,
         "argv": list(sys.argv if argv is None else argv),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        # microseconds, so runs of the same second list in the order they were made
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
     if device and device.startswith("cuda") and torch.cuda.is_available():
         env["device_name"] = torch.cuda.get_device_name(torch.device(device))
@@ -348,7 +350,7 @@ def record_result(
     cfg: dict[str, Any] = {"rule": result.rule, "step": result.step}
     cfg.update(config or {})
     summary = {k: getattr(result, k) for k in RESULT_FIELDS}
-    cols = dict(result.history.columns)
+    cols: dict[str, Sequence[Any]] = dict(result.history.columns)
     cols.update(extra_columns or {})
     x = result.x.state_dict() if isinstance(result.x, nn.Module) else result.x
     snap: Mapping[str, Any] | None
