@@ -406,9 +406,11 @@ def open_run(root: str | os.PathLike[str], ref: str | os.PathLike[str]) -> Run:
     ref_s = os.fspath(ref)
     path = root / ref_s if _ID.match(ref_s) and (root / ref_s).is_dir() else Path(ref_s)
     if not (path / "result.json").is_file():
-        where = f"in {root}" if _ID.match(ref_s) else "there"
-        raise InputError(f"no run {ref_s!r} {where} (`descend runs list --runs {root}` shows "
-                         f"the ids; a run folder holds result.json)")
+        if _ID.match(ref_s) and not path.exists():
+            raise InputError(f"no run {ref_s!r} in {root} (`descend runs list --runs {root}` "
+                             f"shows the ids)")
+        raise InputError(f"no run at {ref_s!r}: a run folder holds result.json (`descend runs "
+                         f"list --runs {root}` shows the ids in {root})")
     diag = path / "diagnostics.json"
     return Run(
         id=path.name,

@@ -338,20 +338,18 @@ def test_demo_no_record_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     assert list(tmp_path.iterdir()) == []
 
 
+NO_RUN = "no run 'nope' in {root} (`descend runs list --runs {root}` shows the ids)"
+
+
 @pytest.mark.parametrize(("argv", "msg"), [
-    (["runs", "show", "nope"], "descend runs: error: no run 'nope' in {root} (`descend runs "
-                               "list --runs {root}` shows the ids; a run folder holds "
-                               "result.json)"),
-    (["runs", "rm", "nope"], "descend runs: error: no run 'nope' in {root} (`descend runs list "
-                             "--runs {root}` shows the ids; a run folder holds result.json)"),
-    (["runs", "compare", "nope"], "descend runs: error: no run 'nope' in {root} (`descend runs "
-                                  "list --runs {root}` shows the ids; a run folder holds "
-                                  "result.json)"),
-    (["report", "missing/folder"], "descend report: error: no run 'missing/folder' there "
-                                   "(`descend runs list --runs {root}` shows the ids; a run "
-                                   "folder holds result.json)"),
-    (["plot", "nope"], "descend plot: error: no run 'nope' in {root} (`descend runs list "
-                       "--runs {root}` shows the ids; a run folder holds result.json)"),
+    (["runs", "show", "nope"], "descend runs: error: " + NO_RUN),
+    (["runs", "rm", "nope"], "descend runs: error: " + NO_RUN),
+    (["runs", "compare", "nope"], "descend runs: error: " + NO_RUN),
+    (["report", "nope"], "descend report: error: " + NO_RUN),
+    (["plot", "nope"], "descend plot: error: " + NO_RUN),
+    (["report", "missing/folder"], "descend report: error: no run at 'missing/folder': a run "
+                                   "folder holds result.json (`descend runs list --runs {root}` "
+                                   "shows the ids in {root})"),
     (["runs"], "descend runs: error: the following arguments are required: ACTION"),
     (["demo", "--sweep-lr", "0.1,x"], "descend demo: error: --sweep-lr takes numbers separated "
                                       "by commas, e.g. 0.1,1,4.5; got 'x'"),
