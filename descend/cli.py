@@ -10,9 +10,12 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .store import Run
 
 __all__ = ["main"]
 
@@ -49,13 +52,12 @@ def _floats(text: str, option: str) -> list[float]:
     return out
 
 
-def _names(text: str, option: str) -> list[str]:
-    from .rules import RULES
+def _names(text: str) -> list[str]:
+    from .rules import make_rule
 
     out = [t.strip() for t in text.split(",")]
     for t in out:
-        if t not in RULES:
-            raise InputError(f"{option}: unknown rule {t!r}; choose from {', '.join(RULES)}")
+        make_rule(t)  # an unknown name: the one message that lists the known rules
     return out
 
 
@@ -63,14 +65,19 @@ def _demo(a: argparse.Namespace) -> int:
     import contextlib
     import tempfile
 
+    import torch
+
     from .minimize import minimize
     from .observers import Snapshots
     from .problems import notebook
     from .report import write_report
     from .steps import make_step
     from .stops import LossBelow, MaxIter
-    from .store import Run, record_result
+    from .store import record_result
 
+    # The demo's tensors are tiny: extra intra-op threads only add synchronisation, and on a
+    # busy machine they stall the run many times over (measured: 1.2 s vs 22 s under load).
+    torch.set_num_threads(1)
     # Check every option before printing anything.
     stop = LossBelow(a.threshold)
     make_step(a.lr)
@@ -80,7 +87,7 @@ def _demo(a: argparse.Namespace) -> int:
     lrs = _floats(a.sweep_lr, "--sweep-lr") if a.sweep_lr else [a.lr]
     for v in lrs:
         make_step(v)
-    rules = _names(a.sweep_rule, "--sweep-rule") if a.sweep_rule else [a.rule]
+    rules = _names(a.sweep_rule) if a.sweep_rule else [a.rule]
     sweep = bool(a.sweep_lr or a.sweep_rule)
     report = Path(a.report) if a.report else (Path("sweep.html") if sweep else None)
     if report is not None and not report.parent.is_dir():
@@ -105,9 +112,8 @@ def _demo(a: argparse.Namespace) -> int:
                                           "kind": "demo", "problem": "notebook", "label": label,
                                           "rule": rule, "lr": lr, "threshold": a.threshold,
                                           "max_iter": a.max_iters, "seed": a.seed}))
-            if not a.no_record:
-                print(f"recorded {root / runs[-1].id}")
 
+        recorded = runs
         if sweep:
             # every variant from the same start p.x0 (tensors are never mutated)
             for rule in rules:
@@ -115,7 +121,10 @@ def _demo(a: argparse.Namespace) -> int:
                     one(rule, lr, verbose=False)
         else:
             one(a.rule, a.lr, verbose=not a.quiet)
-            _demo_model(a, stop, root)
+            recorded = [*runs, _demo_model(a, stop, root)]
+        if not a.no_record:  # after the summaries, which keep the notebook's order
+            for r in recorded:
+                print(f"recorded {root / r.id}")
         if report is not None:
             title = ("The notebook: x pulled to the target by gradient descent" if not sweep
                      else f"The notebook, {len(runs)} variants from the same start")
@@ -124,7 +133,7 @@ def _demo(a: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_model(a: argparse.Namespace, stop: Any, root: Path) -> None:
+def _demo_model(a: argparse.Namespace, stop: Any, root: Path) -> Run:
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -161,8 +170,7 @@ def _demo_model(a: argparse.Namespace, stop: Any, root: Path) -> None:
                             "label": f"nn.Linear(5, 3) gd lr={a.model_lr:g}", "rule": "gd",
                             "lr": a.model_lr, "threshold": a.threshold,
                             "max_iter": a.model_iters, "seed": a.seed})
-    if not a.no_record:
-        print(f"recorded {root / run.id}")
+    return run
 
 
 def _fmt(v: Any) -> str:
