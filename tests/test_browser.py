@@ -48,8 +48,16 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert main(["demo", "--quiet", "--runs", str(root), "--sweep-lr", "1,10",
                  "--report", str(two)]) == 0
     ids = [r["id"] for r in store.list_runs(root)][-2:]
+    fit = store.record_run(root, config={"label": "fit", "problem": "regression"},
+                           history_columns={"iteration": [0, 1, 2, 3],
+                                            "loss": [1.0, 0.5, 0.25, 0.2],
+                                            "val_loss": [1.1, 0.6, 0.4, 0.45]},
+                           result_summary={"loss": 0.2, "nit": 3, "reason": "max_iter"},
+                           diagnostics={"L": 0.2222, "safe lr (2/L)": 9.0})
+    val = root.parent / "val.html"
+    assert main(["report", str(fit.path), "-o", str(val)]) == 0
     return {"root": root, "demo": demo, "x": store.open_run(root, x_id), "two": two,
-            "two_ids": ids}
+            "two_ids": ids, "val": val}
 
 
 class Page:
@@ -169,4 +177,19 @@ def test_two_run_comparison_shows_two_series(browser: Any, reports: dict) -> Non
     assert pg.page.locator(".heat").count() == 2
     assert pg.errors == [] and pg.requests == [pg.url]
     pg.shot("two-runs.png")
+    pg.page.close()
+
+
+def test_validation_curves_and_diagnostics(browser: Any, reports: dict) -> None:
+    pg = Page(browser, reports["val"])
+    lines = pg.page.locator("#chart-val polyline.series")
+    assert [lines.nth(i).get_attribute("data-key") for i in range(lines.count())] == [
+        "loss", "val_loss"]
+    assert [int(lines.nth(i).get_attribute("data-n")) for i in range(2)] == [4, 4]
+    assert pg.page.locator("#chart-val .legend .item").all_inner_texts() == [
+        "fit · loss", "fit · val_loss"]
+    assert pg.page.locator("dl.diag dt").all_inner_texts() == ["L", "safe lr (2/L)"]
+    assert pg.page.locator("dl.diag dd").all_inner_texts() == ["0.2222", "9"]
+    assert pg.page.locator(".heat").count() == 0
+    assert pg.errors == [] and pg.requests == [pg.url]
     pg.page.close()
