@@ -183,6 +183,22 @@ def _jsonable(v: Any) -> Any:
     return repr(v)
 
 
+def _device_of(x: Any) -> str:
+    """The device of the first tensor in ``x`` (a tensor, or a tuple/list/dict of them)."""
+    import torch
+
+    stack = [x]
+    while stack:
+        v = stack.pop(0)
+        if isinstance(v, torch.Tensor):
+            return str(v.device)
+        if isinstance(v, Mapping):
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return "cpu"
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -353,6 +369,8 @@ def record_result(
     cols: dict[str, Sequence[Any]] = dict(result.history.columns)
     cols.update(extra_columns or {})
     x = result.x.state_dict() if isinstance(result.x, nn.Module) else result.x
+    if env is None:
+        env = environment(device=_device_of(x))
     snap: Mapping[str, Any] | None
     snap = snapshots.data(target) if hasattr(snapshots, "data") else snapshots  # type: ignore[union-attr]
     if snap is not None and not snap.get("iteration"):

@@ -378,3 +378,13 @@ def test_history_csv_is_plain(tmp_path: Path) -> None:
     text = (run.path / "history.csv").read_text().splitlines()
     assert text == ["iteration,loss,val_loss", "0,1.0,2.0", "1,nan,0.5"]
     assert json.loads((run.path / "config.json").read_text()) == {"obj": repr(LossBelow(1e-3))}
+
+
+@pytest.mark.parametrize(("x", "device"), [
+    (torch.zeros(2), "cpu"),
+    (torch.zeros(2, device="meta"), "meta"),
+    ({"w": (1, torch.zeros(1, device="meta"))}, "meta"),
+    ((1, "a"), "cpu"),
+])
+def test_environment_names_the_device_of_the_parameters(x: object, device: str) -> None:
+    assert store._device_of(x) == device
