@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +90,14 @@ class History:
             w.writerows(zip(*cols.values()))
         return path
 
+    def plot(self, columns: Sequence[str] = ("loss",), ax: Any = None) -> Any:
+        """Draw ``columns`` against the iteration with matplotlib (loss and gradient norm on a
+        log scale) on ``ax`` (a new figure when None); return the axes. Needs
+        ``pip install 'descend[plot]'``."""
+        from .report import plot_history
+
+        return plot_history(self, columns, ax)
+
     def __repr__(self) -> str:
         if not self.loss:
             return "History(rows=0)"
@@ -146,6 +154,12 @@ class Result:
             f"best_loss={self.best_loss:.4e}, rule={self.rule!r}, step={self.step!r}, "
             f"seconds={self.seconds:.3g})"
         )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the stop reason, the numbers and a small loss curve."""
+        from .report import result_html
+
+        return result_html(self)
 
     @property
     def ok(self) -> bool:
