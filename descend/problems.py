@@ -9,7 +9,7 @@ looks a name up.
 name                       size    optimum                                      threshold
 =========================  ======  ===========================================  ===============
 notebook                   9       ``x* = target``, ``f* = 0``                  ``1e-5``
-quadratic_k1               100     ``A x* = b``, ``f* = -x*'A x* / 2``          ``f* + 1e-6|f*|``
+quadratic_k1               100     ``x*`` given, ``f* = 0``                     ``1e-6 f(x0)``
 quadratic_k1e2             100     (condition number 1e2)                       same rule
 quadratic_k1e4             100     (condition number 1e4)                       same rule
 rosenbrock_2               2       ``x* = (1, 1)``, ``f* = 0``                  ``1e-10``
@@ -134,13 +134,15 @@ def quadratic_spectrum(cond: float, n: int = 100) -> Tensor:
 
 
 def quadratic(cond: float, n: int = 100, seed: int = 0) -> Problem:
-    """``f(x) = x'A x / 2 - b'x`` with ``A = Q diag(lambda) Q'`` of condition number ``cond``.
+    """``f(x) = (x - x*)'A (x - x*) / 2`` with ``A = Q diag(lambda) Q'`` of condition number
+    ``cond``.
 
     ``Q`` is a random orthogonal basis (the QR factor of a Gaussian matrix drawn from ``seed``),
     ``lambda`` is :func:`quadratic_spectrum` (``L = 1``, ``mu = 1/cond``), ``x*`` is a Gaussian
-    vector from the same seed and ``b = A x*``. So ``f* = -x*'A x* / 2`` and
-    ``f(x) - f* = (x - x*)'A (x - x*) / 2``. The start is ``x0 = 0`` (gap ``|f*|``); solved at a
-    relative gap of ``1e-6``. Gradient descent with ``lr = 1/L = 1`` contracts the error along
+    vector from the same seed. The gradient is ``A x - b`` with ``b = A x*`` and ``f* = 0``
+    exactly (so every loss threshold is >= 0, as :class:`~descend.stops.LossBelow` requires).
+    The start is ``x0 = 0``; solved at a gap of ``1e-6`` relative to the starting gap
+    ``f(x0) = x*'A x* / 2``. Gradient descent with ``lr = 1/L = 1`` contracts the error along
     eigenvector ``i`` by ``1 - lambda_i`` per step.
     """
     g = torch.Generator().manual_seed(seed)
@@ -150,16 +152,15 @@ def quadratic(cond: float, n: int = 100, seed: int = 0) -> Problem:
     a = (q * lam) @ q.T
     a = (a + a.T) / 2
     x_star = torch.randn(n, generator=g, dtype=torch.float64)
-    b = a @ x_star
 
     def quadratic_form(x: Tensor) -> Tensor:
-        return 0.5 * x @ (a @ x) - b @ x
+        e = x - x_star
+        return 0.5 * e @ (a @ e)
 
-    f_star = float(quadratic_form(x_star))  # = -x*'A x*/2 up to round-off
-
+    x0 = torch.zeros(n, dtype=torch.float64)
     name = f"quadratic_k{_cond_name(cond)}"
-    return Problem(name, quadratic_form, torch.zeros(n, dtype=torch.float64), x_star=x_star,
-                   f_star=f_star, threshold=_relative_threshold(f_star))
+    return Problem(name, quadratic_form, x0, x_star=x_star, f_star=0.0,
+                   threshold=RELATIVE_GAP * float(quadratic_form(x0)))
 
 
 def _cond_name(cond: float) -> str:
