@@ -11,16 +11,19 @@
 
 from . import observers, rules, steps, stops
 from .errors import InputError
+from .fit import FitResult, fit
 from .history import History, Result
 from .minimize import minimize
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FitResult",
     "History",
     "InputError",
     "Result",
     "__version__",
+    "fit",
     "minimize",
     "observers",
     "rules",

@@ -71,6 +71,152 @@ def _demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _columns(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    cols = [c.strip() for c in text.split(",") if c.strip()]
+    if not cols:
+        raise InputError(f"expected comma-separated column names, got {text!r}")
+    return cols
+
+
+def _fmt_scores(scores: dict[str, float], prefix: str) -> str:
+    return "  ".join(f"{k[len(prefix):]} {v:.6g}" for k, v in scores.items()
+                     if k.startswith(prefix))
+
+
+def _fit(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import __version__
+    from .fit import fit
+    from .models import save_model
+    from .stops import Criterion, LossBelow, TimeLimit
+
+    out = Path(a.out)
+    if out.exists() and not a.overwrite:  # refuse before any work
+        raise InputError(f"{out} already exists; pass --overwrite to replace it")
+    stop: list[Criterion] = []
+    if a.loss_below is not None:
+        stop.append(LossBelow(a.loss_below))
+    if a.time_limit is not None:
+        stop.append(TimeLimit(a.time_limit))
+    val = a.val_file if a.val_file is not None else (a.val or None)
+    # the default patience watches the validation loss; without validation data it is off
+    patience = a.patience if a.patience is not None else (10 if val is not None else None)
+    patience = patience or None
+    res = fit(
+        a.model, a.file, target=_columns(a.target), features=_columns(a.features), val=val,
+        loss=a.loss, rule=a.rule, lr=a.lr, batch_size=a.batch_size, epochs=a.epochs,
+        stop=stop, max_iter=a.max_iter, patience=patience, standardize=not a.no_standardize,
+        one_hot=a.one_hot, drop_missing=a.drop_missing, drop_constant=a.drop_constant,
+        activation=a.activation, seed=a.seed, device=a.device, progress=not a.quiet,
+    )
+    prep = res.preprocessing
+    assert prep is not None
+    print(f"stopped after {res.epochs} epochs ({res.nit} iterations, {res.seconds:.1f} s): "
+          f"{res.message} [{res.reason}]")
+    if res.restored_best:
+        print(f"restored the weights of the best epoch, {res.best_epoch}")
+    print(f"train: {_fmt_scores(res.metrics, 'train_')}")
+    if val is not None:
+        print(f"val:   {_fmt_scores(res.metrics, 'val_')}")
+    params = sum(p.numel() for p in res.model.parameters())
+    config = {
+        "model": a.model, "activation": a.activation, "in_features": len(prep.encoded_features),
+        "out_features": _out_features(res.model), "parameters": params, "loss": res.loss_name,
+        "task": prep.task, "rule": res.rule, "step": res.step, "lr": a.lr,
+        "batch_size": a.batch_size, "epochs": a.epochs, "val": a.val, "val_file": a.val_file,
+        "patience": patience, "seed": a.seed, "standardize": not a.no_standardize,
+        "one_hot": a.one_hot, "drop_missing": a.drop_missing, "drop_constant": a.drop_constant,
+        "data": str(a.file), "reason": res.reason, "message": res.message,
+        "epochs_run": res.epochs, "iterations": res.nit, "best_epoch": res.best_epoch,
+        "restored_best": res.restored_best, "seconds": res.seconds,
+        "descend_version": __version__,
+    }
+    import io
+
+    buf = io.StringIO()
+    cols = res.epoch_history.columns
+    buf.write(",".join(cols) + "\n")
+    for row in zip(*cols.values()):
+        buf.write(",".join(repr(v) if isinstance(v, float) else str(v) for v in row) + "\n")
+    save_model(out, res.model, config, prep, res.metrics, buf.getvalue(), overwrite=a.overwrite)
+    print(f"saved the model to {out}")
+    return 0
+
+
+def _out_features(model: object) -> int:
+    from torch import nn
+
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)] if isinstance(
+        model, nn.Module) else []
+    return int(last[-1].out_features) if last else 0
+
+
+def _predict_table(folder: str, file: str) -> tuple[object, object, object]:
+    from pathlib import Path
+
+    from .data import read_table
+    from .models import Head, load_model
+
+    saved = load_model(folder)
+    table = read_table(file)
+    X = saved.prep.features_of(table, Path(file).name)
+    head = Head(saved.config.get("loss"), saved.prep)
+    return saved, table, head.predictions(saved.outputs(X))
+
+
+def _predict(a: argparse.Namespace) -> int:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    saved, table, pred = _predict_table(a.folder, a.file)
+    prep = saved.prep  # type: ignore[attr-defined]
+    assert isinstance(table, pa.Table)
+    if prep.task == "classification":
+        t = prep.targets[0]
+        labels = [prep.classes[i] for i in pred.argmax(1).tolist()]  # type: ignore[attr-defined]
+        table = table.append_column(f"{t}_pred", pa.array(labels))
+        for j, c in enumerate(prep.classes):
+            table = table.append_column(f"{t}_prob_{c}", pa.array(pred[:, j].tolist()))  # type: ignore[index]
+    else:
+        for j, t in enumerate(prep.targets):
+            table = table.append_column(f"{t}_pred", pa.array(pred[:, j].tolist()))  # type: ignore[index]
+    if a.output in (None, "-"):
+        import sys as _sys
+
+        pacsv.write_csv(table, _sys.stdout.buffer)
+        _sys.stdout.flush()
+    else:
+        pacsv.write_csv(table, a.output)
+        print(f"wrote {table.num_rows} predictions to {a.output}", file=sys.stderr)
+    return 0
+
+
+def _evaluate(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .data import InMemory, read_table
+    from .models import DEFAULT_METRICS, LOSSES, Head, evaluate, load_model
+
+    saved = load_model(a.folder)
+    table = read_table(a.file)
+    name = Path(a.file).name
+    X = saved.prep.features_of(table, name)
+    Y = saved.prep.targets_of(table, name)
+    loss = saved.config["loss"]
+    if loss == "bce":
+        Y = Y.float()[:, None]
+    head = Head(loss, saved.prep)
+    scores = evaluate(saved.model, InMemory(X, Y, 65536, shuffle=False), LOSSES[loss], head,
+                      list(DEFAULT_METRICS[head.task]))
+    print(f"rows {len(X)}")
+    for k, v in scores.items():
+        print(f"{k} {v:.6g}")
+    return 0
+
+
 def _parser() -> _Parser:
     p = _Parser(prog="descend", description="Gradient descent on PyTorch, from the notebook on.")
     p.add_argument("--version", action="version", version=_version())
@@ -93,6 +239,71 @@ def _parser() -> _Parser:
                    help="iteration cap for nn.Linear(5, 3) (default 1000)")
     d.add_argument("--quiet", action="store_true", help="print only the summaries")
     d.set_defaults(run=_demo)
+
+    f = sub.add_parser(
+        "fit", help="train a model on a CSV or Parquet file and save it",
+        description="Trains a model on the rows of FILE (CSV or Parquet) by mini-batch gradient "
+        "descent and saves it, with its preprocessing, to --out.")
+    f.add_argument("file", help="training data: a CSV or Parquet (.parquet, .pq) file")
+    f.add_argument("--target", required=True, help="target column(s), comma-separated")
+    f.add_argument("--features", help="feature columns, comma-separated (default: all others)")
+    f.add_argument("--model", default="linear",
+                   help="linear, logistic, mlp:64,64 (hidden widths) or pkg.module:Class "
+                   "(called as Class(in_features, out_features)) (default linear)")
+    f.add_argument("--activation", default="relu",
+                   help="activation of mlp models: relu, tanh, gelu, sigmoid, silu "
+                   "(default relu)")
+    f.add_argument("--loss", help="mse, mae, huber, bce or cross_entropy (default: mse; for "
+                   "logistic: bce with 2 classes, else cross_entropy)")
+    f.add_argument("--rule", default="adam", help="update rule: gd (SGD), momentum, nesterov, "
+                   "adam, adamw, rmsprop, adagrad (default adam)")
+    f.add_argument("--lr", type=float, default=0.01, help="step size (default 0.01)")
+    f.add_argument("--batch-size", type=int, default=64, help="rows per batch (default 64)")
+    f.add_argument("--epochs", type=int, default=100, help="most passes over the training "
+                   "rows (default 100)")
+    f.add_argument("--val", type=float, default=0.2,
+                   help="fraction of rows held out for validation, 0 for none (default 0.2)")
+    f.add_argument("--val-file", help="a separate validation file instead of --val")
+    f.add_argument("--patience", type=int, default=None,
+                   help="stop when the validation loss has not improved for this many epochs "
+                   "and restore the best epoch's weights; 0 turns it off (default 10 with "
+                   "validation data, off without)")
+    f.add_argument("--loss-below", type=float, help="stop once the training loss (one batch) "
+                   "is at or below this")
+    f.add_argument("--time-limit", type=float, help="stop after this many seconds")
+    f.add_argument("--max-iter", type=int, help="stop after this many batches")
+    f.add_argument("--seed", type=int, default=0, help="seeds the split, the shuffling and "
+                   "the initial weights (default 0)")
+    f.add_argument("--one-hot", action="store_true",
+                   help="encode non-numeric feature columns as 0/1 columns")
+    f.add_argument("--drop-missing", action="store_true",
+                   help="drop rows with missing values instead of refusing the file")
+    f.add_argument("--drop-constant", action="store_true",
+                   help="drop constant feature columns instead of refusing the file")
+    f.add_argument("--no-standardize", action="store_true",
+                   help="do not scale features (and regression targets) to mean 0, std 1")
+    f.add_argument("--device", help="cpu, cuda, cuda:1, ... (default cpu)")
+    f.add_argument("--out", required=True, help="folder to save the model in (must not exist)")
+    f.add_argument("--overwrite", action="store_true",
+                   help="replace the --out folder if it exists")
+    f.add_argument("--quiet", action="store_true", help="no progress display")
+    f.set_defaults(run=_fit)
+
+    pr = sub.add_parser("predict", help="predict with a saved model",
+                        description="Writes the rows of FILE with one column <target>_pred per "
+                        "target (classifiers add <target>_prob_<class> columns).")
+    pr.add_argument("folder", help="a model folder written by descend fit --out")
+    pr.add_argument("file", help="rows to predict: a CSV or Parquet file with the feature "
+                    "columns")
+    pr.add_argument("-o", "--output", help="CSV file to write (default: standard output)")
+    pr.set_defaults(run=_predict)
+
+    ev = sub.add_parser("evaluate", help="score a saved model on labelled rows",
+                        description="Prints the loss and the metrics of a saved model on FILE, "
+                        "which must hold the feature and target columns.")
+    ev.add_argument("folder", help="a model folder written by descend fit --out")
+    ev.add_argument("file", help="labelled rows: a CSV or Parquet file")
+    ev.set_defaults(run=_evaluate)
     return p
 
 
@@ -109,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         a = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
+
     try:
         return int(a.run(a))
     except InputError as e:
