@@ -649,6 +649,13 @@ def prepare(model: Any, data: Any, val: Any, *, target: Any, features: Any, loss
              batch_size: int, standardize: bool | None, one_hot: bool, drop_missing: bool,
              drop_constant: bool, shuffle: bool, seed: int, dtype: torch.dtype,
              device: torch.device) -> Prepared:
+    """Turn ``data`` and ``val`` (any form :func:`descend.fit` takes) into batch sources.
+
+    Tables are checked and encoded by :class:`Preprocessing`; the validation split is drawn
+    before standardisation, whose statistics come from the training rows only. In-memory data
+    is moved to ``device`` once and served by :class:`InMemory`; a ``Dataset`` or
+    ``DataLoader`` by :class:`FromLoader`.
+    """
     from torch.utils.data import DataLoader, Dataset, TensorDataset
 
     classifier = model == "logistic" or loss in CLASSIFIER_LOSSES

@@ -268,8 +268,9 @@ class FitResult(Result):
         prep = self.preprocessing
         device = next(self.model.parameters()).device
         if isinstance(data, (str, Path)) or is_table(data):
-            if prep is None or not prep.targets or prep.features[0] == "x0":
-                raise InputError("predict on a table needs a model fitted on a table")
+            if prep is None or not prep.targets:
+                raise InputError("predict on a table needs a model fitted on a table; pass "
+                                 "a tensor or an array of features")
             table = read_table(data) if isinstance(data, (str, Path)) else to_table(data)
             X = prep.features_of(table, str(data) if isinstance(data, (str, Path)) else "data")
         else:
