@@ -91,14 +91,14 @@ def _fit(a: argparse.Namespace) -> int:
     from . import __version__
     from .fit import fit
     from .models import save_model
-    from .stops import Criterion, LossBelow, TimeLimit
+    from .stops import Criterion, TimeLimit, TrainLossBelow
 
     out = Path(a.out)
     if out.exists() and not a.overwrite:  # refuse before any work
         raise InputError(f"{out} already exists; pass --overwrite to replace it")
     stop: list[Criterion] = []
     if a.loss_below is not None:
-        stop.append(LossBelow(a.loss_below))
+        stop.append(TrainLossBelow(a.loss_below))
     if a.time_limit is not None:
         stop.append(TimeLimit(a.time_limit))
     val = a.val_file if a.val_file is not None else (a.val or None)
@@ -268,8 +268,8 @@ def _parser() -> _Parser:
                    help="stop when the validation loss has not improved for this many epochs "
                    "and restore the best epoch's weights; 0 turns it off (default 10 with "
                    "validation data, off without)")
-    f.add_argument("--loss-below", type=float, help="stop once the training loss (one batch) "
-                   "is at or below this")
+    f.add_argument("--loss-below", type=float, help="stop at the end of an epoch whose mean "
+                   "training loss is at or below this")
     f.add_argument("--time-limit", type=float, help="stop after this many seconds")
     f.add_argument("--max-iter", type=int, help="stop after this many batches")
     f.add_argument("--seed", type=int, default=0, help="seeds the split, the shuffling and "

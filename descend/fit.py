@@ -115,6 +115,7 @@ class Epochs:
         count: epochs finished.
         monitor: ``"validation loss"`` or ``"training loss"``: what ``best`` is the best of.
         monitored: the monitored loss of the last finished epoch.
+        train_loss: the mean training loss of the last finished epoch.
         val_loss: the validation loss of the last finished epoch.
         best, best_epoch, best_values: the lowest monitored loss, its epoch, its weights.
     """
@@ -133,6 +134,7 @@ class Epochs:
         self.count = 0
         self.monitor = "validation loss" if validate else "training loss"
         self.monitored = math.nan
+        self.train_loss = math.nan
         self.val_loss = math.nan
         self.best = math.inf
         self.best_epoch = 0
@@ -146,6 +148,7 @@ class Epochs:
         train = sum(a * w for a, w in zip(losses, self.sizes)) / sum(self.sizes)
         scores = self.validate() if self.validate is not None else {}
         self.count = k // nb
+        self.train_loss = train
         self.val_loss = scores.get("loss", math.nan)
         self.monitored = self.val_loss if self.validate is not None else train
         h = self.history

@@ -40,6 +40,7 @@ __all__ = [
     "NoImprovement",
     "NonFinite",
     "TimeLimit",
+    "TrainLossBelow",
     "ValLossBelow",
     "criteria_list",
     "message",
@@ -74,6 +75,10 @@ REASONS: dict[str, tuple[bool, str]] = {
     ),
     # fit only: criteria keyed on the epoch count (iteration // batches per epoch)
     "max_epochs": (True, "completed {n} epochs"),
+    "train_loss_below": (
+        True, "the epoch's training loss {train_loss:.4e} is at or below the threshold "
+        "{threshold:g}",
+    ),
     "val_loss_below": (
         True, "validation loss {val_loss:.4e} is at or below the threshold {threshold:g}",
     ),
@@ -313,6 +318,24 @@ class MaxEpochs(Criterion):
         if not self._limit:
             self._limit = self.n * _epochs(self, s).batches_per_epoch
         return s.iteration >= self._limit
+
+
+class TrainLossBelow(Criterion):
+    """``fit`` only: fires at the end of an epoch whose mean training loss (over its batches)
+    is ``<= threshold``. (:class:`LossBelow` in ``fit`` watches the latest batch's loss.)"""
+
+    reason = "train_loss_below"
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = check_positive("threshold", threshold, allow_zero=True)
+        self.train_loss = math.nan
+
+    def reset(self) -> None:
+        self.train_loss = math.nan
+
+    def __call__(self, s: LoopState) -> bool:
+        self.train_loss = _epochs(self, s).train_loss
+        return self.train_loss <= self.threshold
 
 
 class ValLossBelow(Criterion):

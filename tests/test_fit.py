@@ -138,13 +138,20 @@ def test_early_stopping_restores_the_best_epoch():
                            f"{val[best - 1]:.4e} at epoch {best}")
 
 
-def test_val_loss_below_fires_at_the_first_epoch_under_the_threshold():
+@pytest.mark.parametrize(
+    ("criterion", "column"),
+    [(stops.ValLossBelow(0.05), "val_loss"), (stops.TrainLossBelow(0.05), "loss")],
+    ids=["val", "train"],
+)
+def test_epoch_loss_thresholds_fire_at_the_first_epoch_under_them(criterion, column):
     X, Y, _, _ = linear_data(n=200)
     res = descend.fit(linear_model(), (X, Y), val=0.25, rule="adam", lr=0.05, batch_size=32,
-                      epochs=500, stop=stops.ValLossBelow(0.05))
-    val = res.epoch_history.extra["val_loss"]
-    assert res.reason == "val_loss_below"
-    assert val[-1] <= 0.05 < min(val[:-1])
+                      epochs=500, stop=criterion)
+    eh = res.epoch_history
+    losses = eh.loss if column == "loss" else eh.extra[column]
+    assert res.reason == criterion.reason and res.success
+    assert losses[-1] <= 0.05 < min(losses[:-1])
+    assert res.message.endswith(f"{losses[-1]:.4e} is at or below the threshold 0.05")
 
 
 def test_max_iter_and_time_limit_bound_a_fit():
