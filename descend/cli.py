@@ -141,7 +141,11 @@ def _fit(a: argparse.Namespace) -> int:
     buf.write(",".join(cols) + "\n")
     for row in zip(*cols.values()):
         buf.write(",".join(repr(v) if isinstance(v, float) else str(v) for v in row) + "\n")
-    save_model(out, res.model, config, prep, res.metrics, buf.getvalue(), overwrite=a.overwrite)
+    try:
+        save_model(out, res.model, config, prep, res.metrics, buf.getvalue(),
+                   overwrite=a.overwrite)
+    except OSError as e:
+        raise InputError(f"cannot save the model to {out}: {e.strerror or e}") from None
     print(f"saved the model to {out}")
     return 0
 
@@ -189,7 +193,10 @@ def _predict(a: argparse.Namespace) -> int:
         pacsv.write_csv(table, _sys.stdout.buffer)
         _sys.stdout.flush()
     else:
-        pacsv.write_csv(table, a.output)
+        try:
+            pacsv.write_csv(table, a.output)
+        except OSError as e:
+            raise InputError(f"cannot write {a.output}: {e.strerror or e}") from None
         print(f"wrote {table.num_rows} predictions to {a.output}", file=sys.stderr)
     return 0
 

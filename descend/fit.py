@@ -298,6 +298,20 @@ def _check_count(name: str, n: Any) -> int:
     return n
 
 
+def _device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {device!r}; use cpu, cuda, cuda:1, mps, ...") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} is not available here (torch.cuda.is_available() "
+                         "is False); use cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"device {device!r} does not exist: {torch.cuda.device_count()} "
+                         "CUDA device(s) are visible")
+    return dev
+
+
 def fit(
     model: nn.Module | str,
     data: Any,
@@ -389,16 +403,16 @@ def fit(
     for m in metrics or ():
         if not callable(m) and m not in METRICS:
             raise InputError(f"unknown metric {m!r}; known metrics: {', '.join(METRICS)}")
+    given_dev = _device(device) if device is not None else None
     if isinstance(model, str):
         if model == "logistic" and isinstance(loss, str) and loss not in CLASSIFIER_LOSSES:
             raise InputError(f"model 'logistic' is a classifier; its loss is bce or "
                              f"cross_entropy, got {loss!r}")
-        dev = torch.device(device) if device is not None else torch.device("cpu")
+        dev = given_dev or torch.device("cpu")
         dtype = torch.float32
     elif isinstance(model, nn.Module):
         p0 = next(model.parameters(), None)
-        dev = torch.device(device) if device is not None else (
-            p0.device if p0 is not None else torch.device("cpu"))
+        dev = given_dev or (p0.device if p0 is not None else torch.device("cpu"))
         dtype = p0.dtype if p0 is not None and p0.is_floating_point() else torch.float32
         model.to(dev)
     else:

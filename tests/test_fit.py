@@ -347,6 +347,7 @@ def test_progress_shows_epoch_loss_val_loss_and_time_left():
         ({"rule": "sgdx"},
          "unknown rule 'sgdx'; known rules: adagrad, adam, adamw, gd, momentum, nesterov, "
          "rmsprop"),
+        ({"device": "gpu"}, "unknown device 'gpu'; use cpu, cuda, cuda:1, mps, ..."),
         ({"stop": [print]},
          "stop must hold stopping criteria from descend.stops, got <built-in function print>; "
          "wrap a function with stops.Callback(fn)"),
