@@ -457,23 +457,17 @@ class Preprocessing:
                 f"on; its columns are: {', '.join(cols)}"
             )
         table = table.select(self.features)
-        _check_missing(table, name, drop=False)
+        _check_missing(table, name, drop=None)
         _check_infinite(table, name, [c for c in self.features if c not in self.categories])
         parts = []
         for c in self.features:
             col = table.column(c)
             if c in self.categories:
                 known = self.categories[c]
-                index = {v: i for i, v in enumerate(known)}
-                values = col.to_pylist()
-                unseen = [v for v in dict.fromkeys(values) if v not in index]
-                if unseen:
-                    raise InputError(
-                        f"value {_fmt(unseen[0])!r} in column {c!r} of {name} was never seen in "
-                        f"training; known values: {', '.join(_fmt(v) for v in known)}"
-                    )
-                onehot = np.zeros((len(values), len(known)))
-                onehot[np.arange(len(values)), [index[v] for v in values]] = 1.0
+                codes = _codes(col, known, f"value {{}} in column {c!r} of {name} was never "
+                               f"seen in training; known values: {{}}")
+                onehot = np.zeros((len(codes), len(known)))
+                onehot[np.arange(len(codes)), codes] = 1.0
                 parts.append(onehot)
             else:
                 if _kind(col.type) != "number":
@@ -494,18 +488,15 @@ class Preprocessing:
                 raise InputError(
                     f"target column {t!r} is not in {name}; its columns are: {', '.join(cols)}"
                 )
+        _check_missing(table.select(self.targets), name, drop=None)
         if self.task == "classification":
             t = self.targets[0]
-            index = {v: i for i, v in enumerate(self.classes)}
-            values = table.column(t).to_pylist()
-            unseen = [v for v in dict.fromkeys(values) if v not in index]
-            if unseen:
-                raise InputError(
-                    f"class label {_fmt(unseen[0])!r} in column {t!r} of {name} was never seen "
-                    f"in training; known labels: {', '.join(_fmt(v) for v in self.classes)}"
-                )
-            return torch.tensor([index[v] for v in values], dtype=torch.int64)
+            codes = _codes(table.column(t), self.classes, f"class label {{}} in column {t!r} of "
+                           f"{name} was never seen in training; known labels: {{}}")
+            return torch.from_numpy(codes.astype("int64"))
         import numpy as np
+
+        _check_infinite(table, name, self.targets)
 
         Y = torch.from_numpy(np.stack([_numbers(table.column(t)) for t in self.targets], 1))
         return self.scale_y(Y).float()
@@ -541,8 +532,9 @@ class Preprocessing:
         return cls(**state)
 
 
-def _check_missing(table: pa.Table, name: str, drop: bool) -> pa.Table:
-    """Count missing cells (null or NaN) per column; drop those rows or raise."""
+def _check_missing(table: pa.Table, name: str, drop: bool | None) -> pa.Table:
+    """Count missing cells (null or NaN) per column; drop those rows or raise. ``drop=None``:
+    dropping is not an option here (predict time)."""
     import pyarrow.compute as pc
 
     counts = {}
@@ -556,9 +548,10 @@ def _check_missing(table: pa.Table, name: str, drop: bool) -> pa.Table:
     if not counts:
         return table
     if not drop:
+        fix = ("fill or remove those cells" if drop is None else
+               "pass --drop-missing (drop_missing=True) to drop those rows")
         raise InputError(
-            f"missing values (empty or NaN cells) in {name}: {_counts(counts)}; pass "
-            "--drop-missing (drop_missing=True) to drop those rows"
+            f"missing values (empty or NaN cells) in {name}: {_counts(counts)}; {fix}"
         )
     keep = None
     for c in counts:
@@ -571,6 +564,24 @@ def _check_missing(table: pa.Table, name: str, drop: bool) -> pa.Table:
     if table.num_rows == 0:
         raise InputError(f"every row of {name} has a missing value; nothing is left to fit")
     return table
+
+
+def _codes(col: Any, known: list[Any], template: str) -> np.ndarray:
+    """Index of each value of ``col`` in ``known`` (vectorised); raise ``template`` filled with
+    the first unseen value and the known ones when a value is not there."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        idx = pc.index_in(col, value_set=pa.array(known, type=col.type))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        # types differ (e.g. numbers in training, text here): compare as text
+        idx = pc.index_in(pc.cast(col, pa.string()),
+                          value_set=pa.array([str(v) for v in known], type=pa.string()))
+    if idx.null_count:
+        first = pc.filter(col, pc.is_null(idx))[0].as_py()
+        raise InputError(template.format(repr(_fmt(first)), ", ".join(_fmt(v) for v in known)))
+    return idx.to_numpy(zero_copy_only=False)
 
 
 def _check_infinite(table: pa.Table, name: str, columns: Sequence[str]) -> None:

@@ -156,11 +156,13 @@ def test_bad_data_files_get_one_line_and_status_2(tmp_path, capsys, content, arg
          "value 'green' in column 'color' of new.csv was never seen in training; known "
          "values: blue, red"),
         (GOOD, [], "predict", "a,b\n1,\n", "missing values (empty or NaN cells) in new.csv: "
-         "b: 1; pass --drop-missing (drop_missing=True) to drop those rows"),
+         "b: 1; fill or remove those cells"),
+        (GOOD, [], "evaluate", "a,b,y\n1,2,inf\n", "infinite values in new.csv: y: 1; replace "
+         "or remove those cells"),
         (GOOD, [], "predict", "", "new.csv is empty: no header and no rows"),
     ],
     ids=["unseen-label", "missing-column", "evaluate-no-target", "unseen-category",
-         "predict-missing", "predict-empty"],
+         "predict-missing", "evaluate-inf", "predict-empty"],
 )
 def test_bad_files_at_predict_time(tmp_path, capsys, train, args, command, new, msg):
     (tmp_path / "train.csv").write_text(train)
