@@ -441,8 +441,9 @@ class Preprocessing:
 
     # ------------------------------------------------------------------------------- applying
 
-    def features_of(self, table: pa.Table, name: str) -> Tensor:
-        """The (scaled) float32 feature matrix of ``table``.
+    def features_of(self, table: pa.Table, name: str,
+                    dtype: torch.dtype = torch.float32) -> Tensor:
+        """The (scaled) feature matrix of ``table``, computed in float64, returned as ``dtype``.
 
         Raises:
             InputError: a feature column is missing, or holds missing, infinite or unseen values.
@@ -473,11 +474,12 @@ class Preprocessing:
                 if _kind(col.type) != "number":
                     raise InputError(f"column {c!r} of {name} is not numeric")
                 parts.append(_numbers(col)[:, None])
-        return self.scale_x(torch.from_numpy(np.concatenate(parts, axis=1))).float()
+        return self.scale_x(torch.from_numpy(np.concatenate(parts, axis=1))).to(dtype)
 
-    def targets_of(self, table: pa.Table, name: str) -> Tensor:
+    def targets_of(self, table: pa.Table, name: str,
+                   dtype: torch.dtype = torch.float32) -> Tensor:
         """Targets as the loss wants them: class indices (int64) for classifiers, else the
-        (scaled) float32 values, one column per target.
+        (scaled) values as ``dtype``, one column per target.
 
         Raises:
             InputError: a target column is missing, or holds a label never seen in training.
@@ -499,7 +501,7 @@ class Preprocessing:
         _check_infinite(table, name, self.targets)
 
         Y = torch.from_numpy(np.stack([_numbers(table.column(t)) for t in self.targets], 1))
-        return self.scale_y(Y).float()
+        return self.scale_y(Y).to(dtype)
 
     def scale_x(self, X: Tensor) -> Tensor:
         """Features in the model's (standardised) units."""
@@ -689,8 +691,8 @@ def prepare(model: Any, data: Any, val: Any, *, target: Any, features: Any, loss
         prep, table = Preprocessing.fit(
             table, name, targets, features, task="classification" if classifier else "regression",
             one_hot=one_hot, drop_missing=drop_missing, drop_constant=drop_constant)
-        X = prep.features_of(table, name).double()
-        Y = prep.targets_of(table, name)
+        X = prep.features_of(table, name, torch.float64)
+        Y = prep.targets_of(table, name, torch.float64)
         loss_name = default_loss(model, loss, len(prep.classes))
         if val_frac:
             tr, va = split_indices(len(X), val_frac, seed)

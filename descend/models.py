@@ -75,7 +75,7 @@ def _r2(p: Tensor, y: Tensor) -> float:
 
 
 def _log_loss(prob: Tensor, y: Tensor) -> float:
-    return float(-prob[torch.arange(len(y)), y].clamp_min(1e-15).log().mean())
+    return float(-prob[torch.arange(len(y), device=y.device), y].clamp_min(1e-15).log().mean())
 
 
 #: Metrics by name: (task, ``fn(pred, y) -> float``). Regression: predictions and targets in the

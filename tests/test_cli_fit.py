@@ -332,3 +332,25 @@ def test_fit_summary_and_early_stopping(tmp_path, capsys):
 
 def config_best(tmp_path: Path) -> float:
     return float(pd.read_csv(tmp_path / "m" / "epochs.csv")["val_loss"].min())
+
+
+def test_parquet_training_file_with_a_separate_validation_file(tmp_path, capsys):
+    df = _regression_file(tmp_path / "d.csv", n=100)
+    df.head(80).to_parquet(tmp_path / "train.parquet")
+    df.tail(20).to_csv(tmp_path / "val.csv", index=False)
+    rc, out, _ = run(["fit", tmp_path / "train.parquet", "--target", "y", "--features",
+                      "a,b,c", "--val-file", tmp_path / "val.csv", "--patience", "0",
+                      "--epochs", "5", "--batch-size", "16", "--out", tmp_path / "m", "--quiet"],
+                     capsys)
+    assert rc == 0
+    assert out.splitlines()[0] == ("stopped after 5 epochs (25 iterations, "
+                                   f"{out.split('iterations, ')[1].split(' s)')[0]} s): "
+                                   "completed 5 epochs [max_epochs]")
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    # the validation scores are those of the 20 rows of val.csv
+    rc, ev, _ = run(["evaluate", tmp_path / "m", tmp_path / "val.csv"], capsys)
+    assert rc == 0
+    got = scores(ev)
+    assert got["rows"] == 20
+    assert got["mse"] == pytest.approx(metrics["val_mse"], rel=1e-5)
+    assert got["loss"] == pytest.approx(metrics["val_loss"], rel=1e-5)
