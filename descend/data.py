@@ -282,8 +282,9 @@ def _counts(items: dict[str, int]) -> str:
 class Preprocessing:
     """Columns in, tensors out: how a table becomes features and targets, as plain data.
 
-    Built by :meth:`fit` on a training table and saved with the model; :meth:`features` and
-    :meth:`targets` apply it to any table with the same columns.
+    Built by :meth:`fit` (and :meth:`fit_scaling`) on a training table and saved with the
+    model; :meth:`features_of` and :meth:`targets_of` apply it to any table with the same
+    columns.
 
     Attributes:
         features: the input columns, in order.
@@ -756,16 +757,20 @@ def prepare(model: Any, data: Any, val: Any, *, target: Any, features: Any, loss
     loss_name = default_loss(model, loss, 0)
 
     def cast(X: Tensor, Y: Tensor) -> tuple[Tensor, Tensor]:
-        X = X.to(dtype) if X.is_floating_point() or not X.is_complex() else X
+        X = X if X.is_complex() else X.to(dtype)
         if loss_name == "cross_entropy":
             Y = Y.long()
         elif Y.is_floating_point() or loss_name is not None:
             Y = Y.to(dtype)
+        # A spec model maps rows to rows: one column per feature and one per target, so a 1-D
+        # Y is not compared with (n, 1) outputs (mse would broadcast that to (n, n)).
+        if isinstance(model, str):
+            X = X[:, None] if X.dim() == 1 else X
+            if loss_name != "cross_entropy" and Y.dim() == 1:
+                Y = Y[:, None]
         return X, Y
 
     X, Y = cast(X, Y)
-    if model == "logistic" and loss_name == "cross_entropy" and not Y.dtype == torch.int64:
-        raise InputError("logistic on tensors needs class indices as Y")
     tprep: Preprocessing | None = None
     if val_frac:
         tr, va = split_indices(len(X), val_frac, seed)

@@ -397,3 +397,12 @@ def test_device_cpu_by_name():
     X, Y, _, _ = linear_data(n=32)
     res = descend.fit(linear_model(), (X, Y), device="cpu", epochs=2)
     assert next(res.model.parameters()).device.type == "cpu" and res.epochs == 2
+
+
+def test_a_spec_model_takes_1d_inputs_and_targets():
+    x = torch.linspace(-1, 1, 50)
+    res = descend.fit("linear", (x, 3 * x - 1), rule="gd", lr=0.5, batch_size=50, epochs=300)
+    w, b = res.model.weight.item(), res.model.bias.item()
+    assert w == pytest.approx(3, abs=1e-3) and b == pytest.approx(-1, abs=1e-3)
+    res = descend.fit("logistic", (x, (x > 0).float()), loss="bce", epochs=5)
+    assert res.predict(x[:, None]).shape == (50, 2)
