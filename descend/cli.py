@@ -88,9 +88,7 @@ def _fmt_scores(scores: dict[str, float], prefix: str) -> str:
 def _fit(a: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from . import __version__
     from .fit import fit
-    from .models import save_model
     from .stops import Criterion, TimeLimit, TrainLossBelow
 
     out = Path(a.out)
@@ -121,41 +119,15 @@ def _fit(a: argparse.Namespace) -> int:
     print(f"train: {_fmt_scores(res.metrics, 'train_')}")
     if val is not None:
         print(f"val:   {_fmt_scores(res.metrics, 'val_')}")
-    params = sum(p.numel() for p in res.model.parameters())
-    config = {
-        "model": a.model, "activation": a.activation, "in_features": len(prep.encoded_features),
-        "out_features": _out_features(res.model), "parameters": params, "loss": res.loss_name,
-        "task": prep.task, "rule": res.rule, "step": res.step, "lr": a.lr,
-        "batch_size": a.batch_size, "epochs": a.epochs, "val": a.val, "val_file": a.val_file,
-        "patience": patience, "seed": a.seed, "standardize": not a.no_standardize,
-        "one_hot": a.one_hot, "drop_missing": a.drop_missing, "drop_constant": a.drop_constant,
-        "data": str(a.file), "reason": res.reason, "message": res.message,
-        "epochs_run": res.epochs, "iterations": res.nit, "best_epoch": res.best_epoch,
-        "restored_best": res.restored_best, "seconds": res.seconds,
-        "descend_version": __version__,
+    options = {
+        "lr": a.lr, "batch_size": a.batch_size, "epochs": a.epochs, "val": a.val,
+        "val_file": a.val_file, "patience": patience, "seed": a.seed,
+        "standardize": not a.no_standardize, "one_hot": a.one_hot,
+        "drop_missing": a.drop_missing, "drop_constant": a.drop_constant, "data": str(a.file),
     }
-    import io
-
-    buf = io.StringIO()
-    cols = res.epoch_history.columns
-    buf.write(",".join(cols) + "\n")
-    for row in zip(*cols.values()):
-        buf.write(",".join(repr(v) if isinstance(v, float) else str(v) for v in row) + "\n")
-    try:
-        save_model(out, res.model, config, prep, res.metrics, buf.getvalue(),
-                   overwrite=a.overwrite)
-    except OSError as e:
-        raise InputError(f"cannot save the model to {out}: {e.strerror or e}") from None
+    res.save(out, overwrite=a.overwrite, options=options)
     print(f"saved the model to {out}")
     return 0
-
-
-def _out_features(model: object) -> int:
-    from torch import nn
-
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)] if isinstance(
-        model, nn.Module) else []
-    return int(last[-1].out_features) if last else 0
 
 
 def _predict_table(folder: str, file: str) -> tuple[object, object, object]:

@@ -187,7 +187,7 @@ class EpochProgress:
         total = f"/{self.total}" if self.total else ""
         val = f"  val loss {e.val_loss:.4e}" if e.validate is not None else ""
         left = ""
-        if self.total:
+        if self.total and e.count < self.total:  # at most: early stopping may end sooner
             rest = s.elapsed / e.count * (self.total - e.count)
             left = f"  ~{rest:.0f} s left" if rest >= 1 else "  <1 s left"
         return (f"epoch {e.count}{total}  loss {e.history.loss[-1]:.4e}{val}  "
@@ -246,6 +246,8 @@ class FitResult(Result):
         preprocessing: the fitted column handling and standardisation (None when none was
             applied); apply it to new data with :meth:`predict`.
         loss_name: the loss's name (or the callable's ``__name__``).
+        spec: the model spec when ``fit`` built the model (``"linear"``, ``"mlp:64"``, ...).
+        activation: the activation of an ``mlp`` spec.
     """
 
     model: Any = None
@@ -257,12 +259,50 @@ class FitResult(Result):
     metrics: dict[str, float] = field(default_factory=dict)
     preprocessing: Preprocessing | None = field(default=None, repr=False)
     loss_name: str = ""
+    spec: str = ""
+    activation: str = "relu"
 
     def __repr__(self) -> str:
         ok = "success" if self.success else "no success"
         return (f"FitResult({ok}: {self.reason}, epochs={self.epochs}, nit={self.nit}, "
                 f"loss={self.loss:.4e}, best_epoch={self.best_epoch}, "
                 f"best_val_loss={self.best_val_loss:.4e}, seconds={self.seconds:.3g})")
+
+    def save(self, out: str | Path, *, overwrite: bool = False,
+             options: dict[str, Any] | None = None) -> Path:
+        """Write the model folder ``out`` (weights, config, preprocessing, metrics, epoch
+        history: see :mod:`descend.models`) for ``descend predict``/``evaluate``; ``options``
+        are recorded in ``config.json``. Needs a model ``fit`` built from a spec, on a table.
+
+        Raises:
+            InputError: the model cannot be rebuilt from data, or ``out`` exists (without
+                ``overwrite``) or cannot be written.
+        """
+        from . import __version__
+        from .models import save_model
+
+        prep = self.preprocessing
+        if not self.spec or prep is None or not prep.targets:
+            raise InputError("save needs a model fit built from a spec ('linear', 'mlp:64', ...) "
+                             "on a table; for your own module use torch.save(model.state_dict())")
+        last = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
+        config = {
+            "model": self.spec, "activation": self.activation,
+            "in_features": len(prep.encoded_features),
+            "out_features": int(last[-1].out_features) if last else 0,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "loss": self.loss_name, "task": prep.task, "rule": self.rule, "step": self.step,
+            **(options or {}),
+            "reason": self.reason, "message": self.message, "epochs_run": self.epochs,
+            "iterations": self.nit, "best_epoch": self.best_epoch,
+            "restored_best": self.restored_best, "seconds": self.seconds,
+            "descend_version": __version__,
+        }
+        try:
+            return save_model(out, self.model, config, prep, self.metrics, self.epoch_history,
+                              overwrite=overwrite)
+        except OSError as e:
+            raise InputError(f"cannot save the model to {out}: {e.strerror or e}") from None
 
     def predict(self, data: Any) -> Tensor:
         """Predictions for new inputs: a tensor or array of raw features, or (for a model fitted
@@ -528,4 +568,6 @@ def fit(
         metrics=final,
         preprocessing=d.prep,
         loss_name=d.loss if d.loss is not None else getattr(loss, "__name__", "loss"),
+        spec=model if isinstance(model, str) else "",
+        activation=activation,
     )

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from .data import CLASSIFIER_LOSSES, FromLoader, InMemory, Preprocessing
 from .errors import InputError
+from .history import History
 
 __all__ = [
     "ACTIVATIONS",
@@ -218,7 +219,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def save_model(out: str | Path, model: nn.Module, config: dict[str, Any],
-               prep: Preprocessing, metrics: dict[str, Any], epochs_csv: str,
+               prep: Preprocessing, metrics: dict[str, Any], epochs: History,
                *, overwrite: bool = False) -> Path:
     """Write the model folder ``out`` (see the module docstring); return its path.
 
@@ -238,7 +239,7 @@ def save_model(out: str | Path, model: nn.Module, config: dict[str, Any],
         _write_json(tmp / "config.json", {"format": FORMAT, **config})
         _write_json(tmp / "preprocessing.json", prep.state_dict())
         _write_json(tmp / "metrics.json", metrics)
-        (tmp / "epochs.csv").write_text(epochs_csv)
+        epochs.to_csv(tmp / "epochs.csv")
         old = None
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))

@@ -211,13 +211,14 @@ def test_predict_in_a_fresh_process(tmp_path, capsys):
                         "--activation", "tanh", "--epochs", "30", "--out", tmp_path / "m"],
                        capsys)
     assert rc == 0
-    assert "epoch 30/100" not in err and err.splitlines()[-1].startswith("epoch ")
+    assert err.splitlines()[0].startswith("epoch 1/30  loss ")
     assert "val loss" in err and "left" in err
     saved = sorted(os.listdir(tmp_path / "m"))
     assert saved == ["config.json", "epochs.csv", "metrics.json", "preprocessing.json",
                      "weights.pt"]
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert (config["model"], config["in_features"], config["out_features"]) == ("mlp:16", 3, 2)
+    assert err.splitlines()[-1].startswith(f"epoch {config['epochs_run']}/30  loss ")
     # the weights file holds tensors only
     import torch
 

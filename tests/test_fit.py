@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import descend
 from descend import stops
-from descend.data import split_indices
+from descend.data import split_indices, to_table
 from descend.errors import InputError
 from descend.fit import EpochProgress, FitResult
 from descend.models import METRICS
@@ -325,7 +325,8 @@ def test_progress_shows_epoch_loss_val_loss_and_time_left():
     descend.fit(linear_model(), (X, Y), val=0.25, epochs=3, batch_size=10, observers=[Capture()])
     lines = out.getvalue().splitlines()
     assert [ln.split("  ")[0] for ln in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
-    assert all(" loss " in ln and "val loss " in ln and " left" in ln for ln in lines)
+    assert all(" loss " in ln and "val loss " in ln for ln in lines)
+    assert [ln.endswith(" left") for ln in lines] == [True, True, False]
 
 
 # ---------------------------------------------------------------------------- bad arguments
@@ -406,3 +407,28 @@ def test_a_spec_model_takes_1d_inputs_and_targets():
     assert w == pytest.approx(3, abs=1e-3) and b == pytest.approx(-1, abs=1e-3)
     res = descend.fit("logistic", (x, (x > 0).float()), loss="bce", epochs=5)
     assert res.predict(x[:, None]).shape == (50, 2)
+
+
+def test_save_from_python_and_load_back(tmp_path):
+    from descend.models import load_model
+
+    X, Y, _, _ = linear_data(n=60)
+    df = _frame(X, Y)
+    res = descend.fit("mlp:8", df, target=["y0", "y1"], activation="tanh", epochs=3, val=0.2)
+    path = res.save(tmp_path / "m")
+    saved = load_model(path)
+    assert saved.config["model"] == "mlp:8" and saved.config["activation"] == "tanh"
+    assert saved.config["in_features"] == 6 and saved.config["out_features"] == 2
+    assert saved.prep == res.preprocessing and saved.metrics == res.metrics
+    feats = saved.prep.features_of(to_table(df), "df")
+    torch.testing.assert_close(saved.prep.unscale_y(saved.outputs(feats).double()),
+                               res.predict(df))
+    with pytest.raises(InputError) as e:
+        res.save(tmp_path / "m")
+    assert str(e.value) == f"{tmp_path / 'm'} already exists; pass --overwrite (overwrite=True) " \
+        "to replace it"
+    own = descend.fit(linear_model(), (X, Y), epochs=1)
+    with pytest.raises(InputError) as e:
+        own.save(tmp_path / "o")
+    assert str(e.value) == ("save needs a model fit built from a spec ('linear', 'mlp:64', ...) "
+                            "on a table; for your own module use torch.save(model.state_dict())")
