@@ -83,7 +83,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch.set_num_threads (0: leave); 1 is steadier on a shared machine")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -95,12 +96,17 @@ def main() -> None:
     small = a.rows // 10
     print(f"rows {a.rows:,}, batch {a.batch_size}, device {dev}, threads "
           f"{torch.get_num_threads()}, median of {a.repeats} (samples/s, higher is better)")
-    print(f"{'model':8} {'variant':28} {'samples/s':>12} {'vs hand loop':>13}")
+    print(f"{'model':8} {'variant':28} {'samples/s':>12} {'vs hand loop':>13} "
+          f"{'min-max (M)':>14}")
     for kind, target in (("linear", 0.10), ("mlp", 0.05)):
         times: dict[str, list[float]] = {"hand": [], "descend": [], "loader": []}
         for r in range(a.repeats + 1):  # the first round warms up and is dropped
-            h = hand_loop(make_model(kind).to(dev), X, Y, a.batch_size)
-            d = descend_fit(make_model(kind).to(dev), X, Y, a.batch_size)
+            if r % 2:  # alternate the order so that drifting load hits both alike
+                d = descend_fit(make_model(kind).to(dev), X, Y, a.batch_size)
+                h = hand_loop(make_model(kind).to(dev), X, Y, a.batch_size)
+            else:
+                h = hand_loop(make_model(kind).to(dev), X, Y, a.batch_size)
+                d = descend_fit(make_model(kind).to(dev), X, Y, a.batch_size)
             lo = dataloader_loop(make_model(kind).to(dev), X[:small], Y[:small], a.batch_size) \
                 if r < 2 else None
             if r:
@@ -114,7 +120,8 @@ def main() -> None:
                 ("DataLoader(TensorDataset)*", times["loader"]))
         for label, ts in rows:
             med = statistics.median(ts)
-            print(f"{kind:8} {label:28} {med / 1e6:10.3f} M {med / base:12.3f}x")
+            print(f"{kind:8} {label:28} {med / 1e6:10.3f} M {med / base:12.3f}x "
+                  f"{min(ts) / 1e6:7.3f}-{max(ts) / 1e6:.3f}")
         over = 1 - statistics.median(times["descend"]) / base
         print(f"{kind:8} descend overhead {over:+.1%} (target <= {target:.0%})")
     print("* DataLoader timed on a tenth of the rows, one repeat")
