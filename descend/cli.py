@@ -223,65 +223,67 @@ def _parser() -> _Parser:
         "fit", help="train a model on a CSV or Parquet file and save it",
         description="Trains a model on the rows of FILE (CSV or Parquet) by mini-batch gradient "
         "descent and saves it, with its preprocessing, to --out.")
-    f.add_argument("file", help="training data: a CSV or Parquet (.parquet, .pq) file")
-    f.add_argument("--target", required=True, help="target column(s), comma-separated")
-    f.add_argument("--features", help="feature columns, comma-separated (default: all others)")
-    f.add_argument("--model", default="linear",
-                   help="linear, logistic, mlp:64,64 (hidden widths) or pkg.module:Class "
-                   "(called as Class(in_features, out_features)) (default linear)")
-    f.add_argument("--activation", default="relu",
-                   help="activation of mlp models: relu, tanh, gelu, sigmoid, silu "
-                   "(default relu)")
-    f.add_argument("--loss", help="mse, mae, huber, bce or cross_entropy (default: mse; for "
-                   "logistic: bce with 2 classes, else cross_entropy)")
-    f.add_argument("--rule", default="adam", help="update rule: gd (SGD), momentum, nesterov, "
-                   "adam, adamw, rmsprop, adagrad (default adam)")
-    f.add_argument("--lr", type=float, default=0.01, help="step size (default 0.01)")
-    f.add_argument("--batch-size", type=int, default=64, help="rows per batch (default 64)")
-    f.add_argument("--epochs", type=int, default=100, help="most passes over the training "
-                   "rows (default 100)")
-    f.add_argument("--val", type=float, default=0.2,
-                   help="fraction of rows held out for validation, 0 for none (default 0.2)")
-    f.add_argument("--val-file", help="a separate validation file instead of --val")
-    f.add_argument("--patience", type=int, default=None,
-                   help="stop when the validation loss has not improved for this many epochs "
-                   "and restore the best epoch's weights; 0 turns it off (default 10 with "
-                   "validation data, off without)")
-    f.add_argument("--loss-below", type=float, help="stop at the end of an epoch whose mean "
-                   "training loss is at or below this")
-    f.add_argument("--time-limit", type=float, help="stop after this many seconds")
-    f.add_argument("--max-iter", type=int, help="stop after this many batches")
-    f.add_argument("--seed", type=int, default=0, help="seeds the split, the shuffling and "
-                   "the initial weights (default 0)")
-    f.add_argument("--one-hot", action="store_true",
-                   help="encode non-numeric feature columns as 0/1 columns")
-    f.add_argument("--drop-missing", action="store_true",
-                   help="drop rows with missing values instead of refusing the file")
-    f.add_argument("--drop-constant", action="store_true",
-                   help="drop constant feature columns instead of refusing the file")
-    f.add_argument("--no-standardize", action="store_true",
-                   help="do not scale features (and regression targets) to mean 0, std 1")
-    f.add_argument("--device", help="cpu, cuda, cuda:1, ... (default cpu)")
-    f.add_argument("--out", required=True, help="folder to save the model in (must not exist)")
-    f.add_argument("--overwrite", action="store_true",
-                   help="replace the --out folder if it exists")
-    f.add_argument("--quiet", action="store_true", help="no progress display")
+    arg = f.add_argument
+    arg("file", metavar="FILE", help="training data: a CSV or Parquet (.parquet, .pq) file")
+    arg("--target", required=True, metavar="COLS", help="target column(s), comma-separated")
+    arg("--features", metavar="COLS",
+        help="feature columns, comma-separated (default: all others)")
+    arg("--model", default="linear", metavar="SPEC",
+        help="linear, logistic, mlp:64,64 (hidden widths) or pkg.module:Class (called as "
+        "Class(in_features, out_features)) (default linear)")
+    arg("--activation", default="relu", metavar="NAME",
+        help="activation of mlp models: relu, tanh, gelu, sigmoid, silu (default relu)")
+    arg("--loss", metavar="NAME", help="mse, mae, huber, bce or cross_entropy (default: mse; "
+        "for logistic: bce with 2 classes, else cross_entropy)")
+    arg("--rule", default="adam", metavar="NAME", help="update rule: gd (SGD), momentum, "
+        "nesterov, adam, adamw, rmsprop, adagrad (default adam)")
+    arg("--lr", type=float, default=0.01, metavar="X", help="step size (default 0.01)")
+    arg("--batch-size", type=int, default=64, metavar="N", help="rows per batch (default 64)")
+    arg("--epochs", type=int, default=100, metavar="N",
+        help="most passes over the training rows (default 100)")
+    arg("--val", type=float, default=0.2, metavar="F",
+        help="fraction of rows held out for validation, 0 for none (default 0.2)")
+    arg("--val-file", metavar="FILE", help="a separate validation file instead of --val")
+    arg("--patience", type=int, default=None, metavar="N",
+        help="stop when the validation loss has not improved for this many epochs and restore "
+        "the best epoch's weights; 0 turns it off (default 10 with validation data, off "
+        "without)")
+    arg("--loss-below", type=float, metavar="X",
+        help="stop at the end of an epoch whose mean training loss is at or below this")
+    arg("--time-limit", type=float, metavar="S", help="stop after this many seconds")
+    arg("--max-iter", type=int, metavar="N", help="stop after this many batches")
+    arg("--seed", type=int, default=0, metavar="N",
+        help="seeds the split, the shuffling and the initial weights (default 0)")
+    arg("--one-hot", action="store_true",
+        help="encode non-numeric feature columns as 0/1 columns")
+    arg("--drop-missing", action="store_true",
+        help="drop rows with missing values instead of refusing the file")
+    arg("--drop-constant", action="store_true",
+        help="drop constant feature columns instead of refusing the file")
+    arg("--no-standardize", action="store_true",
+        help="do not scale features (and regression targets) to mean 0, std 1")
+    arg("--device", metavar="DEV", help="cpu, cuda, cuda:1, ... (default cpu)")
+    arg("--out", required=True, metavar="DIR",
+        help="folder to save the model in (must not exist)")
+    arg("--overwrite", action="store_true", help="replace the --out folder if it exists")
+    arg("--quiet", action="store_true", help="no progress display")
     f.set_defaults(run=_fit)
 
     pr = sub.add_parser("predict", help="predict with a saved model",
                         description="Writes the rows of FILE with one column <target>_pred per "
                         "target (classifiers add <target>_prob_<class> columns).")
-    pr.add_argument("folder", help="a model folder written by descend fit --out")
-    pr.add_argument("file", help="rows to predict: a CSV or Parquet file with the feature "
-                    "columns")
-    pr.add_argument("-o", "--output", help="CSV file to write (default: standard output)")
+    pr.add_argument("folder", metavar="DIR", help="a model folder written by descend fit --out")
+    pr.add_argument("file", metavar="FILE",
+                    help="rows to predict: a CSV or Parquet file with the feature columns")
+    pr.add_argument("-o", "--output", metavar="OUT.csv",
+                    help="CSV file to write (default: standard output)")
     pr.set_defaults(run=_predict)
 
     ev = sub.add_parser("evaluate", help="score a saved model on labelled rows",
                         description="Prints the loss and the metrics of a saved model on FILE, "
                         "which must hold the feature and target columns.")
-    ev.add_argument("folder", help="a model folder written by descend fit --out")
-    ev.add_argument("file", help="labelled rows: a CSV or Parquet file")
+    ev.add_argument("folder", metavar="DIR", help="a model folder written by descend fit --out")
+    ev.add_argument("file", metavar="FILE", help="labelled rows: a CSV or Parquet file")
     ev.set_defaults(run=_evaluate)
     return p
 

@@ -355,3 +355,22 @@ def test_parquet_training_file_with_a_separate_validation_file(tmp_path, capsys)
     assert got["rows"] == 20
     assert got["mse"] == pytest.approx(metrics["val_mse"], rel=1e-5)
     assert got["loss"] == pytest.approx(metrics["val_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("argv", "msg"),
+    [
+        (["fit", "x.csv"], "descend fit: error: the following arguments are required: --target, "
+         "--out"),
+        (["fit", "x.csv", "--target", "y", "--out", "o", "--epochs", "abc"],
+         "descend fit: error: argument --epochs: invalid int value: 'abc'"),
+        (["fit", "x.csv", "--target", "y", "--out", "o", "--epochs", "0"],
+         "descend fit: error: epochs must be a whole number >= 1, got 0"),
+        (["predict", "m"], "descend predict: error: the following arguments are required: FILE"),
+    ],
+)
+def test_usage_errors_are_one_line(argv, msg, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.csv").write_text(GOOD)
+    rc, out, err = run(argv, capsys)
+    assert (rc, out, err) == (2, "", msg + "\n")
