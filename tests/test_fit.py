@@ -432,3 +432,18 @@ def test_save_from_python_and_load_back(tmp_path):
         own.save(tmp_path / "o")
     assert str(e.value) == ("save needs a model fit built from a spec ('linear', 'mlp:64', ...) "
                             "on a table; for your own module use torch.save(model.state_dict())")
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_early_stopping_without_validation_watches_the_training_loss(restore):
+    # Plain SGD with a step far too long for batch 1 makes the epoch loss stall and wander.
+    X, Y, _, _ = linear_data(n=32, noise=1.0)
+    model = linear_model()
+    res = descend.fit(model, (X, Y), rule="gd", lr=0.3, batch_size=1, epochs=300,
+                      stop=stops.EarlyStopping(patience=3, restore_best=restore))
+    losses = res.epoch_history.loss
+    best = int(np.argmin(losses)) + 1
+    assert res.reason == "early_stopping" and res.epochs == best + 3 < 300
+    assert res.message.startswith("the training loss has not improved by 0 in 3 epochs")
+    assert res.best_epoch == best and math.isnan(res.best_val_loss)
+    assert res.restored_best is restore
