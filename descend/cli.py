@@ -130,40 +130,18 @@ def _fit(a: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_table(folder: str, file: str) -> tuple[object, object, object]:
+def _predict(a: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .data import read_table
-    from .models import Head, load_model
-
-    saved = load_model(folder)
-    table = read_table(file)
-    X = saved.prep.features_of(table, Path(file).name)
-    head = Head(saved.config.get("loss"), saved.prep)
-    return saved, table, head.predictions(saved.outputs(X))
-
-
-def _predict(a: argparse.Namespace) -> int:
-    import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    saved, table, pred = _predict_table(a.folder, a.file)
-    prep = saved.prep  # type: ignore[attr-defined]
-    assert isinstance(table, pa.Table)
-    if prep.task == "classification":
-        t = prep.targets[0]
-        labels = [prep.classes[i] for i in pred.argmax(1).tolist()]  # type: ignore[attr-defined]
-        table = table.append_column(f"{t}_pred", pa.array(labels))
-        for j, c in enumerate(prep.classes):
-            table = table.append_column(f"{t}_prob_{c}", pa.array(pred[:, j].tolist()))  # type: ignore[index]
-    else:
-        for j, t in enumerate(prep.targets):
-            table = table.append_column(f"{t}_pred", pa.array(pred[:, j].tolist()))  # type: ignore[index]
-    if a.output in (None, "-"):
-        import sys as _sys
+    from .data import read_table
+    from .models import load_model
 
-        pacsv.write_csv(table, _sys.stdout.buffer)
-        _sys.stdout.flush()
+    table = load_model(a.folder).predict_table(read_table(a.file), Path(a.file).name)
+    if a.output in (None, "-"):
+        pacsv.write_csv(table, sys.stdout.buffer)
+        sys.stdout.flush()
     else:
         try:
             pacsv.write_csv(table, a.output)
@@ -176,21 +154,12 @@ def _predict(a: argparse.Namespace) -> int:
 def _evaluate(a: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .data import InMemory, read_table
-    from .models import DEFAULT_METRICS, LOSSES, Head, evaluate, load_model
+    from .data import read_table
+    from .models import load_model
 
-    saved = load_model(a.folder)
     table = read_table(a.file)
-    name = Path(a.file).name
-    X = saved.prep.features_of(table, name)
-    Y = saved.prep.targets_of(table, name)
-    loss = saved.config["loss"]
-    if loss == "bce":
-        Y = Y.float()[:, None]
-    head = Head(loss, saved.prep)
-    scores = evaluate(saved.model, InMemory(X, Y, 65536, shuffle=False), LOSSES[loss], head,
-                      list(DEFAULT_METRICS[head.task]))
-    print(f"rows {len(X)}")
+    scores = load_model(a.folder).evaluate_table(table, Path(a.file).name)
+    print(f"rows {table.num_rows}")
     for k, v in scores.items():
         print(f"{k} {v:.6g}")
     return 0

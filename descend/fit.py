@@ -285,6 +285,9 @@ class FitResult(Result):
         if not self.spec or prep is None or not prep.targets:
             raise InputError("save needs a model fit built from a spec ('linear', 'mlp:64', ...) "
                              "on a table; for your own module use torch.save(model.state_dict())")
+        if self.loss_name not in LOSSES:
+            raise InputError(f"save needs a named loss ({', '.join(LOSSES)}), got the callable "
+                             f"{self.loss_name!r}")
         last = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
         config = {
             "model": self.spec, "activation": self.activation,

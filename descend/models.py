@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,9 @@ from torch import Tensor, nn
 from .data import CLASSIFIER_LOSSES, FromLoader, InMemory, Preprocessing
 from .errors import InputError
 from .history import History
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "ACTIVATIONS",
@@ -266,6 +269,46 @@ class Saved:
         """Model outputs for scaled features ``X``, without gradients, in chunks."""
         with torch.no_grad():
             return torch.cat([self.model(X[i:i + 65536]) for i in range(0, len(X), 65536)])
+
+    def predict_table(self, table: pa.Table, name: str) -> pa.Table:
+        """``table`` with one ``<target>_pred`` column per target; a classifier's holds the
+        label and ``<target>_prob_<class>`` columns follow, one per class.
+
+        Raises:
+            InputError: ``table`` (read from ``name``) lacks a feature column or holds missing,
+                infinite or unseen values.
+        """
+        import pyarrow as pa
+
+        prep = self.prep
+        X = prep.features_of(table, name)
+        pred = Head(self.config.get("loss"), prep).predictions(self.outputs(X))
+        if prep.task == "classification":
+            t = prep.targets[0]
+            labels = [prep.classes[i] for i in pred.argmax(1).tolist()]
+            table = table.append_column(f"{t}_pred", pa.array(labels))
+            for j, c in enumerate(prep.classes):
+                table = table.append_column(f"{t}_prob_{c}", pa.array(pred[:, j].numpy()))
+            return table
+        for j, t in enumerate(prep.targets):
+            table = table.append_column(f"{t}_pred", pa.array(pred[:, j].numpy()))
+        return table
+
+    def evaluate_table(self, table: pa.Table, name: str) -> dict[str, float]:
+        """The loss and the default metrics of the task on labelled rows.
+
+        Raises:
+            InputError: as :meth:`predict_table`, or a target column is missing or holds a
+                class label never seen in training.
+        """
+        X = self.prep.features_of(table, name)
+        Y = self.prep.targets_of(table, name)
+        loss = self.config["loss"]
+        if loss == "bce":
+            Y = Y.float()[:, None]
+        head = Head(loss, self.prep)
+        return evaluate(self.model, InMemory(X, Y, 65536, shuffle=False), LOSSES[loss], head,
+                        list(DEFAULT_METRICS[head.task]))
 
 
 def load_model(folder: str | Path) -> Saved:
