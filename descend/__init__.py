@@ -15,6 +15,7 @@ from typing import Any as _Any
 from . import observers, rules, steps, stops
 from .diagnose import Diagnosis, diagnose
 from .errors import InputError
+from .fit import FitResult, fit
 from .history import History, Result
 from .minimize import minimize
 
@@ -22,11 +23,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Diagnosis",
+    "FitResult",
     "History",
     "InputError",
     "Result",
     "__version__",
     "diagnose",
+    "fit",
     "minimize",
     "observers",
     "problems",

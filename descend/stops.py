@@ -31,13 +31,17 @@ __all__ = [
     "Callback",
     "Criterion",
     "Diverged",
+    "EarlyStopping",
     "GradNormBelow",
     "LossBelow",
+    "MaxEpochs",
     "MaxEvals",
     "MaxIter",
     "NoImprovement",
     "NonFinite",
     "TimeLimit",
+    "TrainLossBelow",
+    "ValLossBelow",
     "criteria_list",
     "message",
 ]
@@ -68,6 +72,20 @@ REASONS: dict[str, tuple[bool, str]] = {
         False,
         "diverged: the loss {loss:.4e} grew past {factor:g} times the best loss "
         "{best_loss:.4e}; lower the step size",
+    ),
+    # fit only: criteria keyed on the epoch count (iteration // batches per epoch)
+    "max_epochs": (True, "completed {n} epochs"),
+    "train_loss_below": (
+        True, "the epoch's training loss {train_loss:.4e} is at or below the threshold "
+        "{threshold:g}",
+    ),
+    "val_loss_below": (
+        True, "validation loss {val_loss:.4e} is at or below the threshold {threshold:g}",
+    ),
+    "early_stopping": (
+        True,
+        "the {monitor} has not improved by {min_delta:g} in {patience} epochs; "
+        "best {best:.4e} at epoch {best_epoch}",
     ),
 }
 
@@ -274,3 +292,103 @@ def criteria_list(
     for c in out:
         c.reset()
     return out
+
+
+def _epochs(c: Criterion, s: LoopState) -> Any:
+    """The epoch record of a ``fit`` run (the mini-batch objective's ``epochs``)."""
+    log = getattr(s.objective, "epochs", None)
+    if log is None:
+        raise InputError(f"{type(c).__name__} counts epochs; it works only in descend.fit")
+    return log
+
+
+class MaxEpochs(Criterion):
+    """``fit`` only: fires after ``n`` full passes over the training data, i.e. at iteration
+    ``n * batches_per_epoch``."""
+
+    reason = "max_epochs"
+
+    def __init__(self, n: int) -> None:
+        self.n = _check_count("epochs", n)
+        self._limit = 0
+
+    def reset(self) -> None:
+        self._limit = 0
+
+    def __call__(self, s: LoopState) -> bool:
+        if not self._limit:
+            self._limit = self.n * _epochs(self, s).batches_per_epoch
+        return s.iteration >= self._limit
+
+
+class TrainLossBelow(Criterion):
+    """``fit`` only: fires at the end of an epoch whose mean training loss (over its batches)
+    is ``<= threshold``. (:class:`LossBelow` in ``fit`` watches the latest batch's loss.)"""
+
+    reason = "train_loss_below"
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = check_positive("threshold", threshold, allow_zero=True)
+        self.train_loss = math.nan
+
+    def reset(self) -> None:
+        self.train_loss = math.nan
+
+    def __call__(self, s: LoopState) -> bool:
+        self.train_loss = _epochs(self, s).train_loss
+        return self.train_loss <= self.threshold
+
+
+class ValLossBelow(Criterion):
+    """``fit`` only: fires at the end of an epoch whose validation loss is ``<= threshold``."""
+
+    reason = "val_loss_below"
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = check_positive("threshold", threshold, allow_zero=True)
+        self.val_loss = math.nan
+
+    def reset(self) -> None:
+        self.val_loss = math.nan
+
+    def __call__(self, s: LoopState) -> bool:
+        self.val_loss = _epochs(self, s).val_loss
+        return self.val_loss <= self.threshold
+
+
+class EarlyStopping(Criterion):
+    """``fit`` only: fires when the monitored loss (validation loss, or the epoch's training
+    loss without validation data) has not dropped below ``best - min_delta`` for ``patience``
+    epochs. With ``restore_best`` the model ends with the weights of its best epoch.
+
+    References:
+        Prechelt, "Early Stopping - But When?", in Neural Networks: Tricks of the Trade, 1998.
+    """
+
+    reason = "early_stopping"
+
+    def __init__(self, patience: int = 10, min_delta: float = 0.0,
+                 restore_best: bool = True) -> None:
+        self.patience = _check_count("patience", patience)
+        self.min_delta = check_positive("min_delta", min_delta, allow_zero=True)
+        self.restore_best = bool(restore_best)
+        self.reset()
+
+    def reset(self) -> None:
+        self.best = math.inf
+        self.best_epoch = 0
+        self.monitor = "loss"
+        self._seen = 0
+
+    def __call__(self, s: LoopState) -> bool:
+        log = _epochs(self, s)
+        epoch = log.count
+        if epoch == self._seen:
+            return False
+        self._seen = epoch
+        self.monitor = log.monitor
+        value = log.monitored
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch = value, epoch
+            return False
+        return epoch - self.best_epoch >= self.patience

@@ -1,0 +1,342 @@
+"""Models named on the command line, losses and metrics, and the saved model folder.
+
+Specs: ``linear`` (``nn.Linear``), ``logistic`` (``nn.Linear`` read as logits: one for two
+classes with ``bce``, one per class with ``cross_entropy``), ``mlp:64,64`` (hidden widths, with
+an activation), or ``pkg.mod:Class`` (a user's ``nn.Module``, constructed as
+``Class(in_features, out_features)``).
+
+A saved folder holds, as plain data only (no pickled code)::
+
+    weights.pt          the state_dict, written by torch.save, read with weights_only=True
+    config.json         model spec, sizes, loss, training options, stop reason
+    preprocessing.json  feature/target columns, one-hot categories, class labels, scaling
+    metrics.json        final metrics on the training and validation rows
+    epochs.csv          the per-epoch history
+
+It is written to a temporary sibling folder and renamed into place, so a reader never sees a
+half-written model; replacing an existing folder (``overwrite``) renames the old one aside first
+and deletes it only after the new one is in place.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .data import CLASSIFIER_LOSSES, FromLoader, InMemory, Preprocessing
+from .errors import InputError
+from .history import History
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = [
+    "ACTIVATIONS",
+    "DEFAULT_METRICS",
+    "LOSSES",
+    "METRICS",
+    "Head",
+    "Saved",
+    "build_model",
+    "evaluate",
+    "load_model",
+    "save_model",
+]
+
+#: Losses by name: ``fn(outputs, targets) -> scalar``. ``bce`` takes logits (one column, targets
+#: 0/1), ``cross_entropy`` takes one logit per class and class indices.
+LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "mse": F.mse_loss,
+    "mae": F.l1_loss,
+    "huber": F.huber_loss,
+    "bce": F.binary_cross_entropy_with_logits,
+    "cross_entropy": F.cross_entropy,
+}
+
+
+
+def _mse(p: Tensor, y: Tensor) -> float:
+    return float(((p - y) ** 2).mean())
+
+
+def _r2(p: Tensor, y: Tensor) -> float:
+    ss_res = ((y - p) ** 2).sum(0)
+    ss_tot = ((y - y.mean(0)) ** 2).sum(0)
+    return float((1 - ss_res / ss_tot).mean())
+
+
+def _log_loss(prob: Tensor, y: Tensor) -> float:
+    return float(-prob[torch.arange(len(y), device=y.device), y].clamp_min(1e-15).log().mean())
+
+
+#: Metrics by name: (task, ``fn(pred, y) -> float``). Regression: predictions and targets in the
+#: targets' units. Classification: class probabilities ``(n, classes)`` and class indices.
+METRICS: dict[str, tuple[str, Callable[[Tensor, Tensor], float]]] = {
+    "mse": ("regression", _mse),
+    "rmse": ("regression", lambda p, y: math.sqrt(_mse(p, y))),
+    "mae": ("regression", lambda p, y: float((p - y).abs().mean())),
+    "r2": ("regression", _r2),
+    "accuracy": ("classification", lambda p, y: float((p.argmax(1) == y).double().mean())),
+    "log_loss": ("classification", _log_loss),
+}
+
+DEFAULT_METRICS = {"regression": ("mse", "rmse", "mae", "r2"),
+                   "classification": ("accuracy", "log_loss")}
+
+
+class Head:
+    """How outputs and targets become predictions for metrics, by loss and preprocessing."""
+
+    def __init__(self, loss: str | None, prep: Preprocessing | None) -> None:
+        self.loss = loss
+        self.prep = prep
+        self.task = "classification" if loss in CLASSIFIER_LOSSES else "regression"
+
+    def predictions(self, out: Tensor) -> Tensor:
+        """Regression: values in target units; classification: probabilities per class."""
+        if self.loss == "bce":
+            p = torch.sigmoid(out.reshape(-1, 1).double())
+            return torch.cat([1 - p, p], 1)
+        if self.loss == "cross_entropy":
+            return torch.softmax(out.double(), 1)
+        out = out.double()
+        return self.prep.unscale_y(out) if self.prep is not None else out
+
+    def truth(self, y: Tensor, out: Tensor) -> Tensor:
+        if self.loss == "bce":
+            return y.reshape(-1).round().long()
+        if self.loss == "cross_entropy":
+            return y.long()
+        y = y.double().reshape(out.shape) if y.numel() == out.numel() else y.double()
+        return self.prep.unscale_y(y) if self.prep is not None else y
+
+
+def evaluate(model: nn.Module, source: InMemory | FromLoader, loss_fn: Callable[..., Tensor],
+             head: Head, metrics: Sequence[str | Callable[..., float]]) -> dict[str, float]:
+    """The loss (in the model's units) and the metrics over all of ``source``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    total = None
+    rows = 0
+    outs, ys = [], []
+    try:
+        with torch.no_grad():
+            for xb, yb in source.chunks():
+                out = model(xb)
+                part = loss_fn(out, yb) * len(xb)
+                total = part if total is None else total + part
+                rows += len(xb)
+                if metrics:
+                    outs.append(out)
+                    ys.append(yb)
+    finally:
+        model.train(was_training)
+    scores = {"loss": float(total) / rows if total is not None else math.nan}
+    if metrics:
+        out = torch.cat(outs)
+        pred, y = head.predictions(out), head.truth(torch.cat(ys), out)
+        for m in metrics:
+            if callable(m):
+                scores[getattr(m, "__name__", "metric")] = float(m(pred, y))
+            else:
+                scores[m] = METRICS[m][1](pred, y)
+    return scores
+
+
+
+#: Activations for ``mlp:...`` by name.
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "silu": nn.SiLU,
+}
+
+FORMAT = "descend-model/1"
+
+
+def _user_class(spec: str) -> type[nn.Module]:
+    mod_name, _, cls_name = spec.partition(":")
+    if os.getcwd() not in sys.path:  # as `python -m` does: modules beside the data are found
+        sys.path.insert(0, os.getcwd())
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise InputError(f"cannot import {mod_name!r} for model {spec!r}: {e}") from None
+    cls = getattr(mod, cls_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise InputError(f"model {spec!r}: {mod_name} has no nn.Module subclass {cls_name!r}")
+    return cls
+
+
+def build_model(spec: str, n_in: int, n_out: int, activation: str = "relu") -> nn.Module:
+    """The model ``spec`` names, for ``n_in`` inputs and ``n_out`` outputs.
+
+    Raises:
+        InputError: an unknown spec or activation, or a bad width.
+    """
+    if spec in ("linear", "logistic"):
+        return nn.Linear(n_in, n_out)
+    if spec == "mlp" or spec.startswith("mlp:"):
+        act = ACTIVATIONS.get(activation)
+        if act is None:
+            raise InputError(f"unknown activation {activation!r}; known: "
+                             f"{', '.join(sorted(ACTIVATIONS))}")
+        text = spec[4:] or "64"
+        try:
+            widths = [int(w) for w in text.split(",")]
+        except ValueError:
+            raise InputError(f"mlp widths must be whole numbers like mlp:64,64, got {spec!r}")\
+                from None
+        if any(w < 1 for w in widths):
+            raise InputError(f"mlp widths must be >= 1, got {spec!r}")
+        layers: list[nn.Module] = []
+        for w in widths:
+            layers += [nn.Linear(n_in, w), act()]
+            n_in = w
+        layers.append(nn.Linear(n_in, n_out))
+        return nn.Sequential(*layers)
+    if ":" in spec and not spec.startswith(":"):
+        try:
+            return _user_class(spec)(n_in, n_out)
+        except TypeError as e:
+            raise InputError(f"model {spec!r} must accept (in_features, out_features): {e}")\
+                from None
+    raise InputError(
+        f"unknown model {spec!r}; use linear, logistic, mlp:64,64 or pkg.module:Class"
+    )
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def save_model(out: str | Path, model: nn.Module, config: dict[str, Any],
+               prep: Preprocessing, metrics: dict[str, Any], epochs: History,
+               *, overwrite: bool = False) -> Path:
+    """Write the model folder ``out`` (see the module docstring); return its path.
+
+    Raises:
+        InputError: ``out`` exists and ``overwrite`` is false, or is a file.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        torch.save(state, tmp / "weights.pt")
+        _write_json(tmp / "config.json", {"format": FORMAT, **config})
+        _write_json(tmp / "preprocessing.json", prep.state_dict())
+        _write_json(tmp / "metrics.json", metrics)
+        epochs.to_csv(tmp / "epochs.csv")
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+@dataclass
+class Saved:
+    """A model folder loaded back: the model (in eval mode), its config and preprocessing."""
+
+    model: nn.Module
+    config: dict[str, Any]
+    prep: Preprocessing
+    metrics: dict[str, Any]
+
+    def outputs(self, X: Tensor) -> Tensor:
+        """Model outputs for scaled features ``X``, without gradients, in chunks."""
+        with torch.no_grad():
+            return torch.cat([self.model(X[i:i + 65536]) for i in range(0, len(X), 65536)])
+
+    def predict_table(self, table: pa.Table, name: str) -> pa.Table:
+        """``table`` with one ``<target>_pred`` column per target; a classifier's holds the
+        label and ``<target>_prob_<class>`` columns follow, one per class.
+
+        Raises:
+            InputError: ``table`` (read from ``name``) lacks a feature column or holds missing,
+                infinite or unseen values.
+        """
+        import pyarrow as pa
+
+        prep = self.prep
+        X = prep.features_of(table, name)
+        pred = Head(self.config.get("loss"), prep).predictions(self.outputs(X))
+        if prep.task == "classification":
+            t = prep.targets[0]
+            labels = [prep.classes[i] for i in pred.argmax(1).tolist()]
+            table = table.append_column(f"{t}_pred", pa.array(labels))
+            for j, c in enumerate(prep.classes):
+                table = table.append_column(f"{t}_prob_{c}", pa.array(pred[:, j].numpy()))
+            return table
+        for j, t in enumerate(prep.targets):
+            table = table.append_column(f"{t}_pred", pa.array(pred[:, j].numpy()))
+        return table
+
+    def evaluate_table(self, table: pa.Table, name: str) -> dict[str, float]:
+        """The loss and the default metrics of the task on labelled rows.
+
+        Raises:
+            InputError: as :meth:`predict_table`, or a target column is missing or holds a
+                class label never seen in training.
+        """
+        X = self.prep.features_of(table, name)
+        Y = self.prep.targets_of(table, name)
+        loss = self.config["loss"]
+        if loss == "bce":
+            Y = Y.float()[:, None]
+        head = Head(loss, self.prep)
+        return evaluate(self.model, InMemory(X, Y, 65536, shuffle=False), LOSSES[loss], head,
+                        list(DEFAULT_METRICS[head.task]))
+
+
+def load_model(folder: str | Path) -> Saved:
+    """Load a folder written by :func:`save_model`.
+
+    Raises:
+        InputError: the folder is missing or not a descend model folder.
+    """
+    folder = Path(folder)
+    if not (folder / "config.json").is_file() or not (folder / "weights.pt").is_file():
+        raise InputError(f"{folder} is not a saved descend model (no config.json/weights.pt); "
+                         "create one with descend fit ... --out DIR")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        prep = Preprocessing.from_state_dict(
+            json.loads((folder / "preprocessing.json").read_text()))
+        metrics_path = folder / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        if config.get("format") != FORMAT:
+            raise ValueError(f"unknown format {config.get('format')!r}")
+        model = build_model(config["model"], config["in_features"], config["out_features"],
+                            config.get("activation", "relu"))
+        state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except InputError:
+        raise
+    except (ValueError, KeyError, TypeError, RuntimeError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot load the model in {folder}: {first}") from None
+    model.eval()
+    return Saved(model=model, config=config, prep=prep, metrics=metrics)
