@@ -338,6 +338,7 @@ def _fit(a: argparse.Namespace) -> int:
     # the default patience watches the validation loss; without validation data it is off
     patience = a.patience if a.patience is not None else (10 if val is not None else None)
     patience = patience or None
+    root = None if a.no_record else _records(a)
     res = fit(
         a.model, a.file, target=_columns(a.target), features=_columns(a.features), val=val,
         loss=a.loss, rule=a.rule, lr=a.lr, batch_size=a.batch_size, epochs=a.epochs,
@@ -362,6 +363,12 @@ def _fit(a: argparse.Namespace) -> int:
     }
     res.save(out, overwrite=a.overwrite, options=options)
     print(f"saved the model to {out}")
+    if root is not None:
+        from .fit import record_fit
+
+        run = record_fit(root, res, config={
+            "kind": "fit", "problem": Path(a.file).name, "model": a.model, **options})
+        print(f"recorded {root / run.id}")
     return 0
 
 
@@ -540,6 +547,8 @@ def _parser() -> _Parser:
         help="folder to save the model in (must not exist)")
     arg("--overwrite", action="store_true", help="replace the --out folder if it exists")
     arg("--quiet", action="store_true", help="no progress display")
+    arg("--runs", metavar="DIR", help=runs_help)
+    arg("--no-record", action="store_true", help="write no run record")
     f.set_defaults(run=_fit)
 
     pr = sub.add_parser("predict", help="predict with a saved model",

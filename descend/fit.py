@@ -22,6 +22,7 @@ and :class:`~descend.stops.EarlyStopping` read that record.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -383,6 +384,7 @@ def fit(
     callback: Callable[[Any], Any] | None = None,
     observers: Sequence[Observer] = (),
     progress: bool = False,
+    record: str | os.PathLike[str] | bool | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data`` by mini-batch gradient descent, on the loop of ``minimize``.
 
@@ -428,6 +430,9 @@ def fit(
         callback: called with the loop state each iteration; ``StopIteration`` stops the run.
         observers: read-only callables called with the loop state after each iteration.
         progress: show epoch, loss, validation loss and time left on standard error.
+        record: write a run record (:mod:`descend.store`) into this records folder, or into
+            the default one (``$DESCEND_RUNS`` or ``runs``) for ``True``; validation curves
+            appear as ``val_*`` columns on each epoch's last iteration.
 
     Returns:
         A :class:`FitResult`.
@@ -527,6 +532,11 @@ def fit(
     if progress:
         obs.append(EpochProgress(log, n_epochs))
 
+    root = None
+    if record is not None and record is not False:
+        from .store import records_root
+
+        root = records_root(record)  # checked before any work
     t0 = perf_counter()
     s, fired = run(objective, the_rule, step, criteria, obs)
     seconds = perf_counter() - t0
@@ -549,7 +559,7 @@ def fit(
     best_val = math.nan
     if val_src is not None and log.best_epoch:
         best_val = log.history.extra["val_loss"][log.best_epoch - 1]
-    return FitResult(
+    res = FitResult(
         x=net,
         loss=loss_value,
         best_x=params.build(s.best_values) if s.best_values else params.build(params.values),
@@ -575,3 +585,31 @@ def fit(
         spec=model if isinstance(model, str) else "",
         activation=activation,
     )
+    if root is not None:
+        record_fit(root, res, config={
+            "kind": "fit", "problem": str(data) if isinstance(data, (str, os.PathLike))
+            else type(data).__name__, "model": model if isinstance(model, str)
+            else type(model).__name__, "lr": lr, "batch_size": batch_size, "epochs": epochs,
+            "seed": seed, "stop": [repr(c) for c in criteria]})
+    return res
+
+
+def record_fit(root: str | os.PathLike[str], res: FitResult, *,
+               config: dict[str, Any] | None = None) -> Any:
+    """Write a run record (:mod:`descend.store`) of a fit: the per-iteration history, with the
+    per-epoch validation columns (``val_*``) placed on each epoch's last iteration (nan
+    elsewhere), the summary and the final weights. Returns the :class:`~descend.store.Run`."""
+    from .store import record_result
+
+    rows = len(res.history)
+    extra: dict[str, list[float]] = {}
+    eh = res.epoch_history
+    for name, column in eh.extra.items():
+        if not name.startswith("val_"):
+            continue
+        values = [math.nan] * rows
+        for it, v in zip(eh.iteration, column):
+            if 0 <= it < rows:
+                values[it] = v
+        extra[name] = values
+    return record_result(root, res, config=config, extra_columns=extra)

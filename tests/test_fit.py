@@ -447,3 +447,22 @@ def test_early_stopping_without_validation_watches_the_training_loss(restore):
     assert res.message.startswith("the training loss has not improved by 0 in 3 epochs")
     assert res.best_epoch == best and math.isnan(res.best_val_loss)
     assert res.restored_best is restore
+
+
+def test_a_recorded_fit_carries_its_validation_curve_on_epoch_ends(tmp_path):
+    from descend.store import list_runs, open_run
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(120, 3, generator=g)
+    Y = X @ torch.tensor([[1.0], [-2.0], [0.5]])
+    res = descend.fit(nn.Linear(3, 1), (X, Y), val=0.25, rule="gd", lr=0.1, batch_size=30,
+                      epochs=4, metrics=[], record=tmp_path)
+    (row,) = list_runs(tmp_path)
+    run = open_run(tmp_path, row["id"])
+    assert run.history["loss"] == pytest.approx(res.history.loss)
+    ends = res.epoch_history.iteration
+    assert ends == [3, 6, 9, 12]  # 90 training rows in batches of 30: 3 per epoch
+    val = run.history["val_loss"]
+    assert [val[i] for i in ends] == pytest.approx(res.epoch_history.extra["val_loss"])
+    assert all(math.isnan(v) for i, v in enumerate(val) if i not in ends)
+    assert run.result["reason"] == res.reason == "max_epochs"
