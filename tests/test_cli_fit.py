@@ -46,7 +46,8 @@ def test_diabetes_linear_reaches_the_least_squares_mse(tmp_path, capsys):
     assert rc == 0
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert abs(metrics["train_mse"] / mse_ls - 1) < 1e-3
-    assert out.splitlines()[-1] == f"saved the model to {tmp_path / 'm'}"
+    assert out.splitlines()[-2] == f"saved the model to {tmp_path / 'm'}"
+    assert out.splitlines()[-1].startswith("recorded ")
     # evaluate on the same rows reports the same mse
     rc, out, _ = run(["evaluate", tmp_path / "m", tmp_path / "diabetes.csv"], capsys)
     assert rc == 0 and abs(scores(out)["mse"] / mse_ls - 1) < 1e-3
@@ -319,7 +320,8 @@ def test_fit_summary_and_early_stopping(tmp_path, capsys):
                              f"{config_best(tmp_path):.4e} at epoch {config['best_epoch']} "
                              "[early_stopping]")
     assert lines[1] == f"restored the weights of the best epoch, {config['best_epoch']}"
-    assert lines[-3].startswith("train: loss ") and lines[-2].startswith("val:   loss ")
+    assert lines[-4].startswith("train: loss ") and lines[-3].startswith("val:   loss ")
+    assert lines[-2] == f"saved the model to {tmp_path / 'm'}"
     epochs = pd.read_csv(tmp_path / "m" / "epochs.csv")
     assert len(epochs) == config["epochs_run"] == config["best_epoch"] + 2
     assert list(epochs.columns) == ["iteration", "loss", "grad_norm", "lr", "time", "nfev",
