@@ -12,11 +12,13 @@
 from . import observers, rules, steps, stops
 from .errors import InputError
 from .history import History, Result
+from .loop import DivergenceError
 from .minimize import minimize
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DivergenceError",
     "History",
     "InputError",
     "Result",

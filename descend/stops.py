@@ -37,6 +37,7 @@ __all__ = [
     "MaxIter",
     "NoImprovement",
     "NonFinite",
+    "StepFailed",
     "TimeLimit",
     "criteria_list",
     "message",
@@ -63,6 +64,12 @@ REASONS: dict[str, tuple[bool, str]] = {
         False,
         "the loss or gradient became non-finite (nan or inf) at iteration {iteration}; "
         "x is the last finite iterate; lower the step size",
+    ),
+    "step_failed": (
+        False,
+        "the line search found no step along the search direction that satisfies its condition "
+        "at iteration {iteration} (loss {loss:.4e}, gradient norm {grad_norm:.3e}), even after "
+        "restarting the rule; the loss is likely at its round-off floor",
     ),
     "diverged": (
         False,
@@ -219,6 +226,15 @@ class NonFinite(Criterion):
 
     def __call__(self, s: LoopState) -> bool:
         return not (math.isfinite(s.loss) and math.isfinite(s.grad_norm))
+
+
+class StepFailed(Criterion):
+    """Reported by the loop (not polled) when a line search finds no acceptable step."""
+
+    reason = "step_failed"
+
+    def __call__(self, s: LoopState) -> bool:
+        return False
 
 
 class Diverged(Criterion):
