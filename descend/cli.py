@@ -34,6 +34,9 @@ def _demo(a: argparse.Namespace) -> int:
     from .steps import make_step
     from .stops import LossBelow, MaxIter
 
+    # The demo's tensors are tiny: extra intra-op threads only add synchronisation, and on a
+    # busy machine they stall the run many times over (measured: 1.2 s vs 22 s under load).
+    torch.set_num_threads(1)
     # Check every option before printing anything.
     stop = LossBelow(a.threshold)
     make_step(a.lr)

@@ -145,9 +145,7 @@ class Objective:
         self.ngev = 0
         self._checked = False
         self._allow_unused = params.kind == "module"
-
-    def _loss(self) -> Tensor:
-        return self.fn(self.params.structure, *self.args)
+        self._one: Tensor | None = None  # d loss / d loss, set on the first call
 
     def _check(self, loss: Any) -> None:
         if not isinstance(loss, Tensor):
@@ -169,36 +167,39 @@ class Objective:
             )
 
     def __call__(self) -> tuple[Tensor, list[Tensor]]:
-        """Return ``(loss, grads)`` at the current point; ``loss`` is detached."""
+        """Return ``(loss, grads)`` at the current point.
+
+        ``loss`` is the tensor ``fn`` returned (read it with ``.item()``; it is not detached, to
+        save an operation on the hot path, so never call ``backward`` on it).
+        """
         self.nfev += 1
         self.ngev += 1
-        loss = self._loss()
-        if not self._checked:
-            self._check(loss)
-            grads = torch.autograd.grad(loss.reshape(()), self.params.leaves, allow_unused=True)
-            unused = [n for n, g in zip(self.params.names, grads) if g is None]
-            if len(unused) == len(grads):
-                raise InputError(
-                    "the loss returned by fn does not depend on x (no gradient reaches it); "
-                    "compute it from the x that fn receives"
-                )
-            self._allow_unused = bool(unused)
-            self._checked = True
-            out = [
-                torch.zeros_like(v) if g is None else g for g, v in zip(grads, self.params.values)
-            ]
-            return loss.detach().reshape(()), out
-        grads = torch.autograd.grad(
-            loss, self.params.leaves, allow_unused=self._allow_unused,
-            materialize_grads=self._allow_unused,
-        )
-        return loss.detach(), list(grads)
+        loss = self.fn(self.params.structure, *self.args)
+        if self._checked:  # the fast path: one call into autograd, d loss / d loss given
+            return loss, list(torch.autograd.grad(
+                loss, self.params.leaves, self._one, allow_unused=self._allow_unused,
+                materialize_grads=self._allow_unused,
+            ))
+        self._check(loss)
+        grads = torch.autograd.grad(loss.reshape(()), self.params.leaves, allow_unused=True)
+        unused = [n for n, g in zip(self.params.names, grads) if g is None]
+        if len(unused) == len(grads):
+            raise InputError(
+                "the loss returned by fn does not depend on x (no gradient reaches it); "
+                "compute it from the x that fn receives"
+            )
+        self._allow_unused = bool(unused)
+        self._one = torch.ones_like(loss)  # reused as the seed of every backward pass
+        self._checked = True
+        return loss.detach(), [
+            torch.zeros_like(v) if g is None else g for g, v in zip(grads, self.params.values)
+        ]
 
     def value(self) -> Tensor:
         """``f`` at the current point without a gradient (for line searches)."""
         self.nfev += 1
         with torch.no_grad():
-            return self._loss().detach()
+            return self.fn(self.params.structure, *self.args).detach()
 
     def __repr__(self) -> str:
         name = getattr(self.fn, "__name__", type(self.fn).__name__)

@@ -111,8 +111,10 @@ class GD(Rule):
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
 
     def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
-        self.state["step"] = self.state.get("step", 0) + 1
-        return _add_weight_decay(grads, values, self.weight_decay)
+        self.state["step"] += 1
+        if self.weight_decay:
+            return list(torch._foreach_add(grads, values, alpha=self.weight_decay))
+        return grads
 
 
 @dataclass

@@ -159,7 +159,8 @@ class NoImprovement(Criterion):
         self._since = 0
 
     def __call__(self, s: LoopState) -> bool:
-        if s.loss < self._ref - self.rtol * abs(self._ref):
+        ref = self._ref
+        if s.loss < (ref - self.rtol * abs(ref) if ref != math.inf else ref):
             self._ref, self._since = s.loss, s.iteration
             return False
         return s.iteration - self._since >= self.patience
