@@ -42,12 +42,14 @@ def minimize(
 
     Defaults, in one place:
 
-    * neither ``rule`` nor ``lr``: the strongest general method for a deterministic objective,
-      ``rule="lbfgs"`` with the strong-Wolfe line search (``result.rule``/``result.step`` say so);
+    * neither ``rule`` nor ``lr`` (or only ``lr="auto"``): the strongest general method for a
+      deterministic objective, ``rule="lbfgs"`` with the strong-Wolfe line search
+      (``result.rule``/``result.step`` say so);
     * a ``rule`` name without ``lr``: ``lr="auto"`` (see :class:`descend.steps.Auto`);
       ``lbfgs``/``bfgs`` always get the strong-Wolfe search; ``torch.optim`` classes their
       default lr;
-    * an ``lr`` without ``rule``: ``rule="gd"``; ``rule="gd", lr=1.0`` is the notebook exactly;
+    * any other ``lr`` without ``rule``: ``rule="gd"``; ``rule="gd", lr=1.0`` is the notebook
+      exactly;
     * ``on_divergence``: ``"backtrack"`` when the step was chosen for you (``lr`` left out or
       ``"auto"``), else ``"stop"``.
 
@@ -88,8 +90,8 @@ def minimize(
     params = Params(x0)
     objective = Objective(fn, params, args)
     chosen = lr is None or (isinstance(lr, str) and lr == "auto")
-    if rule is None:
-        rule = "lbfgs" if lr is None else "gd"
+    if rule is None:  # no rule: the default method, unless a step is given (then gd)
+        rule = "lbfgs" if chosen else "gd"
     the_rule = make_rule(rule)
     if isinstance(the_rule, TorchOptimizer):
         the_rule.leaves = params.leaves

@@ -17,6 +17,7 @@ import descend
 from descend import steps, stops
 from descend.errors import InputError, InputTypeError
 from descend.loop import LoopState
+from descend.problems import PROBLEMS
 
 
 def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
@@ -287,3 +288,30 @@ class _Flip(torch.autograd.Function):
     def backward(ctx, g):  # type: ignore[override]
         (x,) = ctx.saved_tensors
         return -4 * x * g
+
+
+def _below(threshold: float) -> stops.Criterion:
+    """Stop at ``loss <= threshold`` (thresholds of the problem set may be negative)."""
+    def check(s: LoopState) -> None:
+        if s.loss <= threshold:
+            raise StopIteration
+    return stops.Callback(check)
+
+
+@pytest.mark.parametrize("name", list(PROBLEMS))
+def test_lr_auto_alone_reaches_every_problem_of_the_set(name):
+    p = PROBLEMS[name]()
+    res = descend.minimize(p.fn, p.x0, lr="auto", stop=_below(p.threshold))
+    assert res.reason == "callback" and p.solved(res.loss), res
+    assert res.history.extra["backtrack"].count(1) == 0
+    assert (res.rule, res.step.split(" ")[0]) == ("lbfgs", "strong")
+
+
+# gd with the auto step: every problem but the MLP, whose last 1 % lies along a valley so flat
+# that every first-order method here needs far more than 10,000 steps (see benchmarks/steps.py)
+@pytest.mark.parametrize("name", [n for n in PROBLEMS if n != "mlp_regression"])
+def test_gd_with_auto_steps_reaches_the_problems(name):
+    p = PROBLEMS[name]()
+    res = descend.minimize(p.fn, p.x0, rule="gd", stop=_below(p.threshold))
+    assert res.reason == "callback" and p.solved(res.loss), res
+    assert res.history.extra["backtrack"].count(1) == 0
