@@ -160,7 +160,7 @@ def methods(p: Problem) -> dict[str, Callable[[Problem, int], Outcome]]:
         "gd + bb": d(rule="gd", lr="bb"),
         "gd + adaptive": d(rule="gd", lr="adaptive"),
         "gd + auto": d(rule="gd", lr="auto"),
-        "lbfgs (default)": d(),
+        "lbfgs (default; auto)": d(lr="auto"),
         "bfgs": d(rule="bfgs"),
         "adam lr=1e-3": d(rule="adam", lr=1e-3),
         "torch LBFGS": run_torch_lbfgs,

@@ -35,7 +35,7 @@ from .history import History
 from .objective import Objective
 from .rules import Rule
 from .steps import Step
-from .stops import Criterion, Diverged, NonFinite, StepFailed, message
+from .stops import Criterion, Diverged, NonFinite, RoundOff, StepFailed, message
 
 __all__ = [
     "BACKTRACK_SHRINK",
@@ -244,7 +244,11 @@ def _run(
         obs(s)
     while True:
         # stop?
-        fired = next((c for c in criteria if c(s)), None)
+        for fired in criteria:
+            if fired(s):
+                break
+        else:
+            fired = None
         if fired is not None:
             guard = isinstance(fired, (NonFinite, Diverged))
             if guard and on_divergence == "raise":
@@ -269,9 +273,11 @@ def _run(
         u = rule.direction(s.values, s.grads)
         # step size
         s.lr = lr = step(s, u)
-        if getattr(step, "failed", False):  # the line search found no acceptable step
+        if step.failed:  # the line search found no acceptable step
             params.set(s.values)
-            return s, StepFailed()
+            eps = torch.finfo(s.values[0].dtype).eps
+            converged = s.grad_norm <= math.sqrt(eps) * s.history.grad_norm[0]
+            return s, RoundOff() if converged else StepFailed()
         if s.trial is not None:  # the step-size strategy evaluated the accepted point already
             new, loss_t, grads = s.trial
             s.trial = None

@@ -117,6 +117,8 @@ class Step:
     searches: ClassVar[bool] = False
 
     scale: float = 1.0
+    #: Set by a line search that found no acceptable step; the loop then stops.
+    failed: bool = False
 
     def reset(self) -> None:
         """Forget state from an earlier run (called when a run starts)."""

@@ -315,3 +315,14 @@ def test_gd_with_auto_steps_reaches_the_problems(name):
     res = descend.minimize(p.fn, p.x0, rule="gd", stop=_below(p.threshold))
     assert res.reason == "callback" and p.solved(res.loss), res
     assert res.history.extra["backtrack"].count(1) == 0
+
+
+@pytest.mark.parametrize("make_case", [functools.partial(quadratic, 100.0), rosenbrock],
+                         ids=["quad_k100", "rosen2"])
+def test_the_default_method_ends_converged_to_working_precision(make_case):
+    case = make_case()
+    res = descend.minimize(case.fn, case.x0)
+    assert (res.reason, res.success) == ("roundoff", True)
+    h = res.history
+    assert h.grad_norm[-1] <= math.sqrt(torch.finfo(torch.float64).eps) * h.grad_norm[0]
+    torch.testing.assert_close(res.x, case.x_star, atol=1e-6, rtol=1e-6)

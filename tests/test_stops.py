@@ -151,7 +151,8 @@ def test_every_reason_has_one_message_and_a_success_flag():
     fired = {c.reason for c in (stops.LossBelow(0), stops.GradNormBelow(0),
                                 stops.NoImprovement(), stops.MaxIter(1), stops.MaxEvals(1),
                                 stops.TimeLimit(1), stops.Callback(print), stops.NonFinite(),
-                                stops.Diverged(), stops.StepFailed())}
+                                stops.Diverged(), stops.StepFailed(),
+                                    stops.RoundOff())}
     assert fired == set(stops.REASONS)
 
 
