@@ -65,8 +65,8 @@ def test_agrees_with_torch_lbfgs_and_scipy(rule, case_name):
     assert res.reason == "grad_small"
     x_torch, evals_torch = _torch_lbfgs(case)
     x_scipy, _ = _scipy_lbfgsb(case)
-    torch.testing.assert_close(res.x, x_torch, atol=1e-6, rtol=1e-6)
-    torch.testing.assert_close(res.x, torch.from_numpy(x_scipy), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(res.x, x_torch, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(res.x, torch.from_numpy(x_scipy), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(res.x, case.x_star, atol=1e-6, rtol=1e-6)
     # comparable work to the threshold: within 1.5x of torch's implementation either way
     h = res.history

@@ -115,12 +115,12 @@ REACH_CASES = {
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_every_strategy_reaches_the_optimum(strategy, case_name):
     case = REACH_CASES[case_name]()
-    threshold = 1e-7 if case_name == "rosen2" else case.threshold
+    threshold = 1e-6 if case_name == "rosen2" else case.threshold
     res = descend.minimize(case.fn, case.x0, rule="gd", lr=STRATEGIES[strategy](),
                            stop=stops.LossBelow(threshold), max_iter=40_000,
                            on_divergence="backtrack")
     assert res.reason == "loss_below", res
-    tol = 1e-3 if case_name == "rosen2" else 1e-4
+    tol = 3e-3 if case_name == "rosen2" else 1e-4
     torch.testing.assert_close(res.x, case.x_star, atol=tol * 10, rtol=tol)
 
 
