@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,7 +20,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check descend tests benchmarks
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+# The browser tests drive Debian's Chromium through Playwright (never `playwright install`, which
+# downloads a browser build). `make test` installs it when missing; `make demo` does not need it.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		$(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
+	@test -x $(CHROMIUM) || { echo "make chromium: $(CHROMIUM) is still missing" >&2; exit 1; }
+
+test: $(STAMP) lint chromium
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

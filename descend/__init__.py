@@ -9,7 +9,11 @@
     (1, 'loss_below')
 """
 
+import importlib as _importlib
+from typing import Any as _Any
+
 from . import observers, rules, steps, stops
+from .diagnose import Diagnosis, diagnose
 from .errors import InputError
 from .history import History, Result
 from .loop import DivergenceError
@@ -18,14 +22,31 @@ from .minimize import minimize
 __version__ = "0.1.0"
 
 __all__ = [
+    "Diagnosis",
     "DivergenceError",
     "History",
     "InputError",
     "Result",
     "__version__",
+    "diagnose",
     "minimize",
     "observers",
+    "problems",
+    "report",
     "rules",
     "steps",
     "stops",
+    "store",
 ]
+
+# Modules that only some runs need are imported on first use, to keep `import descend` (and the
+# start-up of every short run) at the cost of `import torch`.
+_LAZY = {"problems", "report", "store"}
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _LAZY:
+        module = _importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'descend' has no attribute {name!r}")

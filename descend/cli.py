@@ -6,11 +6,16 @@ Every user error becomes one line on standard error and exit status 2, never a t
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .store import Run
 
 __all__ = ["main"]
 
@@ -23,16 +28,52 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _records(a: argparse.Namespace) -> Path:
+    from .store import records_root
+
+    return records_root(a.runs or True)
+
+
+def _env(a: argparse.Namespace, seed: int | None = None) -> dict[str, Any]:
+    from .store import environment
+
+    return environment(seed=seed, argv=["descend", *a.argv])
+
+
+def _floats(text: str, option: str) -> list[float]:
+    out = []
+    for part in text.split(","):
+        try:
+            v = float(part)
+        except ValueError:
+            raise InputError(f"{option} takes numbers separated by commas, e.g. 0.1,1,4.5; "
+                             f"got {part.strip()!r}") from None
+        out.append(v)
+    return out
+
+
+def _names(text: str) -> list[str]:
+    from .rules import make_rule
+
+    out = [t.strip() for t in text.split(",")]
+    for t in out:
+        make_rule(t)  # an unknown name: the one message that lists the known rules
+    return out
+
+
 def _demo(a: argparse.Namespace) -> int:
+    import contextlib
+    import tempfile
+
     import torch
-    import torch.nn.functional as F
-    from torch import nn
 
     from .minimize import minimize
-    from .observers import Printer
+    from .observers import Snapshots
     from .problems import notebook
+    from .report import write_report
     from .steps import make_step
     from .stops import LossBelow, MaxIter
+    from .store import record_result
 
     # The demo's tensors are tiny: extra intra-op threads only add synchronisation, and on a
     # busy machine they stall the run many times over (measured: 1.2 s vs 22 s under load).
@@ -43,12 +84,65 @@ def _demo(a: argparse.Namespace) -> int:
     make_step(a.model_lr)
     MaxIter(a.max_iters)
     MaxIter(a.model_iters)
+    lrs = _floats(a.sweep_lr, "--sweep-lr") if a.sweep_lr else [a.lr]
+    for v in lrs:
+        make_step(v)
+    rules = _names(a.sweep_rule) if a.sweep_rule else [a.rule]
+    sweep = bool(a.sweep_lr or a.sweep_rule)
+    report = Path(a.report) if a.report else (Path("sweep.html") if sweep else None)
+    if report is not None and not report.parent.is_dir():
+        raise InputError(f"cannot write {report}: the folder {report.parent} does not exist")
 
-    # The notebook, first half: a 3x3 x pulled to the target by x <- x - lr * grad.
-    p = notebook(a.seed)
-    res = minimize(p.fn, p.x0, rule=a.rule, lr=a.lr, stop=stop, max_iter=a.max_iters,
-                   verbose=not a.quiet)
-    print(f"x: stopped after {res.nit} iterations, {res.message} [{res.reason}]")
+    with contextlib.ExitStack() as stack:
+        # --no-record still needs records for a report: they go to a folder deleted at the end
+        root = (Path(stack.enter_context(tempfile.TemporaryDirectory())) if a.no_record
+                else _records(a))
+        p = notebook(a.seed)
+        runs: list[Run] = []
+
+        def one(rule: str, lr: float, verbose: bool) -> None:
+            snaps = Snapshots()
+            res = minimize(p.fn, p.x0, rule=rule, lr=lr, stop=stop, max_iter=a.max_iters,
+                           verbose=verbose, observers=[snaps])
+            label = f"{rule} lr={lr:g}"
+            print(f"{label + ': ' if sweep else ''}x: stopped after {res.nit} iterations, "
+                  f"{res.message} [{res.reason}]")
+            if a.explain:
+                print("\n" + res.explain())
+            runs.append(record_result(root, res, snapshots=snaps, target=p.target,
+                                      env=_env(a, a.seed), config={
+                                          "kind": "demo", "problem": "notebook", "label": label,
+                                          "rule": rule, "lr": lr, "threshold": a.threshold,
+                                          "max_iter": a.max_iters, "seed": a.seed}))
+
+        recorded = runs
+        if sweep:
+            # every variant from the same start p.x0 (tensors are never mutated)
+            for rule in rules:
+                for lr in lrs:
+                    one(rule, lr, verbose=False)
+        else:
+            one(a.rule, a.lr, verbose=not a.quiet)
+            recorded = [*runs, _demo_model(a, stop, root)]
+        if not a.no_record:  # after the summaries, which keep the notebook's order
+            for r in recorded:
+                print(f"recorded {root / r.id}")
+        if report is not None:
+            title = ("The notebook: x pulled to the target by gradient descent" if not sweep
+                     else f"The notebook, {len(runs)} variants from the same start")
+            write_report(runs, report, title=title)
+            print(f"report: {report}")
+    return 0
+
+
+def _demo_model(a: argparse.Namespace, stop: Any, root: Path) -> Run:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from .minimize import minimize
+    from .observers import Printer, Snapshots
+    from .store import record_result
 
     # The notebook, second half: nn.Linear(5, 3) with optim.SGD(model.parameters(), lr=0.001),
     # fitted to data from a hidden linear map plus noise.
@@ -62,22 +156,161 @@ def _demo(a: argparse.Namespace) -> int:
     if not a.quiet:
         print(f"\nnn.Linear(5, 3), rule gd (what optim.SGD does), lr={a.model_lr:g}: "
               f"fitting 200 rows of y = W x + b + noise")
+    snaps = Snapshots()
     res2 = minimize(lambda m: F.mse_loss(m(X), Y), model, rule="gd", lr=a.model_lr,
                     stop=stop, max_iter=a.model_iters,
-                    observers=[] if a.quiet else [Printer(every=every, show_x=False)])
+                    observers=[snaps] if a.quiet else [Printer(every=every, show_x=False), snaps])
     err = (model.weight.detach() - W).abs().max().item()
     print(f"model: stopped after {res2.nit} iterations, {res2.message} [{res2.reason}]; "
           f"loss {res2.history.loss[0]:.4e} -> {res2.loss:.4e}, max |W - W_true| = {err:.3f}")
     if res2.reason == "max_iter" and res2.history.loss[-2] > res2.loss:
         print("model: the loss was still falling at the cap: raise --model-lr (try 0.1) "
               "or --model-iters")
+    run = record_result(root, res2, snapshots=snaps, target=torch.cat([W.reshape(-1), b]),
+                        env=_env(a, a.seed), config={
+                            "kind": "demo", "problem": "notebook-linear",
+                            "label": f"nn.Linear(5, 3) gd lr={a.model_lr:g}", "rule": "gd",
+                            "lr": a.model_lr, "threshold": a.threshold,
+                            "max_iter": a.model_iters, "seed": a.seed})
+    return run
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4e}" if math.isfinite(v) and v != 0 and not 1e-3 <= abs(v) < 1e4 \
+            else f"{v:.6g}"
+    return str(v)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _runs_list(a: argparse.Namespace) -> int:
+    from .store import list_runs
+
+    root = _records(a)
+    rows = list_runs(root)
+    if not rows:
+        print(f"no runs in {root}")
+        return 0
+    out = [["id", "when (UTC)", "problem", "rule", "step", "iterations", "final loss", "reason"]]
+    for r in rows:
+        out.append([r["id"], r["created"].replace("T", " ").rstrip("Z")[:16], r["problem"],
+                    r["rule"], r["step"], str(r["nit"]), _fmt(r["loss"]), r["reason"]])
+    print(_table(out))
     return 0
+
+
+def _runs_show(a: argparse.Namespace) -> int:
+    from .store import open_run
+
+    r = open_run(_records(a), a.id)
+    R, h = r.result, r.history
+    loss = h.get("loss", [])
+    print(f"run {r.id}  ({r.path})")
+    rows = [
+        ["label", r.label],
+        ["created", str(r.environment.get("created", ""))],
+        ["problem", str(r.config.get("problem", ""))],
+        ["stopped", f"{R.get('reason')} ({'success' if R.get('success') else 'no success'}): "
+                    f"{R.get('message', '')}"],
+        ["iterations", f"{R.get('nit')} ({R.get('nfev')} evaluations, "
+                       f"{_fmt(R.get('seconds'))} s)"],
+        ["loss", (f"{_fmt(loss[0])} -> {_fmt(R.get('loss'))}" if loss else _fmt(R.get("loss")))
+         + f" (best {_fmt(R.get('best_loss'))})"],
+        ["history", f"{len(loss)} rows: {', '.join(h)}"],
+    ]
+    rows += [[f"config.{k}", _fmt(v)] for k, v in r.config.items()]
+    rows += [[f"env.{k}", " ".join(v) if isinstance(v, list) else _fmt(v)]
+             for k, v in r.environment.items()]
+    if r.diagnostics:
+        rows += [[f"diagnostics.{k}", _fmt(v)] for k, v in r.diagnostics.items()]
+    rows.append(["files", " ".join(sorted(p.name for p in r.path.iterdir()))])
+    print(_table(rows))
+    return 0
+
+
+def _runs_compare(a: argparse.Namespace) -> int:
+    from .store import open_run
+
+    root = _records(a)
+    runs = [open_run(root, i) for i in a.ids]
+    keys = ["label", "problem", "rule", "step", "nit", "nfev", "loss", "best_loss", "reason",
+            "success", "seconds"]
+    cfg_keys = [k for k in dict.fromkeys(k for r in runs for k in r.config)
+                if k not in ("label", "problem", "rule", "step")]
+    out = [["", *[r.id for r in runs]]]
+    for k in keys:
+        vals = [r.label if k == "label" else r.result.get(k, r.config.get(k, "")) for r in runs]
+        out.append([k, *[_fmt(v) for v in vals]])
+    for k in cfg_keys:
+        out.append([f"config.{k}", *[_fmt(r.config.get(k, "")) for r in runs]])
+    print(_table(out))
+    return 0
+
+
+def _runs_rm(a: argparse.Namespace) -> int:
+    from .store import open_run, remove_run
+
+    root = _records(a)
+    for i in a.ids:  # all must exist before any is removed
+        open_run(root, i)
+    for i in dict.fromkeys(a.ids):
+        remove_run(root, i)
+        print(f"removed {i}")
+    return 0
+
+
+def _report(a: argparse.Namespace) -> int:
+    from .report import write_report
+    from .store import open_run
+
+    root = _records(a)
+    runs = [open_run(root, i) for i in a.runs_]
+    path = write_report(runs, a.output, title=a.title)
+    print(f"report: {path}")
+    return 0
+
+
+def _plot(a: argparse.Namespace) -> int:
+    from .report import plot_runs
+    from .store import open_run
+
+    root = _records(a)
+    runs = [open_run(root, i) for i in a.runs_]
+    cols = [c.strip() for c in a.columns.split(",") if c.strip()]
+    path = plot_runs(runs, a.output, columns=cols)
+    print(f"plot: {path}")
+    return 0
+
+
+def _diagnose(a: argparse.Namespace) -> int:
+    import torch
+
+    from . import problems
+    from .diagnose import diagnose
+
+    torch.set_num_threads(1)  # small problems: extra threads only add synchronisation
+    p = problems.notebook(a.seed) if a.problem == "notebook" else problems.get(a.problem)
+    threshold = p.threshold if a.threshold is None else a.threshold
+    d = diagnose(p.fn, p.x0, a.lr, threshold=threshold, f_star=p.f_star, max_iter=a.max_hvps)
+    print(f"problem {p.name}, {sum(t.numel() for t in _tensors(p.x0))} parameters, at its "
+          "start x0")
+    print(d)
+    return 0
+
+
+def _tensors(x: object) -> list:
+    return list(x) if isinstance(x, (tuple, list)) else [x]
 
 
 def _parser() -> _Parser:
     p = _Parser(prog="descend", description="Gradient descent on PyTorch, from the notebook on.")
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    runs_help = "the records folder (default $DESCEND_RUNS or runs)"
 
     d = sub.add_parser("demo", help="run the notebook: a 3x3 x pulled to a target, then "
                        "nn.Linear(5, 3) fitted with SGD",
@@ -95,7 +328,75 @@ def _parser() -> _Parser:
     d.add_argument("--model-iters", type=int, default=1000,
                    help="iteration cap for nn.Linear(5, 3) (default 1000)")
     d.add_argument("--quiet", action="store_true", help="print only the summaries")
+    d.add_argument("--explain", action="store_true",
+                   help="after the run for x, explain in plain words why it stopped, its rate "
+                   "against the predicted one, and which lr would have been faster")
+    d.add_argument("--report", metavar="FILE", help="write the HTML report of the run of x "
+                   "(or of the sweep) to FILE")
+    d.add_argument("--sweep-lr", metavar="LRS", help="run x once per step size, e.g. "
+                   "0.1,1,4.5,9,10, all from the same start, into one comparison report")
+    d.add_argument("--sweep-rule", metavar="RULES", help="run x once per rule, e.g. "
+                   "gd,momentum,adam (with --sweep-lr: every pair); the report goes to --report "
+                   "or sweep.html")
+    d.add_argument("--runs", metavar="DIR", help=runs_help)
+    d.add_argument("--no-record", action="store_true", help="write no run record")
     d.set_defaults(run=_demo)
+
+    r = sub.add_parser("runs", help="list, show, compare or remove recorded runs",
+                       description="The run records in the records folder.")
+    rsub = r.add_subparsers(dest="action", required=True, metavar="ACTION")
+    common = _Parser(add_help=False)
+    common.add_argument("--runs", metavar="DIR", help=runs_help)
+    rl = rsub.add_parser("list", parents=[common], help="a table of the runs, oldest first")
+    rl.set_defaults(run=_runs_list)
+    rs = rsub.add_parser("show", parents=[common], help="everything recorded about one run")
+    rs.add_argument("id", help="run id")
+    rs.set_defaults(run=_runs_show)
+    rc = rsub.add_parser("compare", parents=[common], help="runs side by side")
+    rc.add_argument("ids", nargs="+", metavar="ID", help="run ids")
+    rc.set_defaults(run=_runs_compare)
+    rr = rsub.add_parser("rm", parents=[common], help="remove runs (folder and index row)")
+    rr.add_argument("ids", nargs="+", metavar="ID", help="run ids")
+    rr.set_defaults(run=_runs_rm)
+
+    rep = sub.add_parser("report", parents=[common], help="one self-contained HTML report of "
+                         "runs, overlaid", description="Writes one HTML file that works "
+                         "offline: loss, gradient norm, step size, validation, stop reasons, "
+                         "diagnostics, and a heatmap of small parameters walking the iterations.")
+    rep.add_argument("runs_", nargs="+", metavar="RUN", help="run ids or run folders")
+    rep.add_argument("-o", "--output", default="report.html", metavar="FILE",
+                     help="where to write (default report.html)")
+    rep.add_argument("--title", help="the page title (default from the runs)")
+    rep.set_defaults(run=_report)
+
+    pl = sub.add_parser("plot", parents=[common], help="PNG plot of runs' curves (matplotlib)",
+                        description="Draws history columns of runs, overlaid, one panel per "
+                        "column; loss and gradient norm on a log scale.")
+    pl.add_argument("runs_", nargs="+", metavar="RUN", help="run ids or run folders")
+    pl.add_argument("-o", "--output", default="loss.png", metavar="FILE",
+                    help="where to write; the suffix picks the format (default loss.png)")
+    pl.add_argument("--columns", default="loss", metavar="COLS",
+                    help="history columns, comma-separated (default loss; e.g. loss,grad_norm,lr)")
+    pl.set_defaults(run=_plot)
+
+    g = sub.add_parser("diagnose", help="local curvature, safe step range and predicted "
+                       "iterations for a named problem, from Hessian-vector products",
+                       description="Estimates at the problem's start x0 (local estimates): top "
+                       "and bottom curvature, condition number, the stable range 0 < lr < 2/L, "
+                       "and, with --lr, the contraction per gd step and the predicted "
+                       "iterations to the threshold.")
+    g.add_argument("problem", nargs="?", default="notebook",
+                   help="a problem of descend.problems (default notebook): "
+                   "notebook, quadratic_k1, quadratic_k1e2, quadratic_k1e4, rosenbrock_2, "
+                   "rosenbrock_100, diabetes_lstsq, breast_cancer_logistic, mlp_regression")
+    g.add_argument("--lr", type=float, default=None, help="a gd step size to assess")
+    g.add_argument("--threshold", type=float, default=None,
+                   help="loss to predict the iterations to (default: the problem's own)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="torch.manual_seed before the notebook's rand_like (default 0)")
+    g.add_argument("--max-hvps", type=int, default=100,
+                   help="at most this many Hessian-vector products (default 100)")
+    g.set_defaults(run=_diagnose)
     return p
 
 
@@ -112,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         a = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
+    a.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(a.run(a))
     except InputError as e:

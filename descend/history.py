@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,8 @@ import torch
 
 if TYPE_CHECKING:
     import pandas
+
+    from .diagnose import Diagnosis
 
 __all__ = ["History", "Result"]
 
@@ -87,6 +90,14 @@ class History:
             w.writerows(zip(*cols.values()))
         return path
 
+    def plot(self, columns: Sequence[str] = ("loss",), ax: Any = None) -> Any:
+        """Draw ``columns`` against the iteration with matplotlib (loss and gradient norm on a
+        log scale) on ``ax`` (a new figure when None); return the axes. Needs
+        ``pip install 'descend[plot]'``."""
+        from .report import plot_history
+
+        return plot_history(self, columns, ax)
+
     def __repr__(self) -> str:
         if not self.loss:
             return "History(rows=0)"
@@ -115,6 +126,10 @@ class Result:
         seconds: wall-clock time of the run.
         rule: the update rule's name.
         step: the step-size strategy, in words.
+        diagnose: a zero-argument function returning the :class:`~descend.diagnose.Diagnosis`
+            at the start, with the run's fixed lr and loss threshold (local estimates from
+            Hessian-vector products, computed only when called); ``None`` when the result was
+            not made by :func:`descend.minimize`.
     """
 
     x: Any
@@ -130,6 +145,7 @@ class Result:
     seconds: float
     rule: str = "gd"
     step: str = ""
+    diagnose: Callable[[], Diagnosis] | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         ok = "success" if self.success else "no success"
@@ -138,6 +154,12 @@ class Result:
             f"best_loss={self.best_loss:.4e}, rule={self.rule!r}, step={self.step!r}, "
             f"seconds={self.seconds:.3g})"
         )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the stop reason, the numbers and a small loss curve."""
+        from .report import result_html
+
+        return result_html(self)
 
     @property
     def ok(self) -> bool:
@@ -150,3 +172,11 @@ class Result:
         losses = [v for v in self.history.loss if math.isfinite(v) and v > 0]
         ratios = sorted(b / a for a, b in itertools.pairwise(losses))
         return ratios[len(ratios) // 2] if ratios else math.nan
+
+    def explain(self) -> str:
+        """Why the run stopped, the observed linear rate against the one the local quadratic
+        model predicts, and which fixed step would have been faster, in plain words (print it:
+        ``print(result.explain())``). The curvature figures come from :attr:`diagnose`."""
+        from .diagnose import explain
+
+        return explain(self)

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from time import perf_counter
 from typing import Any
 
 from torch import Tensor
 
+from .diagnose import at_start
 from .history import Result
 from .loop import Observer, run
 from .objective import Objective, Params
@@ -33,6 +35,7 @@ def minimize(
     observers: Sequence[Observer] = (),
     verbose: bool = False,
     progress: bool = False,
+    record: str | os.PathLike[str] | bool | None = None,
     on_divergence: str | None = None,
 ) -> Result:
     """Minimise ``f(x) = fn(x, *args)`` by gradient descent from ``x0``.
@@ -74,6 +77,8 @@ def minimize(
         observers: read-only callables called with the loop state after every iteration.
         verbose: print the notebook's lines (``'%d-th Loss: %.4e'`` and ``x``) every iteration.
         progress: show a progress display (a bar on a terminal, a line every 5 s otherwise).
+        record: write a run record (:mod:`descend.store`) into this records folder, or into
+            the default one (``$DESCEND_RUNS`` or ``runs``) for ``True``.
         on_divergence: what the divergence guards do when the loss becomes non-finite or
             diverges: ``"backtrack"`` (return to the best point, halve the step, restart the
             rule; each backtrack is a history row with ``backtrack`` = 1), ``"stop"`` (stop with
@@ -110,13 +115,22 @@ def minimize(
         cap = next((c.n for c in criteria if isinstance(c, MaxIter)), None)
         obs.append(Progress(total=cap))
 
+    start = at_start(fn, params, args, step, criteria)  # for Result.explain; lazy
+    snaps = None
+    if record is not None and record is not False:
+        from .observers import Snapshots
+        from .store import records_root
+
+        root = records_root(record)  # checked before any work
+        obs.append(snaps := Snapshots())
+
     t0 = perf_counter()
     s, fired = run(objective, the_rule, step, criteria, obs, on_divergence=on_divergence)
     seconds = perf_counter() - t0
 
     x = params.structure if params.kind == "module" else params.build(params.values)
     loss = s.finite_loss if s.finite_values else s.loss
-    return Result(
+    res = Result(
         x=x,
         loss=loss,
         best_x=params.build(s.best_values) if s.best_values else params.build(params.values),
@@ -130,4 +144,12 @@ def minimize(
         seconds=seconds,
         rule=getattr(the_rule, "label", the_rule.name),
         step=step.describe(),
+        diagnose=start,
     )
+    if snaps is not None:
+        from .store import record_result
+
+        record_result(root, res, snapshots=snaps, config={
+            "kind": "minimize", "problem": getattr(fn, "__name__", type(fn).__name__),
+            "lr": lr, "stop": [repr(c) for c in criteria], "max_iter": max_iter})
+    return res

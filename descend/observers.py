@@ -9,10 +9,12 @@ import sys
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .errors import InputError
+
 if TYPE_CHECKING:
     from .loop import LoopState
 
-__all__ = ["Printer", "Progress"]
+__all__ = ["Printer", "Progress", "Snapshots"]
 
 
 class Printer:
@@ -92,3 +94,80 @@ class Progress:
 
     def __repr__(self) -> str:
         return f"Progress(total={self.total}, every={self.every})"
+
+
+class Snapshots:
+    """Copies of the parameters along a run, for the report's heatmap: the iterates ``x_k``
+    (flattened, float32, on the CPU) when the parameters have at most ``max_elements`` elements;
+    nothing otherwise. To bound memory on long runs it keeps every ``stride``-th iterate and
+    doubles ``stride`` (dropping every other kept frame) whenever more than ``max_frames`` are
+    held; the start and the latest iterate are always kept.
+
+    Args:
+        max_elements: record only parameters of at most this many elements in all.
+        max_frames: the most frames held at once.
+    """
+
+    def __init__(self, max_elements: int = 4096, max_frames: int = 256) -> None:
+        if max_frames < 2:
+            raise InputError(f"max_frames must be >= 2, got {max_frames!r}")
+        self.max_elements = max_elements
+        self.max_frames = max_frames
+        self.stride = 1
+        self.iterations: list[int] = []
+        self.frames: list[Any] = []
+        self.shapes: list[list[int]] = []
+        self.skipped = False
+        self._last: tuple[int, Any] | None = None
+
+    def _flat(self, s: LoopState) -> Any:
+        import torch
+
+        return torch.cat([v.detach().reshape(-1).to("cpu", torch.float32) for v in s.values])
+
+    def __call__(self, s: LoopState) -> None:
+        if self.skipped:
+            return
+        if not self.shapes:
+            n = sum(v.numel() for v in s.values)
+            if n > self.max_elements:
+                self.skipped = True
+                return
+            self.shapes = [list(v.shape) for v in s.values]
+        k = s.iteration
+        flat = self._flat(s)  # a copy: module parameters change in place
+        self._last = (k, flat)
+        if k % self.stride:
+            return
+        self.iterations.append(k)
+        self.frames.append(flat)
+        if len(self.frames) > self.max_frames:
+            self.stride *= 2
+            keep = [i for i, it in enumerate(self.iterations) if it % self.stride == 0]
+            self.iterations = [self.iterations[i] for i in keep]
+            self.frames = [self.frames[i] for i in keep]
+
+    def data(self, target: Any = None) -> dict[str, Any] | None:
+        """The frames as plain data (None when nothing was recorded): ``iteration`` (list of
+        ints), ``values`` (float32 tensor, one row per frame), ``shapes`` (of the parameter
+        tensors) and ``target`` (flattened float32, or None)."""
+        import torch
+
+        if self.skipped or not self.frames or self._last is None:
+            return None
+        its, frames = list(self.iterations), list(self.frames)
+        if self._last[0] != its[-1]:
+            its.append(self._last[0])
+            frames.append(self._last[1])
+        tgt = None
+        if target is not None:
+            tgt = torch.as_tensor(target).detach().reshape(-1).to("cpu", torch.float32).clone()
+            if tgt.numel() != frames[0].numel():
+                raise InputError(f"target has {tgt.numel()} elements but the parameters have "
+                                 f"{frames[0].numel()}")
+        return {"iteration": its, "values": torch.stack(frames), "shapes": self.shapes,
+                "target": tgt}
+
+    def __repr__(self) -> str:
+        return (f"Snapshots(max_elements={self.max_elements}, max_frames={self.max_frames}, "
+                f"frames={len(self.frames)})")

@@ -16,7 +16,7 @@ rosenbrock_2               2       ``x* = (1, 1)``, ``f* = 0``                  
 rosenbrock_100             100     ``x* = ones``, ``f* = 0``                    ``1e-10``
 diabetes_lstsq             11      ``numpy.linalg.lstsq``                       ``f* + 1e-6|f*|``
 breast_cancer_logistic     31      a tight L-BFGS run (gradient norm < 1e-12)   ``f* + 1e-6|f*|``
-mlp_regression             17      no ``x*``; the floor of a long run           ``1.01 f*``
+mlp_regression             17      no ``x*``; the floor of a long run           ``1.05 f*``
 =========================  ======  ===========================================  ===============
 
 Everything except the notebook is float64, so a threshold at a relative gap of ``1e-6`` is far
@@ -292,12 +292,15 @@ def breast_cancer_logistic() -> Problem:
 #: The loss floor of :func:`mlp_regression`: the lowest loss of a long run from its ``x0``,
 #: found once by ``python -m descend.problems``: ``torch.optim.LBFGS`` with a strong-Wolfe line
 #: search, float64, allowed 20,000 iterations, stalls after 895 at a gradient norm of 5.8e-10;
-#: it passes ``1.01 * MLP_FLOOR`` after 189 evaluations. Other starts reach other local minima
-#: within a few per cent of it (the noise variance is 0.01).
+#: it passes ``1.05 * MLP_FLOOR`` after 48 evaluations and ``1.01 *`` after 189. Other starts
+#: reach other local minima within a few per cent of it (the noise variance is 0.01).
 MLP_FLOOR = 0.01028424009013863
 
-#: ``mlp_regression`` counts as solved at ``MLP_FLOOR * (1 + MLP_TOLERANCE)``.
-MLP_TOLERANCE = 0.01
+#: ``mlp_regression`` counts as solved at ``MLP_FLOOR * (1 + MLP_TOLERANCE)``: 5 % lies past
+#: the plateaus, among the local minima other starts reach, and within reach of first-order
+#: methods (measured from x0: gd at lr 0.3 after 1,864 iterations, Adam at lr 0.01 after 588;
+#: at 1 % gd needs over 30,000 and Adam at lr 0.01 stalls 2.8 % above the floor).
+MLP_TOLERANCE = 0.05
 
 
 def _mlp_net(p: tuple[Tensor, ...], x: Tensor) -> Tensor:
@@ -335,7 +338,7 @@ def mlp_regression() -> Problem:
     started at ``torch.nn.Linear``'s default initialisation from a fixed seed. The data are a
     random 2-4-1 "teacher" network plus noise of variance 0.01. Non-convex: there is no known
     ``x*``; ``f_star`` is :data:`MLP_FLOOR`, the floor of a long run, and the problem counts as
-    solved within :data:`MLP_TOLERANCE` (1 %) of it.
+    solved within :data:`MLP_TOLERANCE` (5 %) of it.
     """
     x, y = _mlp_data()
 

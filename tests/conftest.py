@@ -15,6 +15,13 @@ import torch.nn.functional as F
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _records_in_tmp(tmp_path_factory: pytest.TempPathFactory,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI runs record themselves (descend.store): keep those records out of the work tree."""
+    monkeypatch.setenv("DESCEND_RUNS", str(tmp_path_factory.mktemp("records")))
+
+
 def notebook_loop(seed: int, learning_rate: float = 1.0, threshold: float = 1e-5,
                   max_iter: int = 10_000):
     """The notebook's loop as written in the seed (its prints kept), after manual_seed(seed).

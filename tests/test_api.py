@@ -15,6 +15,7 @@ def test_all_is_sorted_and_complete():
               if not n.startswith("_") and not isinstance(v, types.ModuleType)}
     public |= {n for n, v in vars(descend).items()
                if isinstance(v, types.ModuleType) and n in descend.__all__}
+    public |= descend._LAZY  # imported on first use
     assert public | {"__version__"} == set(descend.__all__)
     for name in descend.__all__:
         assert hasattr(descend, name), name

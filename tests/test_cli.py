@@ -25,7 +25,7 @@ BAD = [
     (["demo", "--lr", "abc"], "descend demo: error: argument --lr: invalid float value: 'abc'"),
     (["demo", "--nope"], "descend: error: unrecognized arguments: --nope"),
     (["frobnicate"], "descend: error: argument COMMAND: invalid choice: 'frobnicate' (choose "
-     "from 'demo')"),
+     "from 'demo', 'runs', 'report', 'plot', 'diagnose')"),
     ([], "descend: error: the following arguments are required: COMMAND"),
 ]
 

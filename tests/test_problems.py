@@ -157,10 +157,10 @@ def test_breast_cancer_optimum_matches_sklearn() -> None:
 def test_mlp_floor_is_reached_by_lbfgs_and_never_beaten_by_much() -> None:
     p = problems.mlp_regression()
     assert p.f_star == problems.MLP_FLOOR
-    assert p.threshold == pytest.approx(problems.MLP_FLOOR * 1.01, rel=1e-15)
+    assert p.threshold == pytest.approx(problems.MLP_FLOOR * 1.05, rel=1e-15)
     assert [tuple(t.shape) for t in p.x0] == [(4, 2), (4,), (4,), (1,)]
     params = [t.clone().requires_grad_(True) for t in p.x0]
-    opt = torch.optim.LBFGS(params, lr=1, max_iter=250, history_size=50,
+    opt = torch.optim.LBFGS(params, lr=1, max_iter=100, history_size=50,
                             tolerance_grad=0.0, tolerance_change=0.0,
                             line_search_fn="strong_wolfe")
 
@@ -174,3 +174,10 @@ def test_mlp_floor_is_reached_by_lbfgs_and_never_beaten_by_much() -> None:
     loss = float(p.fn(tuple(params)).detach())
     assert p.solved(loss)
     assert loss >= problems.MLP_FLOOR * (1 - 1e-9)
+
+
+def test_mlp_floor_is_what_its_stated_command_finds() -> None:
+    # the run behind MLP_FLOOR (python -m descend.problems), cut at 1,000 iterations
+    loss, gnorm = problems._mlp_floor(1000)
+    assert loss == pytest.approx(problems.MLP_FLOOR, rel=1e-9)
+    assert gnorm < 1e-8

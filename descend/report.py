@@ -1,0 +1,290 @@
+"""See a run: one self-contained HTML report, PNG plots, and the notebook's inline summary.
+
+:func:`write_report` renders recorded runs (:class:`~descend.store.Run`) into ONE HTML file that
+works offline: the data is embedded as JSON and drawn by a few lines of inline JavaScript into
+SVG (the page is ``report_page.html`` beside this module); nothing is fetched (no CDN, no
+fonts, no images). It shows, for every run overlaid with a
+legend: the loss on a log scale, the gradient norm, the step size, validation curves when the
+history has ``val_*`` columns; a table with each run's stop reason and message; the diagnostics
+when recorded; and, for runs whose parameters have at most 4,096 elements, a heatmap of the
+iterate beside the target and their difference, with a slider and a play button that walk the
+iterations (the notebook's ``x`` approaching ``target``).
+
+:func:`plot_runs` and :func:`plot_history` draw the same curves with matplotlib (an optional
+dependency: ``pip install 'descend[plot]'``), and :func:`result_html` is what a
+:class:`~descend.history.Result` shows in Jupyter.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .history import History, Result
+    from .store import Run
+
+__all__ = ["PALETTE", "plot_history", "plot_runs", "render_report", "result_html",
+           "write_report"]
+
+#: Colours of the overlaid runs, in order (colour-blind-safe, Okabe-Ito).
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
+           "#F0E442")
+#: Curves are thinned to at most this many points per run in the HTML (a chart cannot show more).
+MAX_POINTS = 2000
+#: The heatmap embeds at most this many numbers per run (frames x elements), keeping files small.
+MAX_HEAT_NUMBERS = 200_000
+#: Parameters with more elements than this get no heatmap.
+MAX_HEAT_ELEMENTS = 4096
+#: The history columns drawn, with their titles and captions (validation columns are found by
+#: their ``val_`` prefix).
+CHARTS = (
+    ("loss", "Loss (log scale)",
+     "A straight line down means each step multiplies the loss by the same factor."),
+    ("grad_norm", "Gradient norm (log scale)",
+     "How steep the loss is at x; it shrinks to zero at a minimum."),
+    ("lr", "Step size", "The step size taken to reach each iterate."),
+)
+
+
+def _num(v: Any, digits: int = 6) -> float | None:
+    """A JSON-safe number: None for nan/inf/non-numbers, else ``digits`` significant digits."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    f = float(v)
+    if not math.isfinite(f):
+        return None
+    return float(f"{f:.{digits}g}")
+
+
+def _thin(n: int, most: int) -> list[int]:
+    """Indices of at most ``most`` rows spread evenly over ``n``, first and last included."""
+    if n <= most:
+        return list(range(n))
+    step = (n - 1) / (most - 1)
+    return sorted({round(i * step) for i in range(most)})
+
+
+def _layout(n: int, shapes: Sequence[Sequence[int]]) -> tuple[int, int]:
+    """Rows and columns of the heatmap: a single matrix keeps its shape (a vector lies in one
+    row when short), anything else is wrapped into a near-square grid."""
+    if len(shapes) == 1 and len(shapes[0]) == 2 and shapes[0][1] <= 128:
+        return int(shapes[0][0]), int(shapes[0][1])
+    if n <= 16:
+        return 1, n
+    cols = math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols
+
+
+def _heat(run: Run) -> dict[str, Any] | None:
+    snap = run.snapshots()
+    if snap is None:
+        return None
+    values = snap["values"]
+    n = int(values.shape[1])
+    if n > MAX_HEAT_ELEMENTS:
+        return None
+    its: list[int] = list(snap["iteration"])
+    keep = _thin(len(its), max(2, MAX_HEAT_NUMBERS // max(n, 1)))
+    loss_at = dict(zip(run.history.get("iteration", []), run.history.get("loss", [])))
+    rows, cols = _layout(n, snap["shapes"])
+    target = snap.get("target")
+    return {
+        "rows": rows,
+        "cols": cols,
+        "iterations": [its[i] for i in keep],
+        "loss": [_num(loss_at.get(its[i])) for i in keep],
+        "frames": [[_num(v, 5) for v in values[i].tolist()] for i in keep],
+        "target": None if target is None else [_num(v, 5) for v in target.tolist()],
+    }
+
+
+def _run_data(run: Run, color: str) -> dict[str, Any]:
+    h = run.history
+    n = len(h.get("iteration", []))
+    idx = _thin(n, MAX_POINTS)
+    keys = [k for k, _, _ in CHARTS] + sorted(k for k in h if k.startswith("val_"))
+    series = {"iteration": [h["iteration"][i] for i in idx]}
+    for k in keys:
+        if k in h:
+            series[k] = [_num(h[k][i]) for i in idx]
+    return {
+        "id": run.id,
+        "label": run.label,
+        "color": color,
+        "result": run.result,
+        "config": run.config,
+        "env": {k: run.environment.get(k) for k in
+                ("created", "descend", "torch", "python", "device", "seed", "argv")},
+        "diagnostics": run.diagnostics,
+        "rows": n,
+        "series": series,
+        "heat": _heat(run),
+    }
+
+
+def _safe(obj: Any) -> Any:
+    """JSON-safe copy: nan and inf become None (JSON has no such numbers)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_safe(v) for v in obj]
+    return obj
+
+
+def render_report(runs: Sequence[Run], title: str | None = None) -> str:
+    """The report for ``runs`` (overlaid in the order given) as one HTML string."""
+    if not runs:
+        raise InputError("a report needs at least one run")
+    title = title or ("Run " + runs[0].id if len(runs) == 1 else f"{len(runs)} runs compared")
+    data = {
+        "title": title,
+        "charts": [{"key": k, "title": t, "caption": c} for k, t, c in CHARTS],
+        "runs": [_run_data(r, PALETTE[i % len(PALETTE)]) for i, r in enumerate(runs)],
+    }
+    payload = json.dumps(_safe(data), separators=(",", ":"), allow_nan=False)
+    # inside <script> only "</" and "<!--" could end or confuse the element
+    payload = payload.replace("<", "\\u003c")
+    # the page (HTML, CSS and the drawing script) lives beside this module: report_page.html
+    page = resources.files("descend").joinpath("report_page.html").read_text(encoding="utf-8")
+    return page.replace("__TITLE__", html.escape(title)).replace("__DATA__", payload)
+
+
+def write_report(runs: Sequence[Run], path: str | os.PathLike[str],
+                 title: str | None = None) -> Path:
+    """Write the HTML report of ``runs`` to ``path`` (one self-contained file); return the path.
+
+    Raises:
+        InputError: when there is no run or the folder of ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
+    text = render_report(runs, title)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------------- Jupyter
+
+
+def _svg_curve(values: Sequence[float], width: int = 320, height: int = 90) -> str:
+    """A small inline SVG of ``values`` on a log scale (non-positive values left out)."""
+    pts = [(i, math.log10(v)) for i, v in enumerate(values) if math.isfinite(v) and v > 0]
+    if len(pts) < 2:
+        return ""
+    lo, hi = min(p[1] for p in pts), max(p[1] for p in pts)
+    span_y, span_x = (hi - lo) or 1.0, (pts[-1][0] or 1)
+    xy = " ".join(f"{4 + (width - 8) * i / span_x:.1f},{4 + (height - 8) * (hi - y) / span_y:.1f}"
+                  for i, y in pts)
+    return (f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+            f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="loss, log scale">'
+            f'<rect width="100%" height="100%" fill="#fafafa" stroke="#ddd"/>'
+            f'<polyline fill="none" stroke="{PALETTE[0]}" stroke-width="1.5" points="{xy}"/>'
+            f'<text x="{width - 6}" y="14" font-size="10" text-anchor="end" fill="#555">'
+            f'loss 1e{hi:.1f} to 1e{lo:.1f}</text></svg>')
+
+
+def result_html(result: Result) -> str:
+    """A :class:`~descend.history.Result` as a small HTML table plus its loss curve, for
+    Jupyter (``Result._repr_html_``)."""
+    ok = "#1a7f37" if result.success else "#b42318"
+    rows = [("stopped", f'<b style="color:{ok}">{html.escape(result.reason)}</b>: '
+             f"{html.escape(result.message)}"),
+            ("iterations", f"{result.nit} ({result.nfev} evaluations, {result.seconds:.3g} s)"),
+            ("loss", f"{result.loss:.4e} (best {result.best_loss:.4e})"),
+            ("rule, step", html.escape(f"{result.rule}, {result.step}"))]
+    body = "".join(f'<tr><th style="text-align:left;padding-right:1em">{k}</th><td '
+                   f'style="text-align:left">{v}</td></tr>' for k, v in rows)
+    return (f'<div class="descend-result"><table>{body}</table>'
+            f"{_svg_curve(result.history.loss)}</div>")
+
+
+# ---------------------------------------------------------------------------- PNG plots
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise InputError("plots need matplotlib: pip install 'descend[plot]'") from e
+    matplotlib.use("Agg", force=False)  # files, not windows; a notebook keeps its own backend
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+_LOG_COLUMNS = ("loss", "grad_norm")
+
+
+def _draw(ax: Any, columns: dict[str, list[Any]], column: str, label: str,
+          color: str | None) -> None:
+    xs = columns.get("iteration", list(range(len(columns[column]))))
+    ys = [v if isinstance(v, (int, float)) and math.isfinite(v) else math.nan
+          for v in columns[column]]
+    ax.plot(xs, ys, label=label, color=color, marker="o" if len(ys) <= 60 else None,
+            markersize=3, linewidth=1.5)
+    if column in _LOG_COLUMNS or column.startswith("val_"):
+        ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(column)
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def plot_history(history: History, columns: Sequence[str] = ("loss",), ax: Any = None) -> Any:
+    """Draw ``columns`` of ``history`` against the iteration (loss and gradient norm on a log
+    scale) on ``ax`` (a new figure when None); return the axes."""
+    plt = _pyplot()
+    cols = history.columns
+    for c in columns:
+        if c not in cols:
+            raise InputError(f"no column {c!r} in the history; it has {list(cols)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+    for c in columns:
+        _draw(ax, cols, c, c, None)
+    if len(columns) > 1:
+        ax.legend()
+    return ax
+
+
+def plot_runs(runs: Sequence[Run], path: str | os.PathLike[str],
+              columns: Sequence[str] = ("loss",), dpi: int = 120) -> Path:
+    """Draw ``columns`` of every run (one panel per column, runs overlaid with a legend) into a
+    PNG (or any format matplotlib knows by the suffix of ``path``); return the path.
+
+    Raises:
+        InputError: on an unknown column, a missing folder, or without matplotlib.
+    """
+    path = Path(path)
+    if not runs:
+        raise InputError("a plot needs at least one run")
+    if not path.parent.is_dir():
+        raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
+    for c in columns:
+        for r in runs:
+            if c not in r.history:
+                raise InputError(f"no column {c!r} in run {r.id}; it has {list(r.history)}")
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(columns), 1, figsize=(6.4, 2.9 * len(columns)),
+                             layout="constrained", squeeze=False)
+    for ax, c in zip(axes[:, 0], columns):
+        for i, r in enumerate(runs):
+            _draw(ax, r.history, c, r.label if len(runs) > 1 else r.id,
+                  PALETTE[i % len(PALETTE)])
+        ax.legend(fontsize=8)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

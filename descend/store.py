@@ -1,0 +1,528 @@
+"""Run records: one folder per run on disk plus an SQLite index (stdlib ``sqlite3``).
+
+A records folder (``runs/`` by default, or ``$DESCEND_RUNS``) holds one sub-folder per run and
+``index.sqlite``::
+
+    runs/
+      index.sqlite               id, created, problem, rule, step, nit, loss, reason, success, label
+      20261127-061200-3fa2/
+        config.json        what was asked: problem, rule, lr, step, stop, max_iter, ...
+        environment.json   python, torch, descend versions, platform, device, seed, argv, time
+        history.csv        one row per iteration: iteration, loss, grad_norm, lr, time, nfev, ...
+        params.pt          the final parameters (a module's state_dict), ``torch.save``
+        result.json        the result summary: loss, best_loss, nit, nfev, reason, message, ...
+        snapshots.pt       optional: parameter iterates (<= 4,096 elements) and the target
+        diagnostics.json   optional: what ``diagnose`` found, shown by the report
+
+Writes are atomic: a run is written into a hidden ``.tmp-*`` folder, each file flushed and
+fsynced, and the folder is renamed to its id in one step, so a run interrupted while writing
+leaves no half-written record visible (only a hidden temporary folder, swept by the next
+listing once its writer is gone). An existing run id is never overwritten. The folders are the
+truth and the index a cache: :func:`list_runs` first reconciles the index with the folders (a
+crash between the rename and the index insert, or a folder removed by hand, heals there).
+
+The writer is generic: :func:`record_run` takes plain columns and dicts, so ``minimize``,
+``fit`` (with its per-epoch and validation columns) and the CLI all record through it;
+:func:`record_result` is the short way from a :class:`~descend.history.Result`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import shutil
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from .history import Result
+    from .observers import Snapshots
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "Run",
+    "environment",
+    "list_runs",
+    "open_run",
+    "record_result",
+    "record_run",
+    "records_root",
+    "remove_run",
+]
+
+#: The records folder when none is given (relative to the working directory);
+#: the environment variable ``DESCEND_RUNS`` overrides it.
+DEFAULT_ROOT = "runs"
+INDEX = "index.sqlite"
+RESULT_FIELDS = ("loss", "best_loss", "nit", "nfev", "reason", "message", "success", "seconds",
+                 "rule", "step")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_INT_COLUMNS = ("iteration", "nfev")
+_SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, created TEXT, problem TEXT, rule TEXT, step TEXT, nit INTEGER,
+    loss REAL, reason TEXT, success INTEGER, label TEXT)"""
+
+
+def records_root(record: str | os.PathLike[str] | bool | None = True) -> Path:
+    """The records folder for ``record``: a path as given, or for ``True``/``None`` the default
+    (``$DESCEND_RUNS`` or ``runs``)."""
+    if record is True or record is None:
+        return Path(os.environ.get("DESCEND_RUNS") or DEFAULT_ROOT)
+    if record is False:
+        raise InputError("record=False records nothing; pass True or a folder")
+    if not isinstance(record, (str, os.PathLike)):
+        raise InputError(f"record must be True or a folder path, got {record!r}")
+    return Path(record)
+
+
+@dataclass
+class Run:
+    """One recorded run, read back from its folder.
+
+    Attributes:
+        id: the run id (the folder's name).
+        path: the run folder.
+        config: what was asked (``config.json``).
+        environment: versions, device, seed, command line, time (``environment.json``).
+        result: the result summary (``result.json``).
+        history: the history columns by name (``history.csv``).
+        diagnostics: what ``diagnose`` found, or None.
+    """
+
+    id: str
+    path: Path
+    config: dict[str, Any]
+    environment: dict[str, Any]
+    result: dict[str, Any]
+    history: dict[str, list[Any]] = field(repr=False)
+    diagnostics: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        """A short name for legends: the config's ``label``, else rule and step."""
+        lab = self.config.get("label")
+        if lab:
+            return str(lab)
+        return f"{self.result.get('rule', '?')} {self.result.get('step', '')}".strip()
+
+    def params(self) -> Any:
+        """The final parameters as saved (tensors in ``x0``'s structure, or a state_dict)."""
+        import torch
+
+        return torch.load(self.path / "params.pt", weights_only=True)
+
+    def snapshots(self) -> dict[str, Any] | None:
+        """The recorded iterates, or None: ``{"iteration": [k...], "values": Tensor[F, n],
+        "shapes": [[...]...], "target": Tensor[n] | None}``."""
+        p = self.path / "snapshots.pt"
+        if not p.exists():
+            return None
+        import torch
+
+        out: dict[str, Any] = torch.load(p, weights_only=True)
+        return out
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def environment(*, seed: int | None = None, device: str | None = None,
+                argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """What a run ran on: versions, platform, device, seed, command line and UTC time."""
+    import torch
+
+    from . import __version__
+
+    env: dict[str, Any] = {
+        "descend": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "device": device or "cpu",
+        "threads": torch.get_num_threads(),
+        "seed": seed,
+        "argv": list(sys.argv if argv is None else argv),
+        # microseconds, so runs of the same second list in the order they were made
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+    if device and device.startswith("cuda") and torch.cuda.is_available():
+        env["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    return env
+
+
+def _jsonable(v: Any) -> Any:
+    """Plain JSON data: numbers, strings, lists and dicts pass; anything else becomes its repr
+    (a config may hold a criterion or a rule object)."""
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    item = getattr(v, "item", None)
+    if callable(item) and getattr(v, "numel", lambda: 2)() == 1:
+        return _jsonable(item())
+    return repr(v)
+
+
+def _device_of(x: Any) -> str:
+    """The device of the first tensor in ``x`` (a tensor, or a tuple/list/dict of them)."""
+    import torch
+
+    stack = [x]
+    while stack:
+        v = stack.pop(0)
+        if isinstance(v, torch.Tensor):
+            return str(v.device)
+        if isinstance(v, Mapping):
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return "cpu"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with path.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    _write_bytes(path, (json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n").encode())
+
+
+def _write_csv(path: Path, columns: Mapping[str, Sequence[Any]]) -> None:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns)
+        # repr keeps floats exact (round-trips bit for bit) and writes nan/inf readably
+        w.writerows([repr(v) if isinstance(v, float) else v for v in row]
+                    for row in zip(*columns.values()))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _write_torch(path: Path, obj: Any) -> None:
+    import torch
+
+    with path.open("wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _new_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def _check_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    cols = {str(k): list(v) for k, v in columns.items()}
+    if not cols:
+        raise InputError("history_columns is empty; give at least an iteration and a loss column")
+    lengths = {k: len(v) for k, v in cols.items()}
+    if len(set(lengths.values())) > 1:
+        raise InputError(f"history columns must have the same length, got {lengths}")
+    return cols
+
+
+def record_run(
+    root: str | os.PathLike[str],
+    *,
+    config: Mapping[str, Any],
+    history_columns: Mapping[str, Sequence[Any]],
+    result_summary: Mapping[str, Any],
+    params: Any = None,
+    snapshots: Mapping[str, Any] | None = None,
+    diagnostics: Mapping[str, Any] | None = None,
+    env: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+) -> Run:
+    """Write one run folder atomically under ``root`` and add it to the index.
+
+    Args:
+        root: the records folder (created when missing).
+        config: what was asked (problem, rule, lr, stop, ...); objects are stored as their repr.
+            A ``label`` key names the run in legends; ``problem`` names it in listings.
+        history_columns: columns of equal length, e.g. ``History.columns`` plus per-epoch or
+            validation columns (names starting with ``val_`` are drawn as validation curves).
+        result_summary: at least ``loss``, ``nit`` and ``reason``; see ``RESULT_FIELDS``.
+        params: the final parameters (tensors or a state_dict), saved with ``torch.save``.
+        snapshots: iterates for the heatmap, as :meth:`descend.observers.Snapshots.data` gives.
+        diagnostics: what ``diagnose`` found (plain data), shown by the report.
+        env: the environment; default :func:`environment` now.
+        run_id: the id; default ``YYYYmmdd-HHMMSS-xxxx`` (UTC time and 4 random hex digits).
+
+    Returns:
+        The :class:`Run` as written.
+
+    Raises:
+        InputError: on a malformed id or columns, or when ``run_id`` already exists in ``root``
+            (an existing run is never overwritten).
+    """
+    root = Path(root)
+    cols = _check_columns(history_columns)
+    for key in ("loss", "nit", "reason"):
+        if key not in result_summary:
+            raise InputError(f"result_summary needs a {key!r} entry, got keys "
+                             f"{sorted(result_summary)}")
+    if run_id is not None and not _ID.match(run_id):
+        raise InputError(f"run id must be 1-100 letters, digits, '.', '_' or '-' and start with "
+                         f"a letter or digit, got {run_id!r}")
+    root.mkdir(parents=True, exist_ok=True)
+    rid = run_id or _new_id()
+    while run_id is None and (root / rid).exists():
+        rid = _new_id()
+    final = root / rid
+    if final.exists():
+        raise InputError(f"run {rid!r} already exists in {root}; records are never "
+                         f"overwritten: pick another id or remove it with "
+                         f"`descend runs rm {rid}`")
+    env_d = dict(env) if env is not None else environment()
+    tmp = root / f".tmp-{rid}-{os.getpid()}-{secrets.token_hex(3)}"
+    tmp.mkdir()
+    try:
+        _write_json(tmp / "config.json", config)
+        _write_json(tmp / "environment.json", env_d)
+        _write_csv(tmp / "history.csv", cols)
+        if params is not None:
+            _write_torch(tmp / "params.pt", params)
+        if snapshots is not None:
+            _write_torch(tmp / "snapshots.pt", dict(snapshots))
+        if diagnostics is not None:
+            _write_json(tmp / "diagnostics.json", diagnostics)
+        # result.json last: a folder without it is never taken for a run
+        _write_json(tmp / "result.json", result_summary)
+        _fsync_dir(tmp)
+        if final.exists():  # taken while we wrote: keep the other run, never overwrite
+            raise InputError(f"run {rid!r} already exists in {root}; records are never "
+                             f"overwritten")
+        os.rename(tmp, final)  # the commit point: the run appears whole or not at all
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(root)
+    run = open_run(root, rid)
+    with _index(root) as db:
+        db.execute("DELETE FROM runs WHERE id = ?", (rid,))  # a stale row of a removed folder
+        db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)", _row(run))
+    return run
+
+
+def record_result(
+    root: str | os.PathLike[str],
+    result: Result,
+    *,
+    config: Mapping[str, Any] | None = None,
+    snapshots: Snapshots | Mapping[str, Any] | None = None,
+    target: Tensor | None = None,
+    diagnostics: Mapping[str, Any] | None = None,
+    extra_columns: Mapping[str, Sequence[Any]] | None = None,
+    env: Mapping[str, Any] | None = None,
+    run_id: str | None = None,
+) -> Run:
+    """Record a :class:`~descend.history.Result`: its history, summary and final ``x``.
+
+    Args:
+        root: the records folder.
+        result: what ``minimize`` (or ``fit``) returned.
+        config: what was asked; ``rule`` and ``step`` default to the result's.
+        snapshots: a :class:`~descend.observers.Snapshots` observer that watched the run (or its
+            ``data()``); nothing is saved when it recorded no frames.
+        target: what ``x`` should approach, drawn beside the heatmap (same number of elements).
+        diagnostics: what ``diagnose`` found.
+        extra_columns: more history columns (one value per row), e.g. validation losses.
+        env: the environment; default :func:`environment` now.
+        run_id: the id; default a fresh one.
+    """
+    from torch import nn
+
+    cfg: dict[str, Any] = {"rule": result.rule, "step": result.step}
+    cfg.update(config or {})
+    summary = {k: getattr(result, k) for k in RESULT_FIELDS}
+    cols: dict[str, Sequence[Any]] = dict(result.history.columns)
+    cols.update(extra_columns or {})
+    x = result.x.state_dict() if isinstance(result.x, nn.Module) else result.x
+    if env is None:
+        env = environment(device=_device_of(x))
+    snap: Mapping[str, Any] | None
+    snap = snapshots.data(target) if hasattr(snapshots, "data") else snapshots  # type: ignore[union-attr]
+    if snap is not None and not snap.get("iteration"):
+        snap = None
+    return record_run(root, config=cfg, history_columns=cols, result_summary=summary,
+                      params=x, snapshots=snap, diagnostics=diagnostics, env=env, run_id=run_id)
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _read_json(path: Path) -> Any:
+    with path.open() as fh:
+        return json.load(fh)
+
+
+def _parse(v: str) -> Any:
+    try:
+        return int(v)
+    except ValueError:
+        pass
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def _read_csv(path: Path) -> dict[str, list[Any]]:
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return {}
+    header, body = rows[0], rows[1:]
+    cols: dict[str, list[Any]] = {h: [] for h in header}
+    for row in body:
+        for h, v in zip(header, row):
+            cols[h].append(_parse(v))
+    for h in cols:
+        if h not in _INT_COLUMNS:
+            cols[h] = [float(v) if isinstance(v, int) else v for v in cols[h]]
+    return cols
+
+
+def open_run(root: str | os.PathLike[str], ref: str | os.PathLike[str]) -> Run:
+    """Read a run: ``ref`` is a run id in ``root`` or the path of a run folder.
+
+    Raises:
+        InputError: when there is no such run.
+    """
+    root = Path(root)
+    ref_s = os.fspath(ref)
+    path = root / ref_s if _ID.match(ref_s) and (root / ref_s).is_dir() else Path(ref_s)
+    if not (path / "result.json").is_file():
+        if _ID.match(ref_s) and not path.exists():
+            raise InputError(f"no run {ref_s!r} in {root} (`descend runs list --runs {root}` "
+                             f"shows the ids)")
+        raise InputError(f"no run at {ref_s!r}: a run folder holds result.json (`descend runs "
+                         f"list --runs {root}` shows the ids in {root})")
+    diag = path / "diagnostics.json"
+    return Run(
+        id=path.name,
+        path=path,
+        config=_read_json(path / "config.json"),
+        environment=_read_json(path / "environment.json"),
+        result=_read_json(path / "result.json"),
+        history=_read_csv(path / "history.csv"),
+        diagnostics=_read_json(diag) if diag.exists() else None,
+    )
+
+
+# ---------------------------------------------------------------------------- the index
+
+
+@contextlib.contextmanager
+def _index(root: Path) -> Iterator[sqlite3.Connection]:
+    db = sqlite3.connect(root / INDEX, timeout=30)
+    try:
+        with db:  # one transaction: committed on success, rolled back on error
+            db.execute(_SCHEMA)
+            yield db
+    finally:
+        db.close()
+
+
+def _row(run: Run) -> tuple[Any, ...]:
+    r, c = run.result, run.config
+    loss = r.get("loss")
+    return (run.id, run.environment.get("created", ""), str(c.get("problem", "")),
+            str(r.get("rule", c.get("rule", ""))), str(r.get("step", c.get("step", ""))),
+            int(r.get("nit", 0)), float(loss) if isinstance(loss, (int, float)) else math.nan,
+            str(r.get("reason", "")), int(bool(r.get("success", False))), run.label)
+
+
+def _is_run(path: Path) -> bool:
+    return path.is_dir() and not path.name.startswith(".") and (path / "result.json").is_file()
+
+
+def _sweep_tmp(root: Path) -> None:
+    """Remove hidden temporary folders whose writer process is gone (interrupted writes)."""
+    for p in root.glob(".tmp-*"):
+        m = re.match(r"^\.tmp-.+-(\d+)-[0-9a-f]{6}$", p.name)
+        if m is None:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # still writing
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+    for p in root.glob(".trash-*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def list_runs(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The runs in ``root``, oldest first, as index rows (dicts with the keys ``id``,
+    ``created``, ``problem``, ``rule``, ``step``, ``nit``, ``loss``, ``reason``, ``success``,
+    ``label``). The index is first reconciled with the folders."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    _sweep_tmp(root)
+    folders = {p.name for p in root.iterdir() if _is_run(p)}
+    with _index(root) as db:
+        indexed = {r[0] for r in db.execute("SELECT id FROM runs")}
+        for rid in indexed - folders:
+            db.execute("DELETE FROM runs WHERE id = ?", (rid,))
+        for rid in sorted(folders - indexed):
+            with contextlib.suppress(OSError, ValueError, InputError):
+                db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)",
+                           _row(open_run(root, rid)))
+        cur = db.execute("SELECT * FROM runs ORDER BY created, id")
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    for r in rows:
+        r["success"] = bool(r["success"])
+    return rows
+
+
+def remove_run(root: str | os.PathLike[str], run_id: str) -> None:
+    """Remove a run: its folder disappears in one rename, then its index row and files go.
+
+    Raises:
+        InputError: when there is no such run.
+    """
+    root = Path(root)
+    if not _ID.match(run_id) or not _is_run(root / run_id):
+        raise InputError(f"no run {run_id!r} in {root} (`descend runs list --runs {root}` "
+                         f"shows the ids)")
+    trash = root / f".trash-{run_id}-{secrets.token_hex(3)}"
+    os.rename(root / run_id, trash)
+    with _index(root) as db:
+        db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+    shutil.rmtree(trash, ignore_errors=True)
