@@ -307,10 +307,8 @@ def test_lr_auto_alone_reaches_every_problem_of_the_set(name):
     assert (res.rule, res.step.split(" ")[0]) == ("lbfgs", "strong")
 
 
-# gd with the auto step: every problem but the MLP, whose last 1 % lies along a valley so flat
-# that every first-order method here needs far more than 10,000 steps (see benchmarks/steps.py)
-@pytest.mark.parametrize("name", [n for n in PROBLEMS if n != "mlp_regression"])
-def test_gd_with_auto_steps_reaches_the_problems(name):
+@pytest.mark.parametrize("name", list(PROBLEMS))
+def test_gd_with_auto_steps_reaches_every_problem_of_the_set(name):
     p = PROBLEMS[name]()
     res = descend.minimize(p.fn, p.x0, rule="gd", stop=_below(p.threshold))
     assert res.reason == "callback" and p.solved(res.loss), res
