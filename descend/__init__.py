@@ -17,12 +17,14 @@ from .diagnose import Diagnosis, diagnose
 from .errors import InputError
 from .fit import FitResult, fit
 from .history import History, Result
+from .loop import DivergenceError
 from .minimize import minimize
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Diagnosis",
+    "DivergenceError",
     "FitResult",
     "History",
     "InputError",

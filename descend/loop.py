@@ -8,6 +8,16 @@ It reads like the notebook, one labelled phase a line::
     step      step size along -u                  (steps)
     update    x <- x - lr * u                     (rules)
     record    one row of history; observers see it (history, observers)
+
+When a divergence guard fires (:class:`~descend.stops.NonFinite`, :class:`~descend.stops.Diverged`)
+the loop does what ``on_divergence`` says:
+
+* ``"stop"``: stop with the guard's reason (x is the last finite iterate);
+* ``"raise"``: raise :class:`DivergenceError` naming the iteration and the loss;
+* ``"backtrack"``: return to the best point seen, shrink the step by :data:`BACKTRACK_SHRINK`
+  (:meth:`~descend.steps.Step.shrink`), restart the rule's state, and go on. The backtrack is
+  recorded as one row (the best point again; column ``backtrack`` = 1). After
+  :data:`MAX_BACKTRACKS` backtracks the guard stops the run with its reason.
 """
 
 from __future__ import annotations
@@ -20,15 +30,45 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .errors import InputError
 from .history import History
 from .objective import Objective
 from .rules import Rule
 from .steps import Step
-from .stops import Criterion
+from .stops import Criterion, Diverged, NonFinite, RoundOff, StepFailed, message
 
-__all__ = ["LoopState", "grad_norm", "run"]
+__all__ = [
+    "BACKTRACK_SHRINK",
+    "GUARD_ACTIONS",
+    "MAX_BACKTRACKS",
+    "DivergenceError",
+    "LoopState",
+    "grad_norm",
+    "run",
+]
 
 Observer = Callable[["LoopState"], Any]
+
+#: What a run may do when a divergence guard fires.
+GUARD_ACTIONS = ("backtrack", "stop", "raise")
+#: The factor a backtrack multiplies the step size by.
+BACKTRACK_SHRINK = 0.5
+#: Backtracks allowed per run before the guard stops it.
+MAX_BACKTRACKS = 16
+
+
+class DivergenceError(ArithmeticError):
+    """Raised with ``on_divergence="raise"`` when the loss diverges or becomes non-finite.
+
+    Attributes:
+        iteration: the iteration at which the guard fired.
+        loss: the loss there.
+        reason: ``"diverged"`` or ``"nonfinite"``.
+    """
+
+    def __init__(self, reason: str, iteration: int, loss: float, detail: str) -> None:
+        super().__init__(f"{reason} at iteration {iteration} (loss {loss:.4e}): {detail}")
+        self.reason, self.iteration, self.loss = reason, iteration, loss
 
 
 def grad_norm(grads: Sequence[Tensor]) -> float:
@@ -56,9 +96,15 @@ class LoopState:
         history: the :class:`History` being recorded.
         trial: set by a step-size strategy that already evaluated the point it accepts, as
             ``(values, loss_tensor, grads)``; the loop takes it instead of evaluating again.
+        info: numbers a step-size strategy (or the guard) reports for the row being recorded,
+            ``{column: value}``; each becomes a column of ``history.extra`` (nan where absent).
+        backtracks: backtracks of the divergence guard so far.
+        best_grads: the gradient at ``best_values``.
     """
 
     __slots__ = (
+        "backtracks",
+        "best_grads",
         "best_iter",
         "best_loss",
         "best_values",
@@ -68,6 +114,7 @@ class LoopState:
         "grad_norm",
         "grads",
         "history",
+        "info",
         "iteration",
         "loss",
         "loss0",
@@ -104,6 +151,9 @@ class LoopState:
         self.values: list[Tensor] = self.params.values
         self.grads: list[Tensor] = []
         self.trial: tuple[list[Tensor], Tensor, list[Tensor]] | None = None
+        self.info: dict[str, float] = {}
+        self.backtracks = 0
+        self.best_grads: list[Tensor] = []
 
     @property
     def x(self) -> Any:
@@ -117,11 +167,21 @@ class LoopState:
         self.nfev = self.objective.nfev
         self.elapsed = perf_counter() - self.start
         self.values = values = self.params.values
-        if loss < self.best_loss:
+        if loss < self.best_loss and math.isfinite(gn):
             self.best_loss, self.best_iter, self.best_values = loss, self.iteration, values
+            self.best_grads = grads
         if math.isfinite(loss) and math.isfinite(gn):
             self.finite_loss, self.finite_values = loss, values
-        self.history.append(self.iteration, loss, gn, self.lr, self.elapsed, self.nfev)
+        h = self.history
+        h.append(self.iteration, loss, gn, self.lr, self.elapsed, self.nfev)
+        if self.info or h.extra:
+            rows = len(h)
+            for name, v in self.info.items():
+                h.extra.setdefault(name, [math.nan] * (rows - 1)).append(v)
+            for col in h.extra.values():
+                if len(col) < rows:
+                    col.append(math.nan)
+            self.info = {}
 
     def __repr__(self) -> str:
         return (
@@ -136,13 +196,24 @@ def run(
     step: Step,
     criteria: Sequence[Criterion],
     observers: Sequence[Observer] = (),
+    *,
+    on_divergence: str = "stop",
 ) -> tuple[LoopState, Criterion]:
     """Run the loop until a criterion fires; return the final state and that criterion.
 
     After a non-finite loss or gradient the parameters are set back to the last finite point.
+    ``on_divergence`` (one of :data:`GUARD_ACTIONS`) says what the divergence guards do; see the
+    module docstring.
+
+    Raises:
+        DivergenceError: with ``on_divergence="raise"``, when a guard fires.
     """
+    if on_divergence not in GUARD_ACTIONS:
+        raise InputError(
+            f"on_divergence must be one of {', '.join(GUARD_ACTIONS)}, got {on_divergence!r}"
+        )
     try:
-        return _run(objective, rule, step, criteria, observers)
+        return _run(objective, rule, step, criteria, observers, on_divergence)
     finally:
         for obs in observers:
             close = getattr(obs, "close", None)
@@ -156,11 +227,15 @@ def _run(
     step: Step,
     criteria: Sequence[Criterion],
     observers: Sequence[Observer],
+    on_divergence: str,
 ) -> tuple[LoopState, Criterion]:
     params = objective.params
     s = LoopState(objective, rule, step)
     rule.init(params.values)
     step.reset()
+    backtrack = on_divergence == "backtrack"
+    if backtrack:
+        s.info["backtrack"] = 0
     # evaluate (the start)
     loss_t, grads = objective()
     s._record(loss_t, grads)
@@ -169,15 +244,40 @@ def _run(
         obs(s)
     while True:
         # stop?
-        for c in criteria:
-            if c(s):
+        for fired in criteria:
+            if fired(s):
+                break
+        else:
+            fired = None
+        if fired is not None:
+            guard = isinstance(fired, (NonFinite, Diverged))
+            if guard and on_divergence == "raise":
+                raise DivergenceError(fired.reason, s.iteration, s.loss, message(fired, s))
+            if not (guard and backtrack and s.backtracks < MAX_BACKTRACKS and s.best_values):
                 if s.values is not s.finite_values and s.finite_values:
                     params.set(s.finite_values)
-                return s, c
+                return s, fired
+            # backtrack: to the best point, with a smaller step and a fresh rule state
+            s.backtracks += 1
+            params.set(s.best_values)
+            step.shrink(BACKTRACK_SHRINK)
+            rule.init(s.best_values)
+            s.iteration += 1
+            s.lr = math.nan
+            s.info["backtrack"] = 1
+            s._record(torch.tensor(s.best_loss), s.best_grads)
+            for obs in observers:
+                obs(s)
+            continue
         # direction
         u = rule.direction(s.values, s.grads)
         # step size
         s.lr = lr = step(s, u)
+        if step.failed:  # the line search found no acceptable step
+            params.set(s.values)
+            eps = torch.finfo(s.values[0].dtype).eps
+            converged = s.grad_norm <= math.sqrt(eps) * s.history.grad_norm[0]
+            return s, RoundOff() if converged else StepFailed()
         if s.trial is not None:  # the step-size strategy evaluated the accepted point already
             new, loss_t, grads = s.trial
             s.trial = None
@@ -189,6 +289,8 @@ def _run(
             loss_t, grads = objective()
         s.iteration += 1
         # record
+        if backtrack:
+            s.info["backtrack"] = 0
         s._record(loss_t, grads)
         for obs in observers:
             obs(s)

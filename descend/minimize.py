@@ -27,8 +27,8 @@ def minimize(
     x0: Any,
     *,
     args: tuple = (),
-    rule: str | Rule | Any = "gd",
-    lr: float | Step | Callable[[int], float] | None = None,
+    rule: str | Rule | Any | None = None,
+    lr: float | str | Step | Callable[[int], float] | Any | None = None,
     stop: Criterion | Iterable[Criterion] | None = None,
     max_iter: int | None = None,
     callback: Callable[[Any], Any] | None = None,
@@ -36,11 +36,25 @@ def minimize(
     verbose: bool = False,
     progress: bool = False,
     record: str | os.PathLike[str] | bool | None = None,
+    on_divergence: str | None = None,
 ) -> Result:
     """Minimise ``f(x) = fn(x, *args)`` by gradient descent from ``x0``.
 
     The loop (:func:`descend.loop.run`) repeats ``x_{k+1} = x_k - lr_k * u_k``, where the rule
     turns the gradient into ``u_k`` (``u = g`` for ``"gd"``), until a stopping criterion fires.
+
+    Defaults, in one place:
+
+    * neither ``rule`` nor ``lr`` (or only ``lr="auto"``): the strongest general method for a
+      deterministic objective, ``rule="lbfgs"`` with the strong-Wolfe line search
+      (``result.rule``/``result.step`` say so);
+    * a ``rule`` name without ``lr``: ``lr="auto"`` (see :class:`descend.steps.Auto`);
+      ``lbfgs``/``bfgs`` always get the strong-Wolfe search; ``torch.optim`` classes their
+      default lr;
+    * any other ``lr`` without ``rule``: ``rule="gd"``; ``rule="gd", lr=1.0`` is the notebook
+      exactly;
+    * ``on_divergence``: ``"backtrack"`` when the step was chosen for you (``lr`` left out or
+      ``"auto"``), else ``"stop"``.
 
     Args:
         fn: the objective; receives the parameters in the structure of ``x0`` (plus ``args``) and
@@ -49,11 +63,12 @@ def minimize(
             Tensors are copied, never mutated; a module is trained in place.
         args: extra positional arguments for ``fn``.
         rule: a name from :data:`descend.rules.RULES` (``"gd"``, ``"momentum"``,
-            ``"nesterov"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adagrad"``), a
-            :class:`~descend.rules.Rule` with its hyper-parameters, or a ``torch.optim``
-            optimizer class (or ``functools.partial`` of one).
-        lr: the step size: a number, a callable ``k -> lr``, or a strategy from
-            :mod:`descend.steps`. Default: the rule's default lr.
+            ``"nesterov"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adagrad"``, ``"lbfgs"``,
+            ``"bfgs"``), a :class:`~descend.rules.Rule` with its hyper-parameters, or a
+            ``torch.optim`` optimizer class (or ``functools.partial`` of one).
+        lr: the step size: a number, ``"auto"`` or another name from
+            :data:`descend.steps.STEPS`, a callable ``k -> lr``, a ``torch.optim.lr_scheduler``
+            instance, or a strategy from :mod:`descend.steps`.
         stop: a criterion from :mod:`descend.stops` or a list of them; any one firing stops the
             run. The non-finite and divergence guards are always on.
         max_iter: the iteration cap; default 10,000 unless ``stop`` holds a ``MaxIter``.
@@ -64,6 +79,10 @@ def minimize(
         progress: show a progress display (a bar on a terminal, a line every 5 s otherwise).
         record: write a run record (:mod:`descend.store`) into this records folder, or into
             the default one (``$DESCEND_RUNS`` or ``runs``) for ``True``.
+        on_divergence: what the divergence guards do when the loss becomes non-finite or
+            diverges: ``"backtrack"`` (return to the best point, halve the step, restart the
+            rule; each backtrack is a history row with ``backtrack`` = 1), ``"stop"`` (stop with
+            the reason) or ``"raise"`` (raise :class:`descend.loop.DivergenceError`).
 
     Returns:
         A :class:`~descend.history.Result`; not converging is a result with a reason, never an
@@ -71,13 +90,21 @@ def minimize(
 
     Raises:
         InputError: on misuse, before any work, naming the bad value and the fix.
+        DivergenceError: only with ``on_divergence="raise"``.
     """
     params = Params(x0)
     objective = Objective(fn, params, args)
+    chosen = lr is None or (isinstance(lr, str) and lr == "auto")
+    if rule is None:  # no rule: the default method, unless a step is given (then gd)
+        rule = "lbfgs" if chosen else "gd"
     the_rule = make_rule(rule)
     if isinstance(the_rule, TorchOptimizer):
         the_rule.leaves = params.leaves
-    step = make_step(type(the_rule).default_lr if lr is None else lr)
+    if lr is None:
+        lr = "auto" if the_rule.scalable else type(the_rule).default_lr
+    step = make_step(lr, the_rule)
+    if on_divergence is None:
+        on_divergence = "backtrack" if chosen else "stop"
     criteria = criteria_list(stop, max_iter)
     if callback is not None:
         criteria.insert(len(criteria) - 1, Callback(callback))
@@ -98,7 +125,7 @@ def minimize(
         obs.append(snaps := Snapshots())
 
     t0 = perf_counter()
-    s, fired = run(objective, the_rule, step, criteria, obs)
+    s, fired = run(objective, the_rule, step, criteria, obs, on_divergence=on_divergence)
     seconds = perf_counter() - t0
 
     x = params.structure if params.kind == "module" else params.build(params.values)

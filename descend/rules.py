@@ -29,7 +29,9 @@ from torch import Tensor
 from .errors import InputError, InputTypeError, check_fraction, check_positive
 
 __all__ = [
+    "BFGS",
     "GD",
+    "LBFGS",
     "RULES",
     "AdaGrad",
     "Adam",
@@ -60,6 +62,9 @@ class Rule:
     default_lr: ClassVar[float] = 1e-3
     #: True when ``apply`` is ``x - lr * u`` for any lr (line searches need it).
     scalable: ClassVar[bool] = True
+    #: True when ``u`` is Newton-scaled (lr = 1 is the natural step): such rules are always
+    #: paired with the strong-Wolfe line search (see :func:`descend.steps.make_step`).
+    newton_scaled: ClassVar[bool] = False
     state: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def init(self, values: list[Tensor]) -> None:
@@ -334,6 +339,166 @@ class AdaGrad(Rule):
         return list(u)
 
 
+def _flat(ts: list[Tensor]) -> Tensor:
+    """All tensors as one flat vector (a view for a single tensor; never written into)."""
+    if len(ts) == 1:
+        return ts[0].reshape(-1)
+    return torch.cat([t.reshape(-1) for t in ts])
+
+
+def _unflat(v: Tensor, like: list[Tensor]) -> list[Tensor]:
+    if len(like) == 1:
+        return [v.reshape(like[0].shape).to(like[0].dtype)]
+    out, i = [], 0
+    for t in like:
+        n = t.numel()
+        out.append(v[i:i + n].reshape(t.shape).to(t.dtype))
+        i += n
+    return out
+
+
+def _check_real(name: str, values: list[Tensor]) -> None:
+    if any(v.is_complex() for v in values):
+        raise InputError(f"rule {name!r} needs real parameters, got a complex tensor; "
+                         "split it into real and imaginary parts")
+
+
+@dataclass
+class LBFGS(Rule):
+    """Limited-memory BFGS: ``u = H_k g`` by the two-loop recursion over the last
+    ``history_size`` curvature pairs ``s_i = x_{i+1} - x_i``, ``y_i = g_{i+1} - g_i``, with
+    ``H_0 = (s.y / y.y) I`` from the newest pair. With no pair yet (the first step, or after a
+    restart) ``u = g / |g|``, so the line search's unit first trial is a unit-length move (as in
+    L-BFGS-B). A pair is skipped when ``s.y <= eps * |s| |y|`` (the curvature is not safely
+    positive; a relative test, so it does not depend on the scale of ``f`` or ``x``); the strong
+    Wolfe line search it is always paired with makes this rare. The pairs live in
+    ``state`` (flattened, in the parameters' dtype) and are checkpointed by ``state_dict``.
+
+    Pick it for smooth deterministic problems of any size: it is the default of ``minimize``.
+
+    References:
+        Nocedal, "Updating quasi-Newton matrices with limited storage", Math. Comp. 35, 1980;
+        Liu & Nocedal, "On the limited memory BFGS method for large scale optimization",
+        Math. Prog. 45, 1989; Nocedal & Wright, Numerical Optimization, Alg. 7.4-7.5.
+    """
+
+    name: ClassVar[str] = "lbfgs"
+    default_lr: ClassVar[float] = 1.0
+    newton_scaled: ClassVar[bool] = True
+    history_size: int = 10
+    eps: float = 1e-10
+
+    def __post_init__(self) -> None:
+        if (isinstance(self.history_size, bool) or not isinstance(self.history_size, int)
+                or self.history_size < 1):
+            raise InputError(f"history_size must be a whole number >= 1, got {self.history_size!r}")
+        check_positive("eps", self.eps, allow_zero=True)
+
+    def init(self, values: list[Tensor]) -> None:
+        _check_real(self.name, values)
+        self.state = {"step": 0, "s": [], "y": [], "rho": [], "x": None, "g": None,
+                      "skipped": 0}
+
+    def _update(self, x: Tensor, g: Tensor) -> tuple[Tensor, Tensor, float] | None:
+        """The new pair ``(s, y, s.y)`` if it passes the curvature test, else ``None``."""
+        st = self.state
+        x_prev, g_prev = st["x"], st["g"]
+        st["x"], st["g"] = x, g
+        if x_prev is None:
+            return None
+        s, y = x - x_prev, g - g_prev
+        sy = torch.dot(s, y).item()
+        norms = torch.linalg.vector_norm(s).item() * torch.linalg.vector_norm(y).item()
+        if not sy > self.eps * norms:
+            st["skipped"] += 1
+            return None
+        return s, y, sy
+
+    def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        st = self.state
+        st["step"] += 1
+        g = _flat(grads)
+        pair = self._update(_flat(values), g)
+        if pair is not None:
+            s, y, sy = pair
+            st["s"].append(s)
+            st["y"].append(y)
+            st["rho"].append(1.0 / sy)
+            if len(st["s"]) > self.history_size:
+                for k in ("s", "y", "rho"):
+                    st[k].pop(0)
+        if not st["s"]:
+            gn = torch.linalg.vector_norm(g)
+            return _unflat(g / gn if gn > 0 else g, values)
+        # two-loop recursion (N&W Alg. 7.4)
+        q = g.clone()
+        alphas = []
+        for s, y, rho in zip(reversed(st["s"]), reversed(st["y"]), reversed(st["rho"])):
+            a = rho * torch.dot(s, q)
+            q.sub_(y * a)
+            alphas.append(a)
+        s, y = st["s"][-1], st["y"][-1]
+        q.mul_(torch.dot(s, y) / torch.dot(y, y))
+        for s, y, rho, a in zip(st["s"], st["y"], st["rho"], reversed(alphas)):
+            b = rho * torch.dot(y, q)
+            q.add_(s * (a - b))
+        return _unflat(q, values)
+
+
+#: Above this many parameters ``bfgs`` refuses (its matrix has n^2 entries); use ``lbfgs``.
+BFGS_MAX_NUMEL = 10_000
+
+
+@dataclass
+class BFGS(LBFGS):
+    """BFGS with a dense inverse-Hessian approximation ``H`` on the flattened parameters::
+
+        H+ = (I - rho s y^T) H (I - rho y s^T) + rho s s^T,   rho = 1 / s.y,   u = H g
+
+    ``H`` starts as ``(s.y / y.y) I`` at the first pair (N&W eq. 6.20); before it, and after a
+    restart, ``u = g / |g|``. Pairs with ``s.y <= eps |s| |y|`` are skipped. O(n^2) memory and
+    work per step: for small problems (at most :data:`BFGS_MAX_NUMEL` parameters), where it
+    needs slightly fewer evaluations than ``lbfgs``.
+
+    References:
+        Nocedal & Wright, Numerical Optimization, 2nd ed., Alg. 6.1 and eq. 6.17.
+    """
+
+    name: ClassVar[str] = "bfgs"
+
+    def init(self, values: list[Tensor]) -> None:
+        _check_real(self.name, values)
+        n = sum(v.numel() for v in values)
+        if n > BFGS_MAX_NUMEL:
+            raise InputError(
+                f"rule 'bfgs' keeps an n x n matrix; n = {n} parameters is above "
+                f"{BFGS_MAX_NUMEL}: use rule='lbfgs'"
+            )
+        self.state = {"step": 0, "H": None, "x": None, "g": None, "skipped": 0}
+
+    def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+        st = self.state
+        st["step"] += 1
+        g = _flat(grads)
+        pair = self._update(_flat(values), g)
+        if pair is not None:
+            s, y, sy = pair
+            rho = 1.0 / sy
+            H = st["H"]
+            if H is None:
+                gamma = sy / torch.dot(y, y).item()
+                H = torch.eye(s.numel(), dtype=s.dtype, device=s.device) * gamma
+            Hy = H @ y
+            yHy = torch.dot(y, Hy).item()
+            H = (H - rho * (torch.outer(Hy, s) + torch.outer(s, Hy))
+                 + (rho * rho * yHy + rho) * torch.outer(s, s))
+            st["H"] = H
+        if st["H"] is None:
+            gn = torch.linalg.vector_norm(g)
+            return _unflat(g / gn if gn > 0 else g, values)
+        return _unflat(st["H"] @ g, values)
+
+
 @dataclass
 class TorchOptimizer(Rule):
     """Any ``torch.optim.Optimizer`` used as the rule: ``rule=torch.optim.SGD`` or
@@ -396,7 +561,7 @@ class TorchOptimizer(Rule):
 
 #: The rules by name; the one place names are resolved.
 RULES: dict[str, type[Rule]] = {
-    r.name: r for r in (GD, Momentum, Nesterov, Adam, AdamW, RMSProp, AdaGrad)
+    r.name: r for r in (GD, Momentum, Nesterov, Adam, AdamW, RMSProp, AdaGrad, LBFGS, BFGS)
 }
 
 

@@ -39,6 +39,8 @@ __all__ = [
     "MaxIter",
     "NoImprovement",
     "NonFinite",
+    "RoundOff",
+    "StepFailed",
     "TimeLimit",
     "TrainLossBelow",
     "ValLossBelow",
@@ -67,6 +69,18 @@ REASONS: dict[str, tuple[bool, str]] = {
         False,
         "the loss or gradient became non-finite (nan or inf) at iteration {iteration}; "
         "x is the last finite iterate; lower the step size",
+    ),
+    "roundoff": (
+        True,
+        "converged to working precision at iteration {iteration}: no step along the search "
+        "direction lowers the loss {loss:.4e} beyond round-off, and the gradient norm "
+        "{grad_norm:.3e} has fallen below sqrt(eps) times its start",
+    ),
+    "step_failed": (
+        False,
+        "the line search found no step along the search direction that satisfies its condition "
+        "at iteration {iteration} (loss {loss:.4e}, gradient norm {grad_norm:.3e}), even after "
+        "restarting the rule; the loss is likely at its round-off floor",
     ),
     "diverged": (
         False,
@@ -238,6 +252,28 @@ class NonFinite(Criterion):
 
     def __call__(self, s: LoopState) -> bool:
         return not (math.isfinite(s.loss) and math.isfinite(s.grad_norm))
+
+
+class RoundOff(Criterion):
+    """Reported by the loop (not polled) when a line search finds no acceptable step and the
+    gradient norm is below ``sqrt(eps)`` (of the parameters' dtype) times its starting value:
+    the run has converged as far as floating point allows."""
+
+    reason = "roundoff"
+
+    def __call__(self, s: LoopState) -> bool:
+        return False
+
+
+class StepFailed(Criterion):
+    """Reported by the loop (not polled) when a line search finds no acceptable step while the
+    gradient is still large (see :class:`RoundOff` for the other case): typically a gradient
+    that does not match the loss."""
+
+    reason = "step_failed"
+
+    def __call__(self, s: LoopState) -> bool:
+        return False
 
 
 class Diverged(Criterion):

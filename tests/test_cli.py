@@ -16,8 +16,8 @@ BAD = [
     (["demo", "--threshold=-1e-5"],
      "descend demo: error: threshold must be a finite number >= 0, got -1e-05"),
     (["demo", "--rule", "sgdd"],
-     "descend demo: error: unknown rule 'sgdd'; known rules: adagrad, adam, adamw, gd, "
-     "momentum, nesterov, rmsprop"),
+     "descend demo: error: unknown rule 'sgdd'; known rules: adagrad, adam, adamw, bfgs, "
+     "gd, lbfgs, momentum, nesterov, rmsprop"),
     (["demo", "--max-iters", "0"],
      "descend demo: error: max_iter must be a whole number >= 1, got 0"),
     (["demo", "--model-lr", "-0.1"],

@@ -346,8 +346,8 @@ def test_progress_shows_epoch_loss_val_loss_and_time_left():
          "ValLossBelow needs validation data: pass val=0.2 or a validation set"),
         ({"val": 1.5}, "val must lie in [0, 1), got 1.5"),
         ({"rule": "sgdx"},
-         "unknown rule 'sgdx'; known rules: adagrad, adam, adamw, gd, momentum, nesterov, "
-         "rmsprop"),
+         "unknown rule 'sgdx'; known rules: adagrad, adam, adamw, bfgs, gd, lbfgs, momentum, "
+         "nesterov, rmsprop"),
         ({"device": "gpu"}, "unknown device 'gpu'; use cpu, cuda, cuda:1, mps, ..."),
         ({"stop": [print]},
          "stop must hold stopping criteria from descend.stops, got <built-in function print>; "

@@ -154,8 +154,8 @@ BAD = [
                               stop=stops.LossBelow(-1.0)),
      "threshold must be a finite number >= 0, got -1.0"),
     (lambda: descend.minimize(lambda x: (x**2).sum(), torch.ones(3), rule="newton"),
-     "unknown rule 'newton'; known rules: adagrad, adam, adamw, gd, momentum, nesterov, "
-     "rmsprop"),
+     "unknown rule 'newton'; known rules: adagrad, adam, adamw, bfgs, gd, lbfgs, "
+     "momentum, nesterov, rmsprop"),
     (lambda: descend.minimize(lambda x: (x**2).sum(), [1.0, 2.0]),
      "x0['0'] must be a torch.Tensor, got float; wrap it with torch.tensor(...)"),
     (lambda: descend.minimize(lambda x: (x**2).sum(), "abc"),

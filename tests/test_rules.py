@@ -150,7 +150,8 @@ BAD = [
     (lambda: rules.Nesterov(dampening=0.1),
      "nesterov needs dampening 0, got 0.1; use rule 'momentum'"),
     (lambda: rules.make_rule("sgdd"),
-     "unknown rule 'sgdd'; known rules: adagrad, adam, adamw, gd, momentum, nesterov, rmsprop"),
+     "unknown rule 'sgdd'; known rules: adagrad, adam, adamw, bfgs, gd, lbfgs, momentum, "
+     "nesterov, rmsprop"),
     (lambda: rules.make_rule(3), "rule must be a rule name, a descend Rule or a torch.optim."
      "Optimizer class, got 3"),
 ]

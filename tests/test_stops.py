@@ -152,7 +152,8 @@ def test_every_reason_has_one_message_and_a_success_flag():
                                 stops.NoImprovement(), stops.MaxIter(1), stops.MaxEvals(1),
                                 stops.TimeLimit(1), stops.Callback(print), stops.NonFinite(),
                                 stops.Diverged(), stops.MaxEpochs(1), stops.TrainLossBelow(0),
-                                stops.ValLossBelow(0), stops.EarlyStopping())}
+                                stops.ValLossBelow(0), stops.EarlyStopping(), stops.StepFailed(),
+                                stops.RoundOff())}
     assert fired == set(stops.REASONS)
 
 

@@ -356,8 +356,8 @@ NO_RUN = "no run 'nope' in {root} (`descend runs list --runs {root}` shows the i
     (["demo", "--sweep-lr", "1,-2"], "descend demo: error: lr must be a finite number > 0, "
                                      "got -2.0"),
     (["demo", "--sweep-rule", "gd,newton"], "descend demo: error: unknown rule 'newton'; known "
-                                            "rules: adagrad, adam, adamw, gd, momentum, "
-                                            "nesterov, rmsprop"),
+                                            "rules: adagrad, adam, adamw, bfgs, gd, lbfgs, "
+                                            "momentum, nesterov, rmsprop"),
     (["demo", "--report", "no/such/dir/r.html"], "descend demo: error: cannot write "
                                                  "no/such/dir/r.html: the folder no/such/dir "
                                                  "does not exist"),
