@@ -175,3 +175,15 @@ def test_misuse_raises_a_clear_error_naming_the_value(call, msg):
     with pytest.raises(InputError) as e:
         call()
     assert str(e.value) == msg
+
+
+def test_without_autograds_engine_every_evaluation_takes_the_checked_path(monkeypatch):
+    import descend.objective as objective
+
+    target = torch.tensor([1.0, -2.0])
+    f = lambda x: ((x - target) ** 2).sum()  # noqa: E731
+    fast = descend.minimize(f, torch.zeros(2), rule="momentum", lr=0.1, max_iter=30)
+    monkeypatch.setattr(objective, "_ENGINE", None)
+    checked = descend.minimize(f, torch.zeros(2), rule="momentum", lr=0.1, max_iter=30)
+    assert torch.equal(fast.x, checked.x)
+    assert fast.history.loss == checked.history.loss
