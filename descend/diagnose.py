@@ -109,6 +109,30 @@ class Diagnosis:
     hvps: int
     exact: bool
 
+    def summary(self) -> dict[str, str]:
+        """The figures as labelled strings (every curvature figure marked a local estimate), for
+        run records and reports."""
+        est = " (local estimate)"
+        out = {
+            "loss at the start": f"{self.loss:.4e}",
+            "gradient norm at the start": f"{self.grad_norm:.4e}",
+            "top curvature L" + est: f"{self.L:.6g}",
+            "bottom curvature mu" + est: f"{self.mu:.6g}",
+            "condition number" + est: f"{self.condition:.6g}",
+            "stable steps 0 < lr < 2/L" + est: f"{self.lr_max:.6g}",
+            "one-step lr 1/L" + est: f"{self.lr_one_step:.6g}",
+            "fastest fixed lr" + est: f"{self.lr_fastest:.6g}",
+        }
+        if self.lr is not None and self.contraction is not None:
+            out[f"error contraction per step at lr={self.lr:g}" + est] = f"{self.contraction:.4g}"
+        if self.threshold is not None:
+            for lr, k in ((self.lr, self.iterations), (self.lr_fastest, self.iterations_fastest)):
+                if lr is not None and k is not None:
+                    key = f"predicted iterations to {self.threshold:g} at lr={lr:.4g}" + est
+                    out[key] = "never" if math.isinf(k) else str(int(k))
+        out["Hessian-vector products"] = str(self.hvps)
+        return out
+
     @property
     def stable_range(self) -> tuple[float, float]:
         """``(0, 2/L)``: the fixed steps that converge on the local model (local estimate)."""

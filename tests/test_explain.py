@@ -192,3 +192,15 @@ def test_diagnose_command_bad_input_is_one_line(argv, line, capsys):
     assert main(argv) == 2
     cap = capsys.readouterr()
     assert cap.err == line + "\n" and cap.out == ""
+
+
+def test_the_demo_records_the_diagnosis_for_the_report(tmp_path, capsys):
+    from descend.store import list_runs, open_run
+
+    assert main(["demo", "--quiet", "--runs", str(tmp_path)]) == 0
+    capsys.readouterr()
+    notebook_run = next(r for r in list_runs(tmp_path) if r["problem"] == "notebook")
+    d = open_run(tmp_path, notebook_run["id"]).diagnostics
+    assert d["stable steps 0 < lr < 2/L (local estimate)"] == "9"
+    assert d["one-step lr 1/L (local estimate)"] == "4.5"
+    assert d["predicted iterations to 1e-05 at lr=1 (local estimate)"] == "19"
