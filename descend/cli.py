@@ -61,6 +61,24 @@ def _names(text: str) -> list[str]:
     return out
 
 
+def _lr(text: str) -> float | str:
+    """argparse type of ``--lr``: a number, or the name of a step-size strategy."""
+    from .steps import STEPS
+
+    try:
+        return float(text)
+    except ValueError:
+        if text in STEPS:
+            return text
+        raise argparse.ArgumentTypeError(
+            f"invalid lr {text!r}: give a number > 0 or one of {', '.join(STEPS)}"
+        ) from None
+
+
+def _g(lr: float | str) -> str:
+    return lr if isinstance(lr, str) else f"{lr:g}"
+
+
 def _demo(a: argparse.Namespace) -> int:
     import contextlib
     import tempfile
@@ -104,7 +122,7 @@ def _demo(a: argparse.Namespace) -> int:
             snaps = Snapshots()
             res = minimize(p.fn, p.x0, rule=rule, lr=lr, stop=stop, max_iter=a.max_iters,
                            verbose=verbose, observers=[snaps])
-            label = f"{rule} lr={lr:g}"
+            label = f"{rule} lr={_g(lr)}"
             print(f"{label + ': ' if sweep else ''}x: stopped after {res.nit} iterations, "
                   f"{res.message} [{res.reason}]")
             if a.explain:
@@ -156,7 +174,7 @@ def _demo_model(a: argparse.Namespace, stop: Any, root: Path) -> Run:
     model = nn.Linear(5, 3)
     every = max(1, a.model_iters // 10)
     if not a.quiet:
-        print(f"\nnn.Linear(5, 3), rule gd (what optim.SGD does), lr={a.model_lr:g}: "
+        print(f"\nnn.Linear(5, 3), rule gd (what optim.SGD does), lr={_g(a.model_lr)}: "
               f"fitting 200 rows of y = W x + b + noise")
     snaps = Snapshots()
     res2 = minimize(lambda m: F.mse_loss(m(X), Y), model, rule="gd", lr=a.model_lr,
@@ -166,12 +184,12 @@ def _demo_model(a: argparse.Namespace, stop: Any, root: Path) -> Run:
     print(f"model: stopped after {res2.nit} iterations, {res2.message} [{res2.reason}]; "
           f"loss {res2.history.loss[0]:.4e} -> {res2.loss:.4e}, max |W - W_true| = {err:.3f}")
     if res2.reason == "max_iter" and res2.history.loss[-2] > res2.loss:
-        print("model: the loss was still falling at the cap: raise --model-lr (try 0.1) "
-              "or --model-iters")
+        print("model: the loss was still falling at the cap: raise --model-lr (try 0.1, or "
+              "auto) or --model-iters")
     run = record_result(root, res2, snapshots=snaps, target=torch.cat([W.reshape(-1), b]),
                         env=_env(a, a.seed), config={
                             "kind": "demo", "problem": "notebook-linear",
-                            "label": f"nn.Linear(5, 3) gd lr={a.model_lr:g}", "rule": "gd",
+                            "label": f"nn.Linear(5, 3) gd lr={_g(a.model_lr)}", "rule": "gd",
                             "lr": a.model_lr, "threshold": a.threshold,
                             "max_iter": a.model_iters, "seed": a.seed})
     return run
@@ -418,7 +436,9 @@ def _parser() -> _Parser:
     d = sub.add_parser("demo", help="run the notebook: a 3x3 x pulled to a target, then "
                        "nn.Linear(5, 3) fitted with SGD",
                        description="Runs the gradient-descent notebook line for line.")
-    d.add_argument("--lr", type=float, default=1.0, help="step size for x (default 1.0)")
+    d.add_argument("--lr", type=_lr, default=1.0,
+                   help="step size for x: a number or auto, armijo, wolfe, polyak, bb, adaptive "
+                   "(default 1.0)")
     d.add_argument("--threshold", type=float, default=1e-5,
                    help="stop when the loss is at or below this (default 1e-5)")
     d.add_argument("--seed", type=int, default=0, help="torch.manual_seed before rand_like "
@@ -426,7 +446,7 @@ def _parser() -> _Parser:
     d.add_argument("--rule", default="gd", help="update rule for x (default gd)")
     d.add_argument("--max-iters", type=int, default=1000,
                    help="iteration cap for x (default 1000)")
-    d.add_argument("--model-lr", type=float, default=0.001,
+    d.add_argument("--model-lr", type=_lr, default=0.001,
                    help="step size for nn.Linear(5, 3) (default 0.001, as in the notebook)")
     d.add_argument("--model-iters", type=int, default=1000,
                    help="iteration cap for nn.Linear(5, 3) (default 1000)")
@@ -519,7 +539,8 @@ def _parser() -> _Parser:
         "for logistic: bce with 2 classes, else cross_entropy)")
     arg("--rule", default="adam", metavar="NAME", help="update rule: gd (SGD), momentum, "
         "nesterov, adam, adamw, rmsprop, adagrad (default adam)")
-    arg("--lr", type=float, default=0.01, metavar="X", help="step size (default 0.01)")
+    arg("--lr", type=_lr, default=0.01, metavar="X",
+        help="step size: a number or a strategy name such as armijo (default 0.01)")
     arg("--batch-size", type=int, default=64, metavar="N", help="rows per batch (default 64)")
     arg("--epochs", type=int, default=100, metavar="N",
         help="most passes over the training rows (default 100)")

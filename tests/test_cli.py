@@ -22,7 +22,8 @@ BAD = [
      "descend demo: error: max_iter must be a whole number >= 1, got 0"),
     (["demo", "--model-lr", "-0.1"],
      "descend demo: error: lr must be a finite number > 0, got -0.1"),
-    (["demo", "--lr", "abc"], "descend demo: error: argument --lr: invalid float value: 'abc'"),
+    (["demo", "--lr", "abc"], "descend demo: error: argument --lr: invalid lr 'abc': give a "
+     "number > 0 or one of auto, armijo, wolfe, polyak, bb, adaptive"),
     (["demo", "--nope"], "descend: error: unrecognized arguments: --nope"),
     (["frobnicate"], "descend: error: argument COMMAND: invalid choice: 'frobnicate' (choose "
      "from 'demo', 'runs', 'report', 'plot', 'diagnose', 'fit', 'predict', "
@@ -52,3 +53,19 @@ def test_version(capsys):
     import descend
 
     assert capsys.readouterr().out == f"descend {descend.__version__}\n"
+
+
+def test_lr_takes_a_strategy_name(capsys):
+    assert main(["demo", "--lr", "auto", "--model-lr", "auto", "--quiet", "--no-record"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("x: stopped after 1 iterations, ")  # auto finds lr = 1/L = 4.5
+    # the noise floor (~1e-4) lies above the threshold: auto converges to working precision
+    assert lines[1].startswith("model: stopped after ") and "[roundoff]" in lines[1]
+    assert lines[1].endswith("max |W - W_true| = 0.001")
+
+
+def test_an_unknown_lr_name_lists_the_known_ones(capsys):
+    assert main(["demo", "--lr", "fast"]) == 2
+    assert capsys.readouterr().err == (
+        "descend demo: error: argument --lr: invalid lr 'fast': give a number > 0 or one of "
+        "auto, armijo, wolfe, polyak, bb, adaptive\n")
