@@ -127,9 +127,9 @@ def _demo(a: argparse.Namespace) -> int:
                   f"{res.message} [{res.reason}]")
             if a.explain:
                 print("\n" + res.explain())
-            diagnosis = res.diagnose() if res.diagnose is not None else None
+            summary = res.diagnose().summary() if res.diagnose is not None else None
             runs.append(record_result(root, res, snapshots=snaps, target=p.target,
-                                      diagnostics=diagnosis and diagnosis.summary(),
+                                      diagnostics=summary,
                                       env=_env(a, a.seed), config={
                                           "kind": "demo", "problem": "notebook", "label": label,
                                           "rule": rule, "lr": lr, "threshold": a.threshold,
