@@ -36,6 +36,7 @@ test: $(STAMP) lint chromium
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/loop_overhead.py
+	$(BIN)/python benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
