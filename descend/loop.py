@@ -221,6 +221,19 @@ def run(
                 close()
 
 
+def _backtrack(s: LoopState) -> None:
+    """The guard's recovery: back to the best point, a smaller step, a fresh rule state; the
+    best point is recorded again as one row with ``backtrack = 1``."""
+    s.backtracks += 1
+    s.params.set(s.best_values)
+    s.step.shrink(BACKTRACK_SHRINK)
+    s.rule.init(s.best_values)
+    s.iteration += 1
+    s.lr = math.nan
+    s.info["backtrack"] = 1
+    s._record(torch.tensor(s.best_loss, dtype=torch.float64), s.best_grads)
+
+
 def _run(
     objective: Objective,
     rule: Rule,
@@ -250,25 +263,17 @@ def _run(
         else:
             fired = None
         if fired is not None:
-            guard = isinstance(fired, (NonFinite, Diverged))
-            if guard and on_divergence == "raise":
-                raise DivergenceError(fired.reason, s.iteration, s.loss, message(fired, s))
-            if not (guard and backtrack and s.backtracks < MAX_BACKTRACKS and s.best_values):
-                if s.values is not s.finite_values and s.finite_values:
-                    params.set(s.finite_values)
-                return s, fired
-            # backtrack: to the best point, with a smaller step and a fresh rule state
-            s.backtracks += 1
-            params.set(s.best_values)
-            step.shrink(BACKTRACK_SHRINK)
-            rule.init(s.best_values)
-            s.iteration += 1
-            s.lr = math.nan
-            s.info["backtrack"] = 1
-            s._record(torch.tensor(s.best_loss), s.best_grads)
-            for obs in observers:
-                obs(s)
-            continue
+            if isinstance(fired, (NonFinite, Diverged)) and on_divergence != "stop":
+                if on_divergence == "raise":
+                    raise DivergenceError(fired.reason, s.iteration, s.loss, message(fired, s))
+                if s.backtracks < MAX_BACKTRACKS and s.best_values:
+                    _backtrack(s)
+                    for obs in observers:
+                        obs(s)
+                    continue
+            if s.values is not s.finite_values and s.finite_values:
+                params.set(s.finite_values)  # never end on a non-finite point
+            return s, fired
         # direction
         u = rule.direction(s.values, s.grads)
         # step size

@@ -314,9 +314,12 @@ def test_runs_cli_list_show_compare_rm(tmp_path: Path, capsys: pytest.CaptureFix
                                     f"{model_loss:.6g}", "max_iter"]
     assert main(["runs", "show", ids[0], "--runs", str(tmp_path)]) == 0
     show = capsys.readouterr().out
-    assert "stopped           loss_below (success): loss 7.0060e-06 is at or below the " \
-           "threshold 1e-05" in show
-    assert "env.argv          descend demo --quiet --runs" in show
+    rows = {ln.split("  ", 1)[0]: ln.split("  ", 1)[1].strip() for ln in show.splitlines()
+            if "  " in ln}
+    assert rows["stopped"] == ("loss_below (success): loss 7.0060e-06 is at or below the "
+                               "threshold 1e-05")
+    assert rows["env.argv"].startswith("descend demo --quiet --runs")
+    assert rows["diagnostics.stable steps 0 < lr < 2/L (local estimate)"] == "9"
     assert main(["runs", "compare", *ids, "--runs", str(tmp_path)]) == 0
     cmp_lines = capsys.readouterr().out.splitlines()
     assert cmp_lines[0].split() == ids
