@@ -15,7 +15,7 @@ from typing import Any as _Any
 from . import observers, rules, steps, stops
 from .diagnose import Diagnosis, diagnose
 from .errors import InputError
-from .fit import FitResult, fit
+from .fit import FitResult, fit  # eager: the function `fit` shares its name with its module
 from .history import History, Result
 from .loop import DivergenceError
 from .minimize import minimize

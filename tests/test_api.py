@@ -28,3 +28,19 @@ def test_import_descend_pulls_in_no_plotting_dataframe_or_file_format_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == ""
+
+
+def test_fit_is_the_function_even_after_its_module_was_imported():
+    import descend.fit  # (a plain import of the module must not rebind descend.fit)
+
+    assert callable(descend.fit) and descend.fit.__name__ == "fit"
+    assert descend.FitResult.__name__ == "FitResult"
+
+
+def test_the_demo_imports_no_symbolic_shape_machinery():
+    # passing grad_outputs to torch.autograd.grad imports sympy (0.4 s); the demo must not
+    code = ("import sys; from descend.cli import main; main(['demo', '--quiet', '--no-record']);"
+            "print('sympy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[-1] == "False"
