@@ -46,13 +46,12 @@ from .data import (
 )
 from .errors import InputError, InputTypeError
 from .history import History, Result
-from .loop import LoopState, Observer, run
+from .loop import LoopState, Observer, outcome, run
 from .models import DEFAULT_METRICS, LOSSES, METRICS, Head, build_model, evaluate
 from .objective import Objective, Params
 from .rules import Rule, TorchOptimizer, make_rule
 from .steps import Step, make_step
 from .stops import (
-    REASONS,
     Callback,
     Criterion,
     EarlyStopping,
@@ -60,7 +59,6 @@ from .stops import (
     MaxIter,
     ValLossBelow,
     criteria_list,
-    message,
 )
 
 __all__ = ["EpochProgress", "Epochs", "FitResult", "MiniBatchObjective", "fit"]
@@ -555,24 +553,11 @@ def fit(
         if val_src is not None:
             final.update({f"val_{k}": v for k, v in
                           evaluate(net, val_src, loss_fn, head, metric_list).items()})
-    loss_value = s.finite_loss if s.finite_values else s.loss
     best_val = math.nan
     if val_src is not None and log.best_epoch:
         best_val = log.history.extra["val_loss"][log.best_epoch - 1]
     res = FitResult(
-        x=net,
-        loss=loss_value,
-        best_x=params.build(s.best_values) if s.best_values else params.build(params.values),
-        best_loss=s.best_loss,
-        nit=s.iteration,
-        nfev=objective.nfev,
-        reason=fired.reason,
-        message=message(fired, s),
-        success=REASONS[fired.reason][0],
-        history=s.history,
-        seconds=seconds,
-        rule=getattr(the_rule, "label", the_rule.name),
-        step=step.describe(),
+        **outcome(s, fired, seconds),
         model=net,
         epochs=log.count,
         epoch_history=log.history,

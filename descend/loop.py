@@ -35,7 +35,7 @@ from .history import History
 from .objective import Objective
 from .rules import Rule
 from .steps import Step
-from .stops import Criterion, Diverged, NonFinite, RoundOff, StepFailed, message
+from .stops import REASONS, Criterion, Diverged, NonFinite, RoundOff, StepFailed, message
 
 __all__ = [
     "BACKTRACK_SHRINK",
@@ -44,6 +44,7 @@ __all__ = [
     "DivergenceError",
     "LoopState",
     "grad_norm",
+    "outcome",
     "run",
 ]
 
@@ -219,6 +220,27 @@ def run(
             close = getattr(obs, "close", None)
             if close is not None:
                 close()
+
+
+def outcome(s: LoopState, fired: Criterion, seconds: float) -> dict[str, Any]:
+    """The fields of a :class:`~descend.history.Result` that every front end fills alike, from
+    the final state and the criterion that fired."""
+    params = s.params
+    return {
+        "x": params.structure if params.kind == "module" else params.build(params.values),
+        "loss": s.finite_loss if s.finite_values else s.loss,
+        "best_x": params.build(s.best_values or params.values),
+        "best_loss": s.best_loss,
+        "nit": s.iteration,
+        "nfev": s.objective.nfev,
+        "reason": fired.reason,
+        "message": message(fired, s),
+        "success": REASONS[fired.reason][0],
+        "history": s.history,
+        "seconds": seconds,
+        "rule": getattr(s.rule, "label", s.rule.name),
+        "step": s.step.describe(),
+    }
 
 
 def _backtrack(s: LoopState) -> None:

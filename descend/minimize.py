@@ -12,12 +12,12 @@ from torch import Tensor
 
 from .diagnose import at_start
 from .history import Result
-from .loop import Observer, run
+from .loop import Observer, outcome, run
 from .objective import Objective, Params
 from .observers import Printer, Progress
 from .rules import Rule, TorchOptimizer, make_rule
 from .steps import Step, make_step
-from .stops import REASONS, Callback, Criterion, MaxIter, criteria_list, message
+from .stops import Callback, Criterion, MaxIter, criteria_list
 
 __all__ = ["minimize"]
 
@@ -128,22 +128,8 @@ def minimize(
     s, fired = run(objective, the_rule, step, criteria, obs, on_divergence=on_divergence)
     seconds = perf_counter() - t0
 
-    x = params.structure if params.kind == "module" else params.build(params.values)
-    loss = s.finite_loss if s.finite_values else s.loss
     res = Result(
-        x=x,
-        loss=loss,
-        best_x=params.build(s.best_values) if s.best_values else params.build(params.values),
-        best_loss=s.best_loss,
-        nit=s.iteration,
-        nfev=objective.nfev,
-        reason=fired.reason,
-        message=message(fired, s),
-        success=REASONS[fired.reason][0],
-        history=s.history,
-        seconds=seconds,
-        rule=getattr(the_rule, "label", the_rule.name),
-        step=step.describe(),
+        **outcome(s, fired, seconds),
         diagnose=start,
     )
     if snaps is not None:
