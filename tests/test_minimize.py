@@ -187,3 +187,24 @@ def test_without_autograds_engine_every_evaluation_takes_the_checked_path(monkey
     checked = descend.minimize(f, torch.zeros(2), rule="momentum", lr=0.1, max_iter=30)
     assert torch.equal(fast.x, checked.x)
     assert fast.history.loss == checked.history.loss
+
+
+def test_progress_draws_a_live_bar_on_a_terminal():
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    from descend.observers import Progress
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+    with os.fdopen(slave, "w") as term:
+        assert term.isatty()
+        descend.minimize(lambda x: (x**2).sum(), torch.ones(1), rule="gd", lr=0.25, max_iter=3,
+                         observers=[Progress(total=3, stream=term)])
+        term.flush()
+        drawn = os.read(master, 65536).decode()
+    os.close(master)
+    assert "\r" in drawn and "3/3" in drawn and "loss=1.5625e-02" in drawn
