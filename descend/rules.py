@@ -415,22 +415,31 @@ class LBFGS(Rule):
         return s, y, sy
 
     def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
-        st = self.state
-        st["step"] += 1
+        self.state["step"] += 1
         g = _flat(grads)
         pair = self._update(_flat(values), g)
         if pair is not None:
-            s, y, sy = pair
-            st["s"].append(s)
-            st["y"].append(y)
-            st["rho"].append(1.0 / sy)
-            if len(st["s"]) > self.history_size:
-                for k in ("s", "y", "rho"):
-                    st[k].pop(0)
-        if not st["s"]:
+            self._remember(*pair)
+        if not self._has_curvature():  # first step or after a restart: a unit-length move
             gn = torch.linalg.vector_norm(g)
             return _unflat(g / gn if gn > 0 else g, values)
-        # two-loop recursion (N&W Alg. 7.4)
+        return _unflat(self._inverse_hessian_times(g), values)
+
+    def _remember(self, s: Tensor, y: Tensor, sy: float) -> None:
+        st = self.state
+        st["s"].append(s)
+        st["y"].append(y)
+        st["rho"].append(1.0 / sy)
+        if len(st["s"]) > self.history_size:
+            for k in ("s", "y", "rho"):
+                st[k].pop(0)
+
+    def _has_curvature(self) -> bool:
+        return bool(self.state["s"])
+
+    def _inverse_hessian_times(self, g: Tensor) -> Tensor:
+        """``H_k g`` by the two-loop recursion (N&W Alg. 7.4)."""
+        st = self.state
         q = g.clone()
         alphas = []
         for s, y, rho in zip(reversed(st["s"]), reversed(st["y"]), reversed(st["rho"])):
@@ -442,7 +451,7 @@ class LBFGS(Rule):
         for s, y, rho, a in zip(st["s"], st["y"], st["rho"], reversed(alphas)):
             b = rho * torch.dot(y, q)
             q.add_(s * (a - b))
-        return _unflat(q, values)
+        return q
 
 
 #: Above this many parameters ``bfgs`` refuses (its matrix has n^2 entries); use ``lbfgs``.
@@ -476,27 +485,22 @@ class BFGS(LBFGS):
             )
         self.state = {"step": 0, "H": None, "x": None, "g": None, "skipped": 0}
 
-    def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
-        st = self.state
-        st["step"] += 1
-        g = _flat(grads)
-        pair = self._update(_flat(values), g)
-        if pair is not None:
-            s, y, sy = pair
-            rho = 1.0 / sy
-            H = st["H"]
-            if H is None:
-                gamma = sy / torch.dot(y, y).item()
-                H = torch.eye(s.numel(), dtype=s.dtype, device=s.device) * gamma
-            Hy = H @ y
-            yHy = torch.dot(y, Hy).item()
-            H = (H - rho * (torch.outer(Hy, s) + torch.outer(s, Hy))
-                 + (rho * rho * yHy + rho) * torch.outer(s, s))
-            st["H"] = H
-        if st["H"] is None:
-            gn = torch.linalg.vector_norm(g)
-            return _unflat(g / gn if gn > 0 else g, values)
-        return _unflat(st["H"] @ g, values)
+    def _remember(self, s: Tensor, y: Tensor, sy: float) -> None:
+        rho = 1.0 / sy
+        H = self.state["H"]
+        if H is None:
+            gamma = sy / torch.dot(y, y).item()
+            H = torch.eye(s.numel(), dtype=s.dtype, device=s.device) * gamma
+        Hy = H @ y
+        yHy = torch.dot(y, Hy).item()
+        self.state["H"] = (H - rho * (torch.outer(Hy, s) + torch.outer(s, Hy))
+                           + (rho * rho * yHy + rho) * torch.outer(s, s))
+
+    def _has_curvature(self) -> bool:
+        return self.state["H"] is not None
+
+    def _inverse_hessian_times(self, g: Tensor) -> Tensor:
+        return self.state["H"] @ g
 
 
 @dataclass
