@@ -357,39 +357,39 @@ class MaxEpochs(Criterion):
         return s.iteration >= self._limit
 
 
-class TrainLossBelow(Criterion):
+class _EpochLossBelow(Criterion):
+    """``fit`` only: fires at the end of an epoch whose ``watched`` loss (an attribute of the
+    run's epoch record, kept on the criterion under the same name for its message) is
+    ``<= threshold``."""
+
+    watched: ClassVar[str] = ""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = check_positive("threshold", threshold, allow_zero=True)
+        self.reset()
+
+    def reset(self) -> None:
+        setattr(self, self.watched, math.nan)
+
+    def __call__(self, s: LoopState) -> bool:
+        value = getattr(_epochs(self, s), self.watched)
+        setattr(self, self.watched, value)
+        return bool(value <= self.threshold)
+
+
+class TrainLossBelow(_EpochLossBelow):
     """``fit`` only: fires at the end of an epoch whose mean training loss (over its batches)
     is ``<= threshold``. (:class:`LossBelow` in ``fit`` watches the latest batch's loss.)"""
 
     reason = "train_loss_below"
-
-    def __init__(self, threshold: float) -> None:
-        self.threshold = check_positive("threshold", threshold, allow_zero=True)
-        self.train_loss = math.nan
-
-    def reset(self) -> None:
-        self.train_loss = math.nan
-
-    def __call__(self, s: LoopState) -> bool:
-        self.train_loss = _epochs(self, s).train_loss
-        return self.train_loss <= self.threshold
+    watched = "train_loss"
 
 
-class ValLossBelow(Criterion):
+class ValLossBelow(_EpochLossBelow):
     """``fit`` only: fires at the end of an epoch whose validation loss is ``<= threshold``."""
 
     reason = "val_loss_below"
-
-    def __init__(self, threshold: float) -> None:
-        self.threshold = check_positive("threshold", threshold, allow_zero=True)
-        self.val_loss = math.nan
-
-    def reset(self) -> None:
-        self.val_loss = math.nan
-
-    def __call__(self, s: LoopState) -> bool:
-        self.val_loss = _epochs(self, s).val_loss
-        return self.val_loss <= self.threshold
+    watched = "val_loss"
 
 
 class EarlyStopping(Criterion):
