@@ -16,9 +16,10 @@ from . import observers, rules, steps, stops
 from .diagnose import Diagnosis, diagnose
 from .errors import InputError
 from .fit import FitResult, fit  # eager: the function `fit` shares its name with its module
-from .history import History, Result
+from .history import History
 from .loop import DivergenceError
 from .minimize import minimize
+from .result import Result
 
 __version__ = "0.1.0"
 

@@ -91,7 +91,7 @@ def _demo(a: argparse.Namespace) -> int:
     from .report import write_report
     from .steps import make_step
     from .stops import LossBelow, MaxIter
-    from .store import record_result
+    from .result import record_result
 
     # The demo's tensors are tiny: extra intra-op threads only add synchronisation, and on a
     # busy machine they stall the run many times over (measured: 1.2 s vs 22 s under load).
@@ -162,7 +162,7 @@ def _demo_model(a: argparse.Namespace, stop: Any, root: Path) -> Run:
 
     from .minimize import minimize
     from .observers import Printer, Snapshots
-    from .store import record_result
+    from .result import record_result
 
     # The notebook, second half: nn.Linear(5, 3) with optim.SGD(model.parameters(), lr=0.001),
     # fitted to data from a hidden linear map plus noise.

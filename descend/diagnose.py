@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,12 +41,7 @@ from torch import Tensor
 from .errors import InputError, InputTypeError, check_fraction, check_positive
 from .objective import Objective, Params
 
-if TYPE_CHECKING:
-    from .history import Result
-    from .steps import Step
-    from .stops import Criterion
-
-__all__ = ["Diagnosis", "at_start", "diagnose", "explain", "lanczos_extremes"]
+__all__ = ["Diagnosis", "diagnose", "diagnose_at", "lanczos_extremes"]
 
 #: A contraction within this of 1 counts as 1 (no progress): the estimates of ``L`` carry
 #: round-off, and ``lr = 2/L`` must read as "oscillates", not as "converges in 10^7 steps".
@@ -357,7 +352,7 @@ def diagnose(
             that breaks the objective's contract (see :class:`~descend.objective.Objective`).
     """
     params = Params(x0)
-    return _diagnose(fn, params, params.values, args, lr, threshold, f_star, max_iter, rtol,
+    return diagnose_at(fn, params, params.values, args, lr, threshold, f_star, max_iter, rtol,
                      seed)
 
 
@@ -378,7 +373,7 @@ def _check(lr: float | None, threshold: float | None, f_star: float, max_iter: i
     check_fraction("rtol", rtol, low_open=True)
 
 
-def _diagnose(
+def diagnose_at(
     fn: Callable[..., Tensor],
     params: Params,
     values: Sequence[Tensor],
@@ -390,6 +385,8 @@ def _diagnose(
     rtol: float,
     seed: int,
 ) -> Diagnosis:
+    """:func:`diagnose` at ``values`` (one tensor per leaf of ``params``), all arguments
+    positional; ``params`` is set back to its current values afterwards."""
     _check(lr, threshold, f_star, max_iter, rtol)
     if any(v.is_complex() for v in values):
         raise InputTypeError("diagnose needs real floating-point parameters, got complex ones")
@@ -438,132 +435,3 @@ def _diagnose(
         hvps=hvp.count,
         exact=exact,
     )
-
-
-def at_start(
-    fn: Callable[..., Tensor],
-    params: Params,
-    args: tuple,
-    step: Step,
-    criteria: Sequence[Criterion],
-) -> Callable[[], Diagnosis]:
-    """For :func:`descend.minimize`: a zero-argument function that diagnoses the run's start.
-
-    It keeps the starting values by reference (updates never write into them) and, when called,
-    diagnoses there with the run's fixed step (``lr=None`` for any other step strategy) and its
-    loss threshold (from a :class:`~descend.stops.LossBelow` criterion, if any). Nothing is
-    computed until it is called.
-    """
-    from .steps import Constant
-    from .stops import LossBelow
-
-    start = list(params.values)
-    fixed = step.lr if isinstance(step, Constant) else None
-    threshold = next((c.threshold for c in criteria if isinstance(c, LossBelow)), None)
-
-    def diagnosis_at_start() -> Diagnosis:
-        return _diagnose(fn, params, start, args, fixed, threshold, 0.0, 100, 1e-4, 0)
-
-    return diagnosis_at_start
-
-
-def _f(v: float) -> str:
-    return f"{v:.4g}"
-
-
-def _obs(rate: float) -> str:
-    return _f(rate) if math.isfinite(rate) else "n/a"
-
-
-def _iters(k: float | None) -> str:
-    if k is None:
-        return "n/a"
-    if math.isinf(k):
-        return "never"
-    return f"{int(k)} iteration{'' if k == 1 else 's'}"
-
-
-def explain(result: Result) -> str:
-    """Why a run stopped, its observed rate against the local model's, and which fixed step
-    would have been faster, in plain words (the text of :meth:`Result.explain`)."""
-    done = "a success" if result.success else "not a success"
-    its = f"{result.nit} iteration{'' if result.nit == 1 else 's'}"
-    lines = [f"Why it stopped: {result.message} [{result.reason}], after {its} and "
-             f"{result.nfev} evaluations; {done}."]
-    rate = result.rate()
-    lines.append("Observed rate: " + (
-        f"the loss changed by a factor {_f(rate)} per iteration (median of loss_(k+1) / loss_k)."
-        if math.isfinite(rate) else "n/a (fewer than two positive losses)."))
-    if result.diagnose is None:
-        lines.append("No diagnosis: this result was not made by descend.minimize.")
-        return "\n".join(lines)
-    try:
-        d = result.diagnose()
-    except RuntimeError as e:  # e.g. fn is not twice differentiable
-        lines.append(f"No diagnosis: the Hessian-vector products failed ({e}).")
-        return "\n".join(lines)
-    lines.append(
-        f"Local estimates at the start (quadratic model from {d.hvps} Hessian-vector "
-        f"product{'' if d.hvps == 1 else 's'}): top curvature L = {_f(d.L)}, bottom curvature "
-        f"mu = {_f(d.mu)}, condition number {_f(d.condition)}; fixed steps are stable for "
-        f"0 < lr < 2/L = {_f(d.lr_max)}."
-    )
-    if not d.convex:
-        lines.append("The model is not convex at the start (mu <= 0), so it predicts no "
-                     "iteration count; steps below 2/L are stable along positive curvature.")
-    if result.rule != "gd":
-        lines.append(f"The predictions below are for plain gradient descent (rule 'gd'); this "
-                     f"run used {result.rule!r}, whose rate differs.")
-    target = "" if d.threshold is None else f" to the threshold {d.threshold:g}"
-    if d.lr is None or d.contraction is None:
-        lines.append(f"The step was not a fixed lr ({result.step}), so there is no prediction "
-                     "for this run's own step.")
-    elif d.lr > d.lr_max * (1 + UNIT_TOL):
-        grow = abs(1 - d.lr * d.L)
-        lines.append(
-            f"lr = {d.lr:g} is above the divergence bound 2/L = {_f(d.lr_max)}: each step "
-            f"multiplies the error along the top curvature by |1 - lr L| = {_f(grow)} and the "
-            f"loss by {_f(grow ** 2)} (predicted; observed {_obs(rate)}), so the run diverges."
-        )
-    elif not d.convex:
-        lines.append(f"lr = {d.lr:g} is below 2/L = {_f(d.lr_max)}: stable along the positive "
-                     "curvature of the model.")
-    elif d.contraction >= 1.0:
-        lines.append(
-            f"lr = {d.lr:g} sits on the bound 2/L = {_f(d.lr_max)}: the error flips sign each "
-            f"step without shrinking (contraction 1), so the loss stays where it is "
-            f"(predicted factor 1; observed {_obs(rate)}); it never reaches a lower threshold."
-        )
-    else:
-        predicted = ""
-        if d.iterations is not None:
-            seen = (f"observed: {its}" if result.reason == "loss_below" else
-                    f"the run stopped by {result.reason} after {its}")
-            predicted = f", and {_iters(d.iterations)}{target} ({seen})"
-        lines.append(
-            f"At lr = {d.lr:g} the model predicts an error contraction of "
-            f"{_f(d.contraction)} per step, a loss factor of {_f(d.contraction ** 2)} "
-            f"(observed {_obs(rate)}){predicted}."
-        )
-    if d.convex:
-        one_step = abs(d.lr_fastest - d.lr_one_step) <= 1e-6 * d.lr_one_step
-        fastest = (f"lr = {_f(d.lr_fastest)} (= 1/L = 2/(L + mu): one step solves the model)"
-                   if one_step else
-                   f"lr = {_f(d.lr_fastest)} (= 2/(L + mu), contraction "
-                   f"{_f(d.contraction_fastest)} per step)")
-        if d.lr is not None and abs(d.lr - d.lr_fastest) <= 1e-3 * d.lr_fastest:
-            lines.append(f"Faster: nothing; {fastest} is already the fastest fixed step on "
-                         "this model.")
-        elif d.iterations_fastest is not None:
-            lines.append(f"Faster: {fastest} would need {_iters(d.iterations_fastest)}"
-                         f"{target} (predicted).")
-        else:
-            lines.append(f"Fastest fixed step on this model: {fastest}.")
-        if not one_step:
-            lines.append(f"lr = 1/L = {_f(d.lr_one_step)} removes the top-curvature part of "
-                         "the error in one step.")
-    lines.append(f"lr >= 2/L = {_f(d.lr_max)} does not converge: at 2/L the error oscillates, "
-                 "above it the loss grows.")
-    lines.append("All curvature figures are local estimates at the start; exact for a "
-                 "quadratic such as the notebook's.")
-    return "\n".join(lines)

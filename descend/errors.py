@@ -1,6 +1,6 @@
 """The one exception type for misuse, so callers (and the CLI) can tell it from a bug.
 
-Not converging is never an error: it is a :class:`~descend.history.Result` with a reason.
+Not converging is never an error: it is a :class:`~descend.result.Result` with a reason.
 An ``InputError`` is raised up front, before any work, and its message names the bad value,
 the rule it broke and the fix, e.g. ``lr must be > 0, got -1.0``.
 """
@@ -38,3 +38,10 @@ def check_fraction(name: str, value: float, *, low_open: bool = False) -> float:
         rng = "(0, 1)" if low_open else "[0, 1)"
         raise InputError(f"{name} must lie in {rng}, got {value!r}")
     return v
+
+
+def check_count(name: str, value: object, *, minimum: int = 1) -> int:
+    """Return ``value`` or raise naming ``name`` when it is not a whole number ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return value

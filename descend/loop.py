@@ -1,13 +1,20 @@
-"""The one run loop. ``minimize`` and ``fit`` both call :func:`run`; there is no second loop.
+"""The one loop, and the one place a run is assembled.
 
-It reads like the notebook, one labelled phase a line::
+:func:`assemble` turns a front end's arguments (``rule``, ``lr``, ``stop``, ``max_iter``,
+``callback``, ``observers``, ``progress``, ``on_divergence``) into the :class:`Parts` a run needs,
+with the policy written once: names resolved, quasi-Newton rules paired with the strong-Wolfe
+line search and refused on mini-batches, every check up front, the divergence guard's default.
+``minimize`` and ``fit`` both call it, then :func:`run`; there is no second loop.
 
-    evaluate  loss and gradient at x              (objective)
-    stop?     ask the stopping criteria           (stops)   -> reason, or go on
-    direction update vector u from the gradient   (rules)   u = g for gd
-    step      step size along -u                  (steps)
-    update    x <- x - lr * u                     (rules)
-    record    one row of history; observers see it (history, observers)
+:func:`run` reads like the notebook, one labelled phase a line::
+
+    evaluate   loss and gradient at x, on this iteration's batch   (objective)
+    stop?      ask the stopping criteria                            (stops)  -> reason, or go on
+    direction  update vector u from the gradient and rule state     (rules)  u = g for gd
+    step size  alpha = step(state, u, line): a length, nothing else (steps)
+    restart?   no acceptable alpha: restart the rule once, retry    (loop)
+    update     x <- x - alpha u; line.accept(alpha)                 (loop: the only place x moves)
+    record     one row of history; observers see it                 (history, observers)
 
 When a divergence guard fires (:class:`~descend.stops.NonFinite`, :class:`~descend.stops.Diverged`)
 the loop does what ``on_divergence`` says:
@@ -23,32 +30,48 @@ the loop does what ``on_divergence`` says:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from time import perf_counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
 
-from .errors import InputError
-from .history import History
-from .objective import Objective
-from .rules import Rule
-from .steps import Step
-from .stops import REASONS, Criterion, Diverged, NonFinite, RoundOff, StepFailed, message
+from .errors import InputError, check_count
+from .objective import Objective, Params
+from .observers import Printer, Progress
+from .rules import Rule, TorchOptimizer, make_rule
+from .state import Line, LoopState
+from .steps import Step, make_step
+from .stops import (
+    EPOCH_CRITERIA,
+    Callback,
+    Criterion,
+    Diverged,
+    EarlyStopping,
+    MaxEpochs,
+    MaxIter,
+    NonFinite,
+    RoundOff,
+    StepFailed,
+    ValLossBelow,
+    as_criteria,
+    criteria_list,
+    message,
+)
 
 __all__ = [
     "BACKTRACK_SHRINK",
+    "DEFAULT_EPOCHS",
     "GUARD_ACTIONS",
     "MAX_BACKTRACKS",
     "DivergenceError",
     "LoopState",
-    "grad_norm",
-    "outcome",
+    "Parts",
+    "assemble",
     "run",
 ]
 
-Observer = Callable[["LoopState"], Any]
+Observer = Callable[[LoopState], Any]
 
 #: What a run may do when a divergence guard fires.
 GUARD_ACTIONS = ("backtrack", "stop", "raise")
@@ -56,6 +79,8 @@ GUARD_ACTIONS = ("backtrack", "stop", "raise")
 BACKTRACK_SHRINK = 0.5
 #: Backtracks allowed per run before the guard stops it.
 MAX_BACKTRACKS = 16
+#: The epoch cap of a ``fit`` run that gives no other bound.
+DEFAULT_EPOCHS = 100
 
 
 class DivergenceError(ArithmeticError):
@@ -72,252 +97,243 @@ class DivergenceError(ArithmeticError):
         self.reason, self.iteration, self.loss = reason, iteration, loss
 
 
-def grad_norm(grads: Sequence[Tensor]) -> float:
-    """Euclidean norm of all gradient tensors together."""
-    if len(grads) == 1:
-        return torch.linalg.vector_norm(grads[0]).item()
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(grads)))).item()
-
-
-class LoopState:
-    """The live state of a run, read by criteria, step sizes and observers (never written by
-    observers).
+@dataclass
+class Parts:
+    """What :func:`run` needs, as :func:`assemble` resolved it.
 
     Attributes:
-        iteration: updates of ``x`` so far (0 at the start).
-        loss: ``f(x)`` at the current point, as a float.
-        grad_norm: norm of ``grad f(x)`` at the current point.
-        lr: the last step size taken (nan before the first).
-        nfev: objective evaluations so far.
-        loss0: the starting loss.
-        best_loss, best_iter, best_values: the lowest loss seen, where, and the point.
-        elapsed: seconds since the run started, at the last record.
-        values: the current point (list of detached tensors, one per parameter).
-        grads: the gradient at the current point.
-        history: the :class:`History` being recorded.
-        trial: set by a step-size strategy that already evaluated the point it accepts, as
-            ``(values, loss_tensor, grads)``; the loop takes it instead of evaluating again.
-        info: numbers a step-size strategy (or the guard) reports for the row being recorded,
-            ``{column: value}``; each becomes a column of ``history.extra`` (nan where absent).
-        backtracks: backtracks of the divergence guard so far.
-        best_grads: the gradient at ``best_values``.
+        rule: the update rule.
+        step: the step-size strategy.
+        criteria: every criterion the loop asks, in order (guards, the caller's, the caps).
+        observers: read-only callables called after every recorded row.
+        on_divergence: one of :data:`GUARD_ACTIONS`.
+        lr: the ``lr`` as resolved (a number, a name or the object given), for records.
+        chosen: whether the method was chosen for the caller (no ``lr``, or ``"auto"``).
     """
 
-    __slots__ = (
-        "backtracks",
-        "best_grads",
-        "best_iter",
-        "best_loss",
-        "best_values",
-        "elapsed",
-        "finite_loss",
-        "finite_values",
-        "grad_norm",
-        "grads",
-        "history",
-        "info",
-        "iteration",
-        "loss",
-        "loss0",
-        "lr",
-        "nfev",
-        "objective",
-        "params",
-        "rule",
-        "start",
-        "step",
-        "trial",
-        "values",
-    )
-
-    def __init__(self, objective: Objective, rule: Rule, step: Step) -> None:
-        self.objective = objective
-        self.params = objective.params
-        self.rule = rule
-        self.step = step
-        self.history = History()
-        self.iteration = 0
-        self.loss = math.nan
-        self.grad_norm = math.nan
-        self.lr = math.nan
-        self.nfev = 0
-        self.loss0 = math.nan
-        self.best_loss = math.inf
-        self.best_iter = 0
-        self.best_values: list[Tensor] = []
-        self.finite_loss = math.nan
-        self.finite_values: list[Tensor] = []
-        self.elapsed = 0.0
-        self.start = perf_counter()
-        self.values: list[Tensor] = self.params.values
-        self.grads: list[Tensor] = []
-        self.trial: tuple[list[Tensor], Tensor, list[Tensor]] | None = None
-        self.info: dict[str, float] = {}
-        self.backtracks = 0
-        self.best_grads: list[Tensor] = []
+    rule: Rule
+    step: Step
+    criteria: list[Criterion]
+    observers: list[Observer] = field(default_factory=list)
+    on_divergence: str = "stop"
+    lr: Any = None
+    chosen: bool = False
 
     @property
-    def x(self) -> Any:
-        """The current point in the structure of ``x0`` (live leaves; for a module, the module)."""
-        return self.params.structure
+    def max_iter(self) -> int | None:
+        """The smallest iteration cap among the criteria (None when only epochs bound it)."""
+        return min((c.n for c in self.criteria if isinstance(c, MaxIter)), default=None)
 
-    def _record(self, loss_t: Tensor, grads: list[Tensor]) -> None:
-        self.loss = loss = loss_t.item()
-        self.grads = grads
-        self.grad_norm = gn = grad_norm(grads)
-        self.nfev = self.objective.nfev
-        self.elapsed = perf_counter() - self.start
-        self.values = values = self.params.values
-        if loss < self.best_loss and math.isfinite(gn):
-            self.best_loss, self.best_iter, self.best_values = loss, self.iteration, values
-            self.best_grads = grads
-        if math.isfinite(loss) and math.isfinite(gn):
-            self.finite_loss, self.finite_values = loss, values
-        h = self.history
-        h.append(self.iteration, loss, gn, self.lr, self.elapsed, self.nfev)
-        if self.info or h.extra:
-            rows = len(h)
-            for name, v in self.info.items():
-                h.extra.setdefault(name, [math.nan] * (rows - 1)).append(v)
-            for col in h.extra.values():
-                if len(col) < rows:
-                    col.append(math.nan)
-            self.info = {}
-
-    def __repr__(self) -> str:
-        return (
-            f"LoopState(iteration={self.iteration}, loss={self.loss:.4e}, "
-            f"grad_norm={self.grad_norm:.3e}, lr={self.lr:g}, nfev={self.nfev})"
-        )
+    @property
+    def max_epochs(self) -> int | None:
+        """The smallest epoch cap among the criteria (``fit`` only)."""
+        return min((c.n for c in self.criteria if isinstance(c, MaxEpochs)), default=None)
 
 
-def run(
-    objective: Objective,
-    rule: Rule,
-    step: Step,
-    criteria: Sequence[Criterion],
-    observers: Sequence[Observer] = (),
+def _rule_name(rule: Rule) -> str:
+    return str(getattr(rule, "label", rule.name))
+
+
+def assemble(
+    params: Params,
     *,
-    on_divergence: str = "stop",
-) -> tuple[LoopState, Criterion]:
-    """Run the loop until a criterion fires; return the final state and that criterion.
+    rule: Any = None,
+    lr: Any = None,
+    stop: Criterion | Iterable[Criterion] | None = None,
+    max_iter: int | None = None,
+    callback: Callable[[Any], Any] | None = None,
+    observers: Sequence[Observer] = (),
+    progress: bool | Callable[[int | None], Observer] = False,
+    verbose: bool = False,
+    on_divergence: str | None = None,
+    counts_epochs: bool = False,
+    minibatch: str | None = None,
+    epochs: int | None = None,
+    patience: int | None = None,
+    validation: bool = False,
+) -> Parts:
+    """Resolve a front end's arguments into the parts of a run: the one policy.
 
-    After a non-finite loss or gradient the parameters are set back to the last finite point.
-    ``on_divergence`` (one of :data:`GUARD_ACTIONS`) says what the divergence guards do; see the
-    module docstring.
+    * Neither ``rule`` nor ``lr`` (or only ``lr="auto"``): ``rule="lbfgs"`` with the
+      strong-Wolfe search on a deterministic objective, ``"adam"`` on mini-batches. A ``rule``
+      without ``lr``: ``lr="auto"`` on a deterministic objective, else the rule's default lr.
+      Any other ``lr`` without ``rule``: ``"gd"``.
+    * Quasi-Newton rules (``lbfgs``, ``bfgs``) always get the strong-Wolfe search, and are
+      refused on mini-batches smaller than the data (``minibatch`` describes them).
+    * ``on_divergence``: ``"backtrack"`` when the step was chosen for the caller, else
+      ``"stop"``.
+    * Criteria: the guards, the caller's ``stop``, ``fit``'s epoch criteria (``patience``,
+      ``epochs``), the callback, then a cap: ``max_iter``, else 10,000 iterations (or
+      :data:`DEFAULT_EPOCHS` epochs in ``fit``) unless ``stop`` already bounds the run.
+    * ``progress`` may be a factory ``total -> observer`` (``fit``'s epoch display); ``verbose``
+      adds the notebook's printer.
+
+    Args:
+        params: the parameters (a ``torch.optim`` class as the rule is bound to their leaves).
+        counts_epochs: True for ``fit``: epoch criteria are allowed and the default bound is
+            :data:`DEFAULT_EPOCHS` epochs.
+        minibatch: ``None`` for a deterministic objective; for mini-batches smaller than the
+            data, a few words on how they split it (used in the quasi-Newton refusal).
+        epochs, patience, validation: ``fit``'s epoch cap, early-stopping patience, and whether
+            validation data exist (``ValLossBelow`` needs them).
 
     Raises:
-        DivergenceError: with ``on_divergence="raise"``, when a guard fires.
+        InputError: on any bad argument, before any work.
     """
+    fit = counts_epochs
+    chosen = lr is None or (isinstance(lr, str) and lr == "auto")
+    if rule is None:  # no rule: the default method, unless a step is given (then gd)
+        rule = ("adam" if minibatch else "lbfgs") if chosen else "gd"
+    the_rule = make_rule(rule)
+    if minibatch and getattr(the_rule, "newton_scaled", False):
+        raise InputError(
+            f"rule {_rule_name(the_rule)!r} needs the full batch (its curvature pairs and line "
+            f"search compare gradients on the same data), but {minibatch}; pass "
+            "batch_size=None (--batch-size full) for the full batch, or use a first-order rule "
+            "such as adam"
+        )
+    if isinstance(the_rule, TorchOptimizer):
+        the_rule.leaves = params.leaves
+    if lr is None:
+        lr = "auto" if the_rule.scalable and not minibatch else type(the_rule).default_lr
+    step = make_step(lr, the_rule)
+    if on_divergence is None:
+        on_divergence = "backtrack" if chosen else "stop"
     if on_divergence not in GUARD_ACTIONS:
         raise InputError(
             f"on_divergence must be one of {', '.join(GUARD_ACTIONS)}, got {on_divergence!r}"
         )
+
+    given = as_criteria(stop)
+    if not fit:
+        for c in given:
+            if isinstance(c, EPOCH_CRITERIA):
+                raise InputError(f"{type(c).__name__} counts epochs; it works only in "
+                                 "descend.fit")
+    if any(isinstance(c, ValLossBelow) for c in given) and not validation:
+        raise InputError("ValLossBelow needs validation data: pass val=0.2 or a validation set")
+    if patience is not None:
+        given.append(EarlyStopping(check_count("patience", patience)))
+    if epochs is not None:
+        given.append(MaxEpochs(check_count("epochs", epochs)))
+    if fit and max_iter is None and not any(isinstance(c, (MaxIter, MaxEpochs)) for c in given):
+        given.append(MaxEpochs(DEFAULT_EPOCHS))
+    if callback is not None:
+        given.append(Callback(callback))
+    parts = Parts(the_rule, step, criteria_list(given, max_iter), list(observers),
+                  on_divergence, lr, chosen)
+    if verbose:
+        parts.observers.append(Printer())
+    if progress:
+        if callable(progress):
+            parts.observers.append(progress(parts.max_epochs if fit else parts.max_iter))
+        else:
+            parts.observers.append(Progress(total=parts.max_iter))
+    return parts
+
+
+def run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
+    """Run the loop until a criterion fires; return the final state and that criterion.
+
+    After a non-finite loss or gradient the parameters are set back to the last finite point.
+    See the module docstring for the guards' ``on_divergence``.
+
+    Raises:
+        DivergenceError: with ``on_divergence="raise"``, when a guard fires.
+    """
     try:
-        return _run(objective, rule, step, criteria, observers, on_divergence)
+        return _run(objective, parts)
     finally:
-        for obs in observers:
+        for obs in parts.observers:
             close = getattr(obs, "close", None)
             if close is not None:
                 close()
 
 
-def outcome(s: LoopState, fired: Criterion, seconds: float) -> dict[str, Any]:
-    """The fields of a :class:`~descend.history.Result` that every front end fills alike, from
-    the final state and the criterion that fired."""
-    params = s.params
-    return {
-        "x": params.structure if params.kind == "module" else params.build(params.values),
-        "loss": s.finite_loss if s.finite_values else s.loss,
-        "best_x": params.build(s.best_values or params.values),
-        "best_loss": s.best_loss,
-        "nit": s.iteration,
-        "nfev": s.objective.nfev,
-        "reason": fired.reason,
-        "message": message(fired, s),
-        "success": REASONS[fired.reason][0],
-        "history": s.history,
-        "seconds": seconds,
-        "rule": getattr(s.rule, "label", s.rule.name),
-        "step": s.step.describe(),
-    }
-
-
-def _backtrack(s: LoopState) -> None:
+def _backtrack(s: LoopState, parts: Parts) -> None:
     """The guard's recovery: back to the best point, a smaller step, a fresh rule state; the
     best point is recorded again as one row with ``backtrack = 1``."""
     s.backtracks += 1
     s.params.set(s.best_values)
-    s.step.shrink(BACKTRACK_SHRINK)
-    s.rule.init(s.best_values)
+    parts.step.shrink(BACKTRACK_SHRINK)
+    parts.rule.init(s.best_values)
     s.iteration += 1
     s.lr = math.nan
     s.info["backtrack"] = 1
-    s._record(torch.tensor(s.best_loss, dtype=torch.float64), s.best_grads)
+    s.record(torch.tensor(s.best_loss, dtype=torch.float64), s.best_grads)
 
 
-def _run(
-    objective: Objective,
-    rule: Rule,
-    step: Step,
-    criteria: Sequence[Criterion],
-    observers: Sequence[Observer],
-    on_divergence: str,
-) -> tuple[LoopState, Criterion]:
-    params = objective.params
+def _guard(s: LoopState, fired: Criterion, parts: Parts) -> bool:
+    """What ``on_divergence`` says when ``fired`` is a guard: True to go on (after a
+    backtrack), False to stop; raises for ``"raise"``."""
+    if not isinstance(fired, (NonFinite, Diverged)) or parts.on_divergence == "stop":
+        return False
+    if parts.on_divergence == "raise":
+        raise DivergenceError(fired.reason, s.iteration, s.loss, message(fired, s))
+    if s.backtracks < MAX_BACKTRACKS and s.best_values:
+        _backtrack(s, parts)
+        return True
+    return False
+
+
+def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
+    params, rule, step, criteria = objective.params, parts.rule, parts.step, parts.criteria
     s = LoopState(objective, rule, step)
     rule.init(params.values)
     step.reset()
-    backtrack = on_divergence == "backtrack"
+    backtrack = parts.on_divergence == "backtrack"
+    searches = step.searches
     if backtrack:
         s.info["backtrack"] = 0
-    # evaluate (the start)
+    # evaluate (the start): this iteration's batch, then loss and gradient at x
+    objective.draw()
     loss_t, grads = objective()
-    s._record(loss_t, grads)
+    s.record(loss_t, grads)
     s.loss0 = s.loss
-    for obs in observers:
+    for obs in parts.observers:
         obs(s)
     while True:
         # stop?
-        for fired in criteria:
-            if fired(s):
-                break
-        else:
-            fired = None
+        fired = next((c for c in criteria if c(s)), None)
         if fired is not None:
-            if isinstance(fired, (NonFinite, Diverged)) and on_divergence != "stop":
-                if on_divergence == "raise":
-                    raise DivergenceError(fired.reason, s.iteration, s.loss, message(fired, s))
-                if s.backtracks < MAX_BACKTRACKS and s.best_values:
-                    _backtrack(s)
-                    for obs in observers:
-                        obs(s)
-                    continue
+            if _guard(s, fired, parts):
+                for obs in parts.observers:
+                    obs(s)
+                continue
             if s.values is not s.finite_values and s.finite_values:
                 params.set(s.finite_values)  # never end on a non-finite point
             return s, fired
         # direction
         u = rule.direction(s.values, s.grads)
         # step size
-        s.lr = lr = step(s, u)
-        if step.failed:  # the line search found no acceptable step
-            params.set(s.values)
+        line = Line(s, u)
+        alpha = step(s, u, line)
+        # restart?  (a restarted rule's u is a scaled gradient; for gd it is the same line)
+        if alpha is None and u is not s.grads:
+            rule.init(s.values)
+            step.restarted()
+            u = rule.direction(s.values, s.grads)
+            line = Line(s, u)
+            alpha = step(s, u, line)
+        if alpha is None:
             eps = torch.finfo(s.values[0].dtype).eps
             converged = s.grad_norm <= math.sqrt(eps) * s.history.grad_norm[0]
             return s, RoundOff() if converged else StepFailed()
-        if s.trial is not None:  # the step-size strategy evaluated the accepted point already
-            new, loss_t, grads = s.trial
-            s.trial = None
-            params.set(new)
-        else:
-            # update
-            params.set(rule.apply(s.values, u, lr))
-            # evaluate
-            loss_t, grads = objective()
+        s.lr = alpha
+        # update
+        new, known = line.accept(alpha)
+        params.set(new)
         s.iteration += 1
+        # evaluate (a trial on the same batch is reused)
+        if objective.draw() or known is None:
+            loss_t, grads = objective()
+        else:
+            loss_t, grads = known
         # record
+        if searches:
+            s.info["ls_evals"] = line.evals
         if backtrack:
             s.info["backtrack"] = 0
-        s._record(loss_t, grads)
-        for obs in observers:
+        s.record(loss_t, grads)
+        for obs in parts.observers:
             obs(s)

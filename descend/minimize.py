@@ -1,5 +1,5 @@
 """``minimize(fn, x0, ...)``: tensors, tuples/lists/dicts of tensors or a module in, a
-:class:`~descend.history.Result` out."""
+:class:`~descend.result.Result` out."""
 
 from __future__ import annotations
 
@@ -10,14 +10,12 @@ from typing import Any
 
 from torch import Tensor
 
-from .diagnose import at_start
-from .history import Result
-from .loop import Observer, outcome, run
+from .loop import Observer, assemble, run
 from .objective import Objective, Params
-from .observers import Printer, Progress
-from .rules import Rule, TorchOptimizer, make_rule
-from .steps import Step, make_step
-from .stops import Callback, Criterion, MaxIter, criteria_list
+from .result import Result, outcome, start_diagnosis
+from .rules import Rule
+from .steps import Constant, Step
+from .stops import Criterion
 
 __all__ = ["minimize"]
 
@@ -40,7 +38,7 @@ def minimize(
 ) -> Result:
     """Minimise ``f(x) = fn(x, *args)`` by gradient descent from ``x0``.
 
-    The loop (:func:`descend.loop.run`) repeats ``x_{k+1} = x_k - lr_k * u_k``, where the rule
+    The loop (:func:`descend.loop.run`, assembled by :func:`descend.loop.assemble`) repeats ``x_{k+1} = x_k - lr_k * u_k``, where the rule
     turns the gradient into ``u_k`` (``u = g`` for ``"gd"``), until a stopping criterion fires.
 
     Defaults, in one place:
@@ -85,7 +83,7 @@ def minimize(
             the reason) or ``"raise"`` (raise :class:`descend.loop.DivergenceError`).
 
     Returns:
-        A :class:`~descend.history.Result`; not converging is a result with a reason, never an
+        A :class:`~descend.result.Result`; not converging is a result with a reason, never an
         exception.
 
     Raises:
@@ -94,48 +92,28 @@ def minimize(
     """
     params = Params(x0)
     objective = Objective(fn, params, args)
-    chosen = lr is None or (isinstance(lr, str) and lr == "auto")
-    if rule is None:  # no rule: the default method, unless a step is given (then gd)
-        rule = "lbfgs" if chosen else "gd"
-    the_rule = make_rule(rule)
-    if isinstance(the_rule, TorchOptimizer):
-        the_rule.leaves = params.leaves
-    if lr is None:
-        lr = "auto" if the_rule.scalable else type(the_rule).default_lr
-    step = make_step(lr, the_rule)
-    if on_divergence is None:
-        on_divergence = "backtrack" if chosen else "stop"
-    criteria = criteria_list(stop, max_iter)
-    if callback is not None:
-        criteria.insert(len(criteria) - 1, Callback(callback))
-    obs: list[Observer] = list(observers)
-    if verbose:
-        obs.append(Printer())
-    if progress:
-        cap = next((c.n for c in criteria if isinstance(c, MaxIter)), None)
-        obs.append(Progress(total=cap))
-
-    start = at_start(fn, params, args, step, criteria)  # for Result.explain; lazy
+    parts = assemble(params, rule=rule, lr=lr, stop=stop, max_iter=max_iter, callback=callback,
+                     observers=observers, progress=progress, verbose=verbose,
+                     on_divergence=on_divergence)
+    fixed = parts.step.lr if isinstance(parts.step, Constant) else None
+    start = start_diagnosis(fn, params, args, fixed, parts.criteria)  # for explain; lazy
     snaps = None
     if record is not None and record is not False:
         from .observers import Snapshots
         from .store import records_root
 
         root = records_root(record)  # checked before any work
-        obs.append(snaps := Snapshots())
+        parts.observers.append(snaps := Snapshots())
 
     t0 = perf_counter()
-    s, fired = run(objective, the_rule, step, criteria, obs, on_divergence=on_divergence)
+    s, fired = run(objective, parts)
     seconds = perf_counter() - t0
 
-    res = Result(
-        **outcome(s, fired, seconds),
-        diagnose=start,
-    )
+    res = Result(**outcome(s, fired, seconds, parts.step.describe()), diagnose=start)
     if snaps is not None:
-        from .store import record_result
+        from .result import record_result
 
         record_result(root, res, snapshots=snaps, config={
             "kind": "minimize", "problem": getattr(fn, "__name__", type(fn).__name__),
-            "lr": lr, "stop": [repr(c) for c in criteria], "max_iter": max_iter})
+            "lr": parts.lr, "stop": [repr(c) for c in parts.criteria], "max_iter": max_iter})
     return res

@@ -11,6 +11,7 @@ Two small objects:
 * :class:`Objective` evaluates ``f(x)`` and ``grad f(x)`` at the current values, counts the
   evaluations, and checks ``fn``'s contract on the first call (scalar, floating point, depends on
   ``x``), raising an :class:`~descend.errors.InputError` that names the value and the fix.
+  :class:`MiniBatchObjective` is ``fit``'s: a model's loss on this iteration's mini-batch.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 
 from .errors import InputError, InputTypeError
 
-__all__ = ["Objective", "Params"]
+__all__ = ["MiniBatchObjective", "Objective", "Params"]
 
 #: Autograd's engine. ``torch.autograd.grad`` validates its arguments in Python and then calls
 #: ``run_backward``; those checks cost more than the backward pass itself on small problems
@@ -209,12 +210,53 @@ class Objective:
             torch.zeros_like(v) if g is None else g for g, v in zip(grads, self.params.values)
         ]
 
-    def value(self) -> Tensor:
-        """``f`` at the current point without a gradient (for line searches)."""
-        self.nfev += 1
-        with torch.no_grad():
-            return self.fn(self.params.structure, *self.args).detach()
+    def draw(self) -> bool:
+        """Move to the next iteration's data; True when the function changed (a new batch).
+        A plain objective is the same function every iteration."""
+        return False
 
     def __repr__(self) -> str:
         name = getattr(self.fn, "__name__", type(self.fn).__name__)
         return f"Objective(fn={name}, nfev={self.nfev}, ngev={self.ngev})"
+
+
+class MiniBatchObjective(Objective):
+    """The training loss of a model on one mini-batch: ``f_k(w) = loss(model(X_k), Y_k)``.
+
+    :meth:`draw` (the loop's ``# evaluate`` phase, once per iteration) moves to batch ``k``;
+    every evaluation until the next draw, line-search trials included, sees that batch. With one
+    batch per epoch (the full batch) the first draw is the only one: the objective is then
+    deterministic, so a line search's accepted trial is reused as the next evaluation.
+
+    Attributes:
+        batches_per_epoch: batches in one pass over the training data.
+        draws: batches drawn so far.
+        epochs: the epoch record criteria read (set by ``fit``).
+    """
+
+    def __init__(self, model: nn.Module, params: Params, loss_fn: Callable[..., Tensor],
+                 batches: Any) -> None:
+        super().__init__(self._batch_loss, params)
+        self.model = model
+        self.loss_fn = loss_fn
+        self.batches = batches
+        self.batches_per_epoch: int = batches.batches_per_epoch
+        self.draws = 0
+        self.epochs: Any = None
+        self._xb: Tensor | None = None
+        self._yb: Tensor | None = None
+
+    def draw(self) -> bool:
+        if self.draws and self.batches_per_epoch == 1:
+            return False
+        self._xb, self._yb = self.batches.batch(self.draws)
+        self.draws += 1
+        return True
+
+    def _batch_loss(self, model: nn.Module) -> Tensor:
+        """``fn`` of this objective: the loss of the model on the current batch."""
+        return self.loss_fn(self.model(self._xb), self._yb)
+
+    def __repr__(self) -> str:
+        return (f"MiniBatchObjective(batches_per_epoch={self.batches_per_epoch}, "
+                f"draws={self.draws}, nfev={self.nfev})")

@@ -5,16 +5,21 @@ Observers display; they never change a run. Any plain callable is an observer to
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import InputError
+from .history import History
 
 if TYPE_CHECKING:
-    from .loop import LoopState
+    from torch import Tensor
 
-__all__ = ["Printer", "Progress", "Snapshots"]
+    from .state import LoopState
+
+__all__ = ["EpochProgress", "Epochs", "Printer", "Progress", "Snapshots"]
 
 
 class Printer:
@@ -171,3 +176,133 @@ class Snapshots:
     def __repr__(self) -> str:
         return (f"Snapshots(max_elements={self.max_elements}, max_frames={self.max_frames}, "
                 f"frames={len(self.frames)})")
+
+
+# ---------------------------------------------------------------------------- fit's epochs
+
+
+class Epochs:
+    """Observer of a ``fit`` run: at each epoch's end (iteration ``e * batches_per_epoch``) it
+    records one row and keeps the best weights. Reading only: it never changes the run.
+
+    Columns of :attr:`history` (a :class:`~descend.history.History`): ``iteration``, ``loss``
+    (the mean training loss over the epoch's batches, weighted by batch rows), ``grad_norm`` and
+    ``lr`` at the epoch's end, ``time``, ``nfev``; extra: ``epoch``, ``val_loss`` and
+    ``val_<metric>`` per metric (nan without validation data).
+
+    Attributes:
+        count: epochs finished.
+        monitor: ``"validation loss"`` or ``"training loss"``: what ``best`` is the best of.
+        monitored: the monitored loss of the last finished epoch.
+        train_loss: the mean training loss of the last finished epoch.
+        val_loss: the validation loss of the last finished epoch.
+        best, best_epoch, best_values: the lowest monitored loss, its epoch, its weights.
+    """
+
+    def __init__(self, batches_per_epoch: int, sizes: Sequence[int],
+                 validate: Callable[[], dict[str, float]] | None,
+                 metrics: Sequence[str]) -> None:
+        self.batches_per_epoch = batches_per_epoch
+        self.sizes = list(sizes)
+        self.validate = validate
+        self.history = History()
+        self.history.extra = {"epoch": [], "val_loss": []}
+        self.metric_names = [f"val_{m}" for m in metrics] if validate else []
+        for m in self.metric_names:
+            self.history.extra[m] = []
+        self.count = 0
+        self.monitor = "validation loss" if validate else "training loss"
+        self.monitored = math.nan
+        self.train_loss = math.nan
+        self.val_loss = math.nan
+        self.best = math.inf
+        self.best_epoch = 0
+        self.best_values: list[Tensor] = []
+
+    def __call__(self, s: LoopState) -> None:
+        k, nb = s.iteration, self.batches_per_epoch
+        if k == 0 or k % nb:
+            return
+        losses = s.history.loss[k - nb:k]
+        train = sum(a * w for a, w in zip(losses, self.sizes)) / sum(self.sizes)
+        scores = self.validate() if self.validate is not None else {}
+        self.count = k // nb
+        self.train_loss = train
+        self.val_loss = scores.get("loss", math.nan)
+        self.monitored = self.val_loss if self.validate is not None else train
+        h = self.history
+        h.append(k, train, s.grad_norm, s.lr, s.elapsed, s.nfev)
+        h.extra["epoch"].append(self.count)
+        h.extra["val_loss"].append(self.val_loss)
+        for name in self.metric_names:
+            h.extra[name].append(scores.get(name[4:], math.nan))
+        if self.monitored < self.best:
+            self.best, self.best_epoch, self.best_values = self.monitored, self.count, s.values
+
+    def __repr__(self) -> str:
+        return f"Epochs(count={self.count}, best_epoch={self.best_epoch}, best={self.best:.4e})"
+
+
+class EpochProgress:
+    """The progress display of ``fit``: epoch, training loss, validation loss, time left.
+
+    On a terminal a live bar (tqdm) over epochs; otherwise one line per epoch, at most one
+    every ``every`` seconds, and the last epoch always.
+    """
+
+    def __init__(self, epochs: Epochs, total: int | None, every: float = 1.0,
+                 stream: TextIO | None = None) -> None:
+        self.epochs = epochs
+        self.total = total
+        self.every = every
+        self.stream = stream
+        self._seen = 0
+        self._last = -math.inf
+        self._bar: Any = None
+        self._pending = ""
+
+    def _line(self, s: LoopState) -> str:
+        e = self.epochs
+        total = f"/{self.total}" if self.total else ""
+        val = f"  val loss {e.val_loss:.4e}" if e.validate is not None else ""
+        left = ""
+        if self.total and e.count < self.total:  # at most: early stopping may end sooner
+            rest = s.elapsed / e.count * (self.total - e.count)
+            left = f"  ~{rest:.0f} s left" if rest >= 1 else "  <1 s left"
+        return (f"epoch {e.count}{total}  loss {e.history.loss[-1]:.4e}{val}  "
+                f"{s.elapsed:.1f} s{left}")
+
+    def __call__(self, s: LoopState) -> None:
+        e = self.epochs
+        if e.count == self._seen:
+            return
+        self._seen = e.count
+        out = self.stream or sys.stderr
+        if out.isatty():
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=self.total, file=out, unit="epoch", dynamic_ncols=True)
+            self._bar.n = e.count
+            post = {"loss": f"{e.history.loss[-1]:.4e}"}
+            if e.validate is not None:
+                post["val"] = f"{e.val_loss:.4e}"
+            self._bar.set_postfix(post, refresh=False)
+            self._bar.update(0)
+            return
+        now = perf_counter()
+        line = self._line(s)
+        if now - self._last >= self.every:
+            self._last = now
+            self._pending = ""
+            print(line, file=out, flush=True)
+        else:
+            self._pending = line
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif self._pending:
+            print(self._pending, file=self.stream or sys.stderr, flush=True)
+            self._pending = ""

@@ -12,7 +12,7 @@ iterations (the notebook's ``x`` approaching ``target``).
 
 :func:`plot_runs` and :func:`plot_history` draw the same curves with matplotlib (an optional
 dependency: ``pip install 'descend[plot]'``), and :func:`result_html` is what a
-:class:`~descend.history.Result` shows in Jupyter.
+:class:`~descend.result.Result` shows in Jupyter.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from .errors import InputError
 
 if TYPE_CHECKING:
-    from .history import History, Result
     from .store import Run
 
 __all__ = ["PALETTE", "plot_history", "plot_runs", "render_report", "result_html",
@@ -197,8 +196,8 @@ def _svg_curve(values: Sequence[float], width: int = 320, height: int = 90) -> s
             f'loss 1e{hi:.1f} to 1e{lo:.1f}</text></svg>')
 
 
-def result_html(result: Result) -> str:
-    """A :class:`~descend.history.Result` as a small HTML table plus its loss curve, for
+def result_html(result: Any) -> str:
+    """A :class:`~descend.result.Result` as a small HTML table plus its loss curve, for
     Jupyter (``Result._repr_html_``)."""
     ok = "#1a7f37" if result.success else "#b42318"
     rows = [("stopped", f'<b style="color:{ok}">{html.escape(result.reason)}</b>: '
@@ -215,15 +214,11 @@ def result_html(result: Result) -> str:
 # ---------------------------------------------------------------------------- PNG plots
 
 
-def _pyplot() -> Any:
+def _matplotlib() -> None:
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401
     except ImportError as e:
         raise InputError("plots need matplotlib: pip install 'descend[plot]'") from e
-    matplotlib.use("Agg", force=False)  # files, not windows; a notebook keeps its own backend
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 _LOG_COLUMNS = ("loss", "grad_norm")
@@ -243,15 +238,17 @@ def _draw(ax: Any, columns: dict[str, list[Any]], column: str, label: str,
     ax.grid(True, which="major", alpha=0.3)
 
 
-def plot_history(history: History, columns: Sequence[str] = ("loss",), ax: Any = None) -> Any:
+def plot_history(history: Any, columns: Sequence[str] = ("loss",), ax: Any = None) -> Any:
     """Draw ``columns`` of ``history`` against the iteration (loss and gradient norm on a log
     scale) on ``ax`` (a new figure when None); return the axes."""
-    plt = _pyplot()
+    _matplotlib()
     cols = history.columns
     for c in columns:
         if c not in cols:
             raise InputError(f"no column {c!r} in the history; it has {list(cols)}")
-    if ax is None:
+    if ax is None:  # pyplot's figure, in whatever backend the user has (never switched here)
+        import matplotlib.pyplot as plt
+
         _, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
     for c in columns:
         _draw(ax, cols, c, c, None)
@@ -277,14 +274,15 @@ def plot_runs(runs: Sequence[Run], path: str | os.PathLike[str],
         for r in runs:
             if c not in r.history:
                 raise InputError(f"no column {c!r} in run {r.id}; it has {list(r.history)}")
-    plt = _pyplot()
-    fig, axes = plt.subplots(len(columns), 1, figsize=(6.4, 2.9 * len(columns)),
-                             layout="constrained", squeeze=False)
+    _matplotlib()
+    from matplotlib.figure import Figure  # a figure for a file: no pyplot, no backend change
+
+    fig = Figure(figsize=(6.4, 2.9 * len(columns)), layout="constrained")
+    axes = fig.subplots(len(columns), 1, squeeze=False)
     for ax, c in zip(axes[:, 0], columns):
         for i, r in enumerate(runs):
             _draw(ax, r.history, c, r.label if len(runs) > 1 else r.id,
                   PALETTE[i % len(PALETTE)])
         ax.legend(fontsize=8)
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return path

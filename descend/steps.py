@@ -1,11 +1,12 @@
 """Step sizes: how far to move along the rule's update vector.
 
-A step-size strategy is a small object called once per iteration as ``step(state, u) -> lr``,
-with the loop's :class:`~descend.loop.LoopState` (iteration, loss, gradients, values, objective)
-and the rule's update vector ``u``; the loop then moves ``x <- x - lr * u``. A strategy that
-evaluates the objective at the point it accepts (a line search) leaves that point, its loss and
-gradient in ``state.trial`` so the loop does not evaluate it again, and may leave numbers for the
-history in ``state.info`` (one extra column each).
+A step-size strategy is a small object called once per iteration as
+``step(state, u, line) -> alpha | None``, with the loop's :class:`~descend.state.LoopState`
+(read only), the rule's update vector ``u`` and the loop's :class:`~descend.state.Line`
+``x - alpha u``, on which a line search evaluates its trials (on this iteration's batch). It
+chooses a length, nothing else: the loop moves ``x <- x - alpha u`` (reusing an evaluated trial)
+and, when a strategy finds no acceptable length (``None``), restarts the rule once and asks
+again.
 
 Which one to pick (all are also reachable by name through :data:`STEPS`, e.g. ``lr="armijo"``):
 
@@ -33,9 +34,10 @@ Line searches (:class:`Armijo`, :class:`StrongWolfe`, and ``auto``) are written 
 goes through the objective (so ``nfev`` in the history counts it, value and gradient together),
 and a step is only accepted when its condition holds. When ``-u`` is not a descent direction
 (``phi'(0) >= 0``, e.g. a momentum buffer pointing uphill) or the search fails along ``u``, the
-rule is restarted (its state reset, which makes ``u`` a positive scaling of the gradient) and
-the search runs once more; if that fails too, the strategy reports failure and the run stops
-with reason ``"step_failed"``. They need rules whose update is ``x - lr * u`` (``Rule.scalable``);
+search returns ``None``; the loop restarts the rule (its state reset, which makes ``u`` a
+positive scaling of the gradient) and asks once more; if that fails too, the run stops with
+reason ``"step_failed"`` (or ``"roundoff"``). The searches themselves are the pure functions of
+:mod:`descend.linesearch`. They need rules whose update is ``x - lr * u`` (``Rule.scalable``);
 ``torch.optim`` wrappers are refused up front.
 
 The divergence guard (``on_divergence="backtrack"``) calls :meth:`Step.shrink` after returning
@@ -55,10 +57,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
-from .errors import InputError, InputTypeError, check_fraction, check_positive
+from .errors import InputError, InputTypeError, check_count, check_fraction, check_positive
+from .linesearch import armijo_backtracking, nonmonotone_armijo, strong_wolfe
+from .state import Line, LoopState, dot, norm, probe_size, sub
 
 if TYPE_CHECKING:
-    from .loop import LoopState
     from .rules import Rule
 
 __all__ = [
@@ -78,34 +81,6 @@ __all__ = [
 ]
 
 
-def _dot(a: list[Tensor], b: list[Tensor]) -> float:
-    """``sum_i <a_i, b_i>`` over all tensors, as a Python float (real part for complex)."""
-    if len(a) == 1:
-        return torch.vdot(a[0].reshape(-1), b[0].reshape(-1)).real.item()
-    total = torch.stack([torch.vdot(x.reshape(-1), y.reshape(-1)).real for x, y in zip(a, b)])
-    return total.sum().item()
-
-
-def _norm(a: list[Tensor]) -> float:
-    return math.sqrt(max(_dot(a, a), 0.0))
-
-
-def _finite(v: float) -> float:
-    """nan and -inf become +inf, so a bad trial simply fails every test."""
-    return v if math.isfinite(v) else math.inf
-
-
-def _sub(a: list[Tensor], b: list[Tensor]) -> list[Tensor]:
-    return list(torch._foreach_sub(a, b))
-
-
-def _probe_size(values: list[Tensor], u_norm: float) -> float:
-    """A finite-difference step: a move of ``sqrt(eps) * max(1, |x|)`` along ``u``, the classic
-    choice balancing truncation and round-off (``eps`` of ``x``'s dtype)."""
-    eps = torch.finfo(values[0].dtype).eps
-    return math.sqrt(eps) * max(1.0, _norm(values)) / u_norm
-
-
 class Step:
     """Base of all step-size strategies.
 
@@ -117,8 +92,6 @@ class Step:
     searches: ClassVar[bool] = False
 
     scale: float = 1.0
-    #: Set by a line search that found no acceptable step; the loop then stops.
-    failed: bool = False
 
     def reset(self) -> None:
         """Forget state from an earlier run (called when a run starts)."""
@@ -137,8 +110,12 @@ class Step:
                 "give it a number or a schedule as lr"
             )
 
-    def __call__(self, s: LoopState, u: list[Tensor]) -> float:
+    def __call__(self, s: LoopState, u: list[Tensor], line: Line) -> float | None:
+        """The step length along ``-u`` (``None``: no acceptable length along this ``u``)."""
         raise NotImplementedError
+
+    def restarted(self) -> None:
+        """The loop restarted the rule: forget what depended on its old directions."""
 
     def state_dict(self) -> dict[str, Any]:
         """The strategy's state as plain data (tensors cloned)."""
@@ -159,7 +136,7 @@ class Constant(Step):
     def __init__(self, lr: float) -> None:
         self.lr = check_positive("lr", lr)
 
-    def __call__(self, s: LoopState, u: list[Tensor]) -> float:
+    def __call__(self, s: LoopState, u: list[Tensor], line: Line) -> float:
         return self.lr if self.scale == 1.0 else self.lr * self.scale
 
     def describe(self) -> str:
@@ -194,7 +171,7 @@ class Schedule(Step):
             )
         self.fn = fn
 
-    def __call__(self, s: LoopState, u: list[Tensor]) -> float:
+    def __call__(self, s: LoopState, u: list[Tensor], line: Line) -> float:
         lr = float(self.fn(s.iteration))
         if not (lr > 0 and math.isfinite(lr)):
             raise InputError(
@@ -272,7 +249,7 @@ class TorchScheduler(Step):
         self.scheduler.optimizer.load_state_dict(opt_sd)
         self.scheduler.load_state_dict(sd)
 
-    def __call__(self, s: LoopState, u: list[Tensor]) -> float:
+    def __call__(self, s: LoopState, u: list[Tensor], line: Line) -> float:
         if isinstance(self.scheduler, _Plateau):
             self.scheduler.step(s.loss)
         lr = float(self.scheduler.optimizer.param_groups[0]["lr"])
@@ -302,85 +279,26 @@ class TorchScheduler(Step):
         return f"TorchScheduler({type(self.scheduler).__name__})"
 
 
-class _Phi:
-    """``phi(alpha) = f(x - alpha u)`` and ``phi'(alpha) = -grad f(x - alpha u) . u``, evaluated
-    through the objective (counted), each trial kept so the accepted one is not recomputed."""
-
-    def __init__(self, s: LoopState, u: list[Tensor]) -> None:
-        self.s, self.u = s, u
-        self.trials: dict[float, tuple[list[Tensor], Tensor, list[Tensor]]] = {}
-        self.evals = 0
-        # below this step the move is lost in round-off: x - alpha u == x
-        u_max = max(v.abs().max().item() for v in u)
-        x_max = max(max(v.abs().max().item() for v in s.values), 1.0)
-        eps = torch.finfo(s.values[0].dtype).eps
-        self.alpha_min = eps * x_max / u_max if u_max > 0 else math.inf
-
-    def __call__(self, alpha: float) -> tuple[float, float]:
-        s = self.s
-        new = s.rule.apply(s.values, self.u, alpha)
-        s.params.set(new)
-        loss_t, grads = s.objective()
-        self.evals += 1
-        self.trials[alpha] = (new, loss_t, grads)
-        f = _finite(loss_t.item())
-        d = -_dot(grads, self.u) if f < math.inf else math.inf
-        return f, _finite(d)
-
-    def value(self, alpha: float) -> float:
-        return self.trials[alpha][1].item()
-
-
 class LineSearch(Step):
-    """Base of the strategies that search along ``u``: the descent check, the restart of the
-    rule, the accepted trial handed to the loop, and the failure report.
-
-    Subclasses implement :meth:`search` over ``phi`` and return the accepted ``alpha`` (whose
-    condition they have verified) or ``None``.
-
-    Attributes:
-        failed: set when no acceptable step was found even after restarting the rule.
-    """
+    """Base of the strategies that search along ``u`` over the loop's :class:`Line`: the
+    descent check and the hooks. Subclasses implement :meth:`search` and return an ``alpha``
+    whose condition holds (a function of :mod:`descend.linesearch` verified it) or ``None``."""
 
     searches: ClassVar[bool] = True
 
-    def reset(self) -> None:
-        super().reset()
-        self.failed = False
-
-    def search(self, s: LoopState, phi: _Phi, f0: float, d0: float,
-               u: list[Tensor]) -> float | None:
+    def search(self, s: LoopState, u: list[Tensor], line: Line) -> float | None:
         raise NotImplementedError
 
-    def accepted(self, s: LoopState, u: list[Tensor], alpha: float, phi: _Phi) -> None:
+    def accepted(self, s: LoopState, u: list[Tensor], alpha: float, line: Line) -> None:
         """Hook: remember what the next search needs (called once per accepted step)."""
 
-    def __call__(self, s: LoopState, u: list[Tensor]) -> float:
-        if not s.rule.scalable:
-            self.check(s.rule)
-        for attempt in range(2):
-            if attempt:  # restart the rule: its fresh direction is a scaled gradient
-                if u is s.grads:  # plain gd: a restart would search the same line again
-                    break
-                s.rule.init(s.values)
-                u = s.rule.direction(s.values, s.grads)
-                self.restarted()
-            d0 = -_dot(s.grads, u)
-            if not d0 < 0:  # not a descent direction (or nan)
-                continue
-            phi = _Phi(s, u)
-            alpha = self.search(s, phi, s.loss, d0, u)
-            if alpha is not None:
-                s.trial = phi.trials[alpha]
-                s.info.update({"ls_evals": phi.evals, "dphi0": d0})
-                self.accepted(s, u, alpha, phi)
-                return alpha
-        self.failed = True
-        s.params.set(s.values)
-        return 0.0
-
-    def restarted(self) -> None:
-        """Hook: the rule was restarted; forget what depended on its old directions."""
+    def __call__(self, s: LoopState, u: list[Tensor], line: Line) -> float | None:
+        if not line.d0 < 0:  # not a descent direction (or nan): the loop restarts the rule
+            return None
+        alpha = self.search(s, u, line)
+        if alpha is not None:
+            self.accepted(s, u, alpha, line)
+        return alpha
 
 
 class Armijo(LineSearch):
@@ -413,26 +331,19 @@ class Armijo(LineSearch):
         self.growth = check_positive("growth", growth)
         if self.growth < 1:
             raise InputError(f"growth must be >= 1, got {growth!r}")
-        self.max_evals = _check_evals(max_evals)
+        self.max_evals = check_count("max_evals", max_evals)
         self.reset()
 
     def reset(self) -> None:
         super().reset()
         self.next_lr = self.lr0
 
-    def search(self, s: LoopState, phi: _Phi, f0: float, d0: float,
-               u: list[Tensor]) -> float | None:
-        alpha = self.next_lr * self.scale
-        for _ in range(self.max_evals):
-            if alpha < phi.alpha_min:
-                return None
-            f, _d = phi(alpha)
-            if f <= f0 + self.c1 * alpha * d0:
-                return alpha
-            alpha *= self.shrink_factor
-        return None
+    def search(self, s: LoopState, u: list[Tensor], line: Line) -> float | None:
+        return armijo_backtracking(line, line.f0, line.d0, self.next_lr * self.scale,
+                                   c1=self.c1, shrink=self.shrink_factor,
+                                   max_evals=self.max_evals, alpha_min=line.alpha_min)
 
-    def accepted(self, s: LoopState, u: list[Tensor], alpha: float, phi: _Phi) -> None:
+    def accepted(self, s: LoopState, u: list[Tensor], alpha: float, line: Line) -> None:
         self.next_lr = alpha * self.growth / self.scale
 
     def describe(self) -> str:
@@ -442,27 +353,6 @@ class Armijo(LineSearch):
     def __repr__(self) -> str:
         return (f"Armijo(lr0={self.lr0!r}, c1={self.c1!r}, shrink={self.shrink_factor!r}, "
                 f"growth={self.growth!r})")
-
-
-def _cubic_min(a: float, fa: float, da: float, b: float, fb: float, db: float,
-               lo: float, hi: float) -> float:
-    """Minimiser of the cubic through ``(a, fa, da)`` and ``(b, fb, db)``, clamped to
-    ``[lo, hi]``; the midpoint when the cubic has no minimiser or a value is not finite
-    (Nocedal & Wright eq. 3.59)."""
-    if a == b or not all(math.isfinite(v) for v in (fa, da, fb, db)):
-        return (lo + hi) / 2
-    d1 = da + db - 3 * (fa - fb) / (a - b)
-    disc = d1 * d1 - da * db
-    if disc < 0:
-        return (lo + hi) / 2
-    d2 = math.copysign(math.sqrt(disc), b - a)
-    den = db - da + 2 * d2
-    if den == 0:
-        return (lo + hi) / 2
-    t = b - (b - a) * (db + d2 - d1) / den
-    if not math.isfinite(t):
-        return (lo + hi) / 2
-    return min(max(t, lo), hi)
 
 
 class StrongWolfe(LineSearch):
@@ -498,7 +388,7 @@ class StrongWolfe(LineSearch):
         self.c2 = check_fraction("c2", c2, low_open=True)
         if not self.c1 < self.c2:
             raise InputError(f"StrongWolfe needs c1 < c2, got c1={c1!r}, c2={c2!r}")
-        self.max_evals = _check_evals(max_evals)
+        self.max_evals = check_count("max_evals", max_evals)
         self.reset()
 
     def reset(self) -> None:
@@ -514,66 +404,12 @@ class StrongWolfe(LineSearch):
         a, dprev = self.prev
         return a * dprev / d0
 
-    def accepted(self, s: LoopState, u: list[Tensor], alpha: float, phi: _Phi) -> None:
-        self.prev = (alpha, s.info["dphi0"])
+    def accepted(self, s: LoopState, u: list[Tensor], alpha: float, line: Line) -> None:
+        self.prev = (alpha, line.d0)
 
-    def search(self, s: LoopState, phi: _Phi, f0: float, d0: float,
-               u: list[Tensor]) -> float | None:
-        c1, c2, n = self.c1, self.c2, self.max_evals
-
-        def wolfe(a: float, f: float, d: float) -> bool:
-            return f <= f0 + c1 * a * d0 and abs(d) <= -c2 * d0
-
-        # bracketing (Alg. 3.5)
-        a_prev, f_prev, d_prev = 0.0, f0, d0
-        a = self._first_trial(s, d0)
-        f, d = phi(a)
-        lo = hi = None
-        while True:
-            if f > f0 + c1 * a * d0 or (phi.evals > 1 and f >= f_prev):
-                lo, hi = (a_prev, f_prev, d_prev), (a, f, d)
-                break
-            if abs(d) <= -c2 * d0:
-                return a if wolfe(a, f, d) else None
-            if d >= 0:
-                lo, hi = (a, f, d), (a_prev, f_prev, d_prev)
-                break
-            if phi.evals >= n:
-                return None
-            # extrapolate: the cubic's minimiser, between 1.01 a and 10 a
-            a_new = _cubic_min(a_prev, f_prev, d_prev, a, f, d, a + 0.01 * (a - a_prev), 10 * a)
-            a_prev, f_prev, d_prev = a, f, d
-            a = a_new
-            f, d = phi(a)
-        # zoom (Alg. 3.6): lo holds the lowest f that satisfies sufficient decrease
-        insufficient = False
-        while phi.evals < n:
-            (al, fl, dl), (ah, fh, dh) = lo, hi
-            width = abs(ah - al)
-            if width < phi.alpha_min:  # the bracket is below round-off
-                return None
-            left, right = min(al, ah), max(al, ah)
-            a = _cubic_min(al, fl, dl, ah, fh, dh, left, right)
-            # keep trials away from the ends, or the bracket shrinks too slowly
-            margin = 0.1 * width
-            if min(right - a, a - left) < margin:
-                if insufficient or a >= right or a <= left:
-                    a = right - margin if abs(a - right) < abs(a - left) else left + margin
-                    insufficient = False
-                else:
-                    insufficient = True
-            else:
-                insufficient = False
-            f, d = phi(a)
-            if f > f0 + c1 * a * d0 or f >= fl:
-                hi = (a, f, d)
-            else:
-                if abs(d) <= -c2 * d0:
-                    return a if wolfe(a, f, d) else None
-                if d * (ah - al) >= 0:
-                    hi = lo
-                lo = (a, f, d)
-        return None
+    def search(self, s: LoopState, u: list[Tensor], line: Line) -> float | None:
+        return strong_wolfe(line, line.f0, line.d0, self._first_trial(s, line.d0), c1=self.c1,
+                            c2=self.c2, max_evals=self.max_evals, alpha_min=line.alpha_min)
 
     def describe(self) -> str:
         return f"strong Wolfe line search (lr0={self.lr0:g}, c1={self.c1:g}, c2={self.c2:g})"
@@ -612,13 +448,13 @@ class Polyak(Step):
         super().reset()
         self.last = math.nan
 
-    def __call__(self, s: LoopState, u: list[Tensor]) -> float:
-        gu = _dot(s.grads, u)
+    def __call__(self, s: LoopState, u: list[Tensor], line: Line) -> float:
+        gu = dot(s.grads, u)
         gap = s.loss - self.f_star
         if gap > 0 and gu > 0:
             self.last = min(gap / gu, self.max_lr)
         elif not math.isfinite(self.last):  # nothing to reuse yet: a unit-length move
-            self.last = min(1.0 / max(_norm(u), 1e-300), self.max_lr)
+            self.last = min(1.0 / max(norm(u), 1e-300), self.max_lr)
         return self.last * self.scale
 
     def describe(self) -> str:
@@ -628,20 +464,18 @@ class Polyak(Step):
         return f"Polyak(f_star={self.f_star!r})"
 
 
-def _curvature_step(s: LoopState, u: list[Tensor], d0: float) -> float:
+def _curvature_step(s: LoopState, u: list[Tensor], line: Line) -> float:
     """The minimiser along ``u`` of the local quadratic model, from a gradient difference over a
     tiny probe move: ``phi''(0) ~ (phi'(h) - phi'(0)) / h``, ``alpha = -phi'(0) / phi''(0)``.
     One evaluation (counted); falls back to a unit-length move when the curvature is not
-    positive. The probe point is left as the current parameters' value; callers reset it."""
-    u_norm = _norm(u)
-    h = _probe_size(s.values, u_norm)
-    s.params.set(s.rule.apply(s.values, u, h))
-    _, g_h = s.objective()
-    s.params.set(s.values)
-    curv = (-_dot(g_h, u) - d0) / h
+    positive."""
+    u_norm = norm(u)
+    h = probe_size(s.values, u_norm)
+    d0 = line.d0
+    curv = (line.slope(h) - d0) / h
     if curv > 0 and math.isfinite(curv):
         return -d0 / curv
-    return max(1.0, _norm(s.values)) / u_norm
+    return max(1.0, norm(s.values)) / u_norm
 
 
 class BarzilaiBorwein(Step):
@@ -694,18 +528,18 @@ class BarzilaiBorwein(Step):
         super().shrink(factor)
         self.prev = None  # the guard returned to the best point: the old pair is stale
 
-    def __call__(self, s: LoopState, u: list[Tensor]) -> float:
+    def __call__(self, s: LoopState, u: list[Tensor], line: Line) -> float:
         if self.prev is None:
-            lr = self.lr0 if self.lr0 is not None else _curvature_step(s, u, -_dot(s.grads, u))
+            lr = self.lr0 if self.lr0 is not None else _curvature_step(s, u, line)
             lr *= self.scale
         else:
             x_prev, g_prev = self.prev
-            sv, y = _sub(s.values, x_prev), _sub(s.grads, g_prev)
-            sy, ss, yy = _dot(sv, y), _dot(sv, sv), _dot(y, y)
+            sv, y = sub(s.values, x_prev), sub(s.grads, g_prev)
+            sy, ss, yy = dot(sv, y), dot(sv, sv), dot(y, y)
             long = self.variant == "long" or (self.variant == "alternate" and self.k % 2 == 0)
             if sy > 0 and yy > 0:
                 lr = ss / sy if long else sy / yy
-                gu, uu = _dot(s.grads, u), _dot(u, u)
+                gu, uu = dot(s.grads, u), dot(u, u)
                 if gu > 0 and u is not s.grads:
                     lr *= gu / uu
                 lr *= self.scale
@@ -760,18 +594,18 @@ class AdaptiveGD(Step):
             self.last *= factor
         self.prev = None
 
-    def __call__(self, s: LoopState, u: list[Tensor]) -> float:
+    def __call__(self, s: LoopState, u: list[Tensor], line: Line) -> float:
         if self.prev is None:
             if math.isfinite(self.last):  # after a backtrack: resume from the shrunk step
                 lr = self.last
             elif self.lr0 is not None:
                 lr = self.lr0 * self.scale
             else:
-                lr = _probe_size(s.values, max(_norm(u), 1e-300))
+                lr = probe_size(s.values, max(norm(u), 1e-300))
             self.theta = math.inf
         else:
             x_prev, g_prev = self.prev
-            dx, dg = _norm(_sub(s.values, x_prev)), _norm(_sub(s.grads, g_prev))
+            dx, dg = norm(sub(s.values, x_prev)), norm(sub(s.grads, g_prev))
             local = dx / (2 * dg) * self.scale if dg > 0 else math.inf
             lr = min(math.sqrt(1 + self.theta) * self.last, local)
             self.theta = lr / self.last
@@ -810,8 +644,8 @@ class Auto(LineSearch):
 
     def __init__(self, *, c1: float = 1e-4, memory: int = 10, max_evals: int = 60) -> None:
         self.c1 = check_fraction("c1", c1, low_open=True)
-        self.memory = _check_evals(memory)
-        self.max_evals = _check_evals(max_evals)
+        self.memory = check_count("memory", memory)
+        self.max_evals = check_count("max_evals", max_evals)
         self.reset()
 
     def reset(self) -> None:
@@ -827,40 +661,30 @@ class Auto(LineSearch):
         self.prev = None
         self.losses.clear()
 
-    def _first_trial(self, s: LoopState, u: list[Tensor], d0: float) -> float:
+    def _first_trial(self, s: LoopState, u: list[Tensor], line: Line) -> float:
+        d0 = line.d0
         if self.prev is None:
-            return _curvature_step(s, u, d0) * self.scale
+            return _curvature_step(s, u, line) * self.scale
         x_prev, g_prev = self.prev
-        sv, y = _sub(s.values, x_prev), _sub(s.grads, g_prev)
-        sy, ss, yy = _dot(sv, y), _dot(sv, sv), _dot(y, y)
+        sv, y = sub(s.values, x_prev), sub(s.grads, g_prev)
+        sy, ss, yy = dot(sv, y), dot(sv, sv), dot(y, y)
         if yy <= 0 or ss <= 0:
-            return _curvature_step(s, u, d0) * self.scale
+            return _curvature_step(s, u, line) * self.scale
         lr = ss / sy if sy > 0 else math.sqrt(ss / yy)
         if u is not s.grads:
-            lr *= -d0 / _dot(u, u)
+            lr *= -d0 / dot(u, u)
         return lr * self.scale
 
-    def search(self, s: LoopState, phi: _Phi, f0: float, d0: float,
-               u: list[Tensor]) -> float | None:
-        self.losses.append(f0)
-        f_ref = max(self.losses)
-        alpha = self._first_trial(s, u, d0)
+    def search(self, s: LoopState, u: list[Tensor], line: Line) -> float | None:
+        self.losses.append(line.f0)
+        alpha = self._first_trial(s, u, line)
         if not (alpha > 0 and math.isfinite(alpha)):
-            alpha = 1.0 / max(_norm(u), 1e-300)
-        for _ in range(self.max_evals):
-            if alpha < phi.alpha_min:
-                return None
-            f, _d = phi(alpha)
-            if f <= f_ref + self.c1 * alpha * d0:
-                s.info["f_ref"] = f_ref
-                return alpha
-            # quadratic interpolation through phi(0), phi'(0), phi(alpha), safeguarded
-            den = 2 * (f - f0 - d0 * alpha)
-            a_q = -d0 * alpha * alpha / den if den > 0 and math.isfinite(den) else 0.1 * alpha
-            alpha = min(max(a_q, 0.1 * alpha), 0.5 * alpha)
-        return None
+            alpha = 1.0 / max(norm(u), 1e-300)
+        return nonmonotone_armijo(line, line.f0, line.d0, alpha, f_ref=max(self.losses),
+                                  c1=self.c1, max_evals=self.max_evals,
+                                  alpha_min=line.alpha_min)
 
-    def accepted(self, s: LoopState, u: list[Tensor], alpha: float, phi: _Phi) -> None:
+    def accepted(self, s: LoopState, u: list[Tensor], alpha: float, line: Line) -> None:
         self.prev = (s.values, s.grads)
 
     def describe(self) -> str:
@@ -868,12 +692,6 @@ class Auto(LineSearch):
 
     def __repr__(self) -> str:
         return f"Auto(c1={self.c1!r}, memory={self.memory!r})"
-
-
-def _check_evals(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"max_evals must be a whole number >= 1, got {n!r}")
-    return n
 
 
 #: Step-size strategies by name (``lr="armijo"`` etc.); ``"auto"`` resolves per rule in

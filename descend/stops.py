@@ -1,7 +1,7 @@
 """Stopping criteria and the one table of stop reasons and their messages.
 
 A criterion is a small object: ``criterion(state) -> bool`` says whether it fires on the loop's
-current state (:class:`~descend.loop.LoopState`), ``reason`` names it, and :func:`message`
+current state (:class:`~descend.state.LoopState`), ``reason`` names it, and :func:`message`
 renders its line of :data:`REASONS`. A list of criteria fires when any one does, the first in
 order naming the reason. Two guards are always on, ahead of the user's criteria:
 :class:`NonFinite` and :class:`Diverged`; an iteration cap (:class:`MaxIter`, 10,000 unless the
@@ -20,13 +20,14 @@ import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .errors import InputError, InputTypeError, check_positive
+from .errors import InputError, InputTypeError, check_count, check_positive
 
 if TYPE_CHECKING:
-    from .loop import LoopState
+    from .state import LoopState
 
 __all__ = [
     "DEFAULT_MAX_ITER",
+    "EPOCH_CRITERIA",
     "REASONS",
     "Callback",
     "Criterion",
@@ -44,6 +45,7 @@ __all__ = [
     "TimeLimit",
     "TrainLossBelow",
     "ValLossBelow",
+    "as_criteria",
     "criteria_list",
     "message",
 ]
@@ -138,12 +140,6 @@ def message(c: Criterion, s: LoopState) -> str:
     return REASONS[c.reason][1].format(**fields)
 
 
-def _check_count(name: str, n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"{name} must be a whole number >= 1, got {n!r}")
-    return n
-
-
 class LossBelow(Criterion):
     """Fires when ``loss <= threshold``: the notebook's ``while loss > threshold``."""
 
@@ -175,7 +171,7 @@ class NoImprovement(Criterion):
     reason = "no_improvement"
 
     def __init__(self, patience: int = 10, rtol: float = 1e-8) -> None:
-        self.patience = _check_count("patience", patience)
+        self.patience = check_count("patience", patience)
         self.rtol = check_positive("rtol", rtol, allow_zero=True)
         self.reset()
 
@@ -197,7 +193,7 @@ class MaxIter(Criterion):
     reason = "max_iter"
 
     def __init__(self, n: int) -> None:
-        self.n = _check_count("max_iter", n)
+        self.n = check_count("max_iter", n)
 
     def __call__(self, s: LoopState) -> bool:
         return s.iteration >= self.n
@@ -209,7 +205,7 @@ class MaxEvals(Criterion):
     reason = "max_evals"
 
     def __init__(self, n: int) -> None:
-        self.n = _check_count("max_evals", n)
+        self.n = check_count("max_evals", n)
 
     def __call__(self, s: LoopState) -> bool:
         return s.nfev >= self.n
@@ -290,14 +286,8 @@ class Diverged(Criterion):
         return s.loss > self.factor * s.best_loss and s.loss > s.loss0
 
 
-def criteria_list(
-    stop: Criterion | Iterable[Criterion] | None, max_iter: int | None = None
-) -> list[Criterion]:
-    """The full list a run checks, in order: the guards, the caller's criteria, the cap.
-
-    ``max_iter`` adds a :class:`MaxIter`; when neither it nor ``stop`` holds a ``MaxIter``,
-    the default cap :data:`DEFAULT_MAX_ITER` is added.
-    """
+def as_criteria(stop: Criterion | Iterable[Criterion] | None) -> list[Criterion]:
+    """``stop`` (a criterion, a list of them, or None) as a list, each item checked."""
     given: list[Criterion]
     if stop is None:
         given = []
@@ -316,13 +306,25 @@ def criteria_list(
                 f"stop must hold stopping criteria from descend.stops, got {c!r}; "
                 "wrap a function with stops.Callback(fn)"
             )
+    return given
+
+
+def criteria_list(
+    stop: Criterion | Iterable[Criterion] | None, max_iter: int | None = None
+) -> list[Criterion]:
+    """The full list a run checks, in order: the guards, the caller's criteria, the cap.
+
+    ``max_iter`` adds a :class:`MaxIter`; when neither it nor ``stop`` bounds the run (a
+    ``MaxIter`` or a ``MaxEpochs``), the default cap :data:`DEFAULT_MAX_ITER` is added.
+    """
+    given = as_criteria(stop)
     guards: list[Criterion] = [NonFinite()]
     if not any(isinstance(c, Diverged) for c in given):
         guards.append(Diverged())
     caps: list[Criterion] = []
     if max_iter is not None:
         caps.append(MaxIter(max_iter))
-    elif not any(isinstance(c, MaxIter) for c in given):
+    elif not any(isinstance(c, (MaxIter, MaxEpochs)) for c in given):
         caps.append(MaxIter(DEFAULT_MAX_ITER))
     out = guards + given + caps
     for c in out:
@@ -345,7 +347,7 @@ class MaxEpochs(Criterion):
     reason = "max_epochs"
 
     def __init__(self, n: int) -> None:
-        self.n = _check_count("epochs", n)
+        self.n = check_count("epochs", n)
         self._limit = 0
 
     def reset(self) -> None:
@@ -405,7 +407,7 @@ class EarlyStopping(Criterion):
 
     def __init__(self, patience: int = 10, min_delta: float = 0.0,
                  restore_best: bool = True) -> None:
-        self.patience = _check_count("patience", patience)
+        self.patience = check_count("patience", patience)
         self.min_delta = check_positive("min_delta", min_delta, allow_zero=True)
         self.restore_best = bool(restore_best)
         self.reset()
@@ -428,3 +430,7 @@ class EarlyStopping(Criterion):
             self.best, self.best_epoch = value, epoch
             return False
         return epoch - self.best_epoch >= self.patience
+
+
+#: The criteria that count epochs (``fit`` only): refused up front elsewhere.
+EPOCH_CRITERIA: tuple[type[Criterion], ...] = (MaxEpochs, _EpochLossBelow, EarlyStopping)

@@ -23,7 +23,7 @@ crash between the rename and the index insert, or a folder removed by hand, heal
 
 The writer is generic: :func:`record_run` takes plain columns and dicts, so ``minimize``,
 ``fit`` (with its per-epoch and validation columns) and the CLI all record through it;
-:func:`record_result` is the short way from a :class:`~descend.history.Result`.
+:func:`descend.result.record_result` is the short way from a :class:`~descend.result.Result`.
 """
 
 from __future__ import annotations
@@ -51,16 +51,14 @@ from .errors import InputError
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from .history import Result
-    from .observers import Snapshots
 
 __all__ = [
     "DEFAULT_ROOT",
     "Run",
+    "device_of",
     "environment",
     "list_runs",
     "open_run",
-    "record_result",
     "record_run",
     "records_root",
     "remove_run",
@@ -183,7 +181,7 @@ def _jsonable(v: Any) -> Any:
     return repr(v)
 
 
-def _device_of(x: Any) -> str:
+def device_of(x: Any) -> str:
     """The device of the first tensor in ``x`` (a tensor, or a tuple/list/dict of them)."""
     import torch
 
@@ -333,50 +331,6 @@ def record_run(
         db.execute("DELETE FROM runs WHERE id = ?", (rid,))  # a stale row of a removed folder
         db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)", _row(run))
     return run
-
-
-def record_result(
-    root: str | os.PathLike[str],
-    result: Result,
-    *,
-    config: Mapping[str, Any] | None = None,
-    snapshots: Snapshots | Mapping[str, Any] | None = None,
-    target: Tensor | None = None,
-    diagnostics: Mapping[str, Any] | None = None,
-    extra_columns: Mapping[str, Sequence[Any]] | None = None,
-    env: Mapping[str, Any] | None = None,
-    run_id: str | None = None,
-) -> Run:
-    """Record a :class:`~descend.history.Result`: its history, summary and final ``x``.
-
-    Args:
-        root: the records folder.
-        result: what ``minimize`` (or ``fit``) returned.
-        config: what was asked; ``rule`` and ``step`` default to the result's.
-        snapshots: a :class:`~descend.observers.Snapshots` observer that watched the run (or its
-            ``data()``); nothing is saved when it recorded no frames.
-        target: what ``x`` should approach, drawn beside the heatmap (same number of elements).
-        diagnostics: what ``diagnose`` found.
-        extra_columns: more history columns (one value per row), e.g. validation losses.
-        env: the environment; default :func:`environment` now.
-        run_id: the id; default a fresh one.
-    """
-    from torch import nn
-
-    cfg: dict[str, Any] = {"rule": result.rule, "step": result.step}
-    cfg.update(config or {})
-    summary = {k: getattr(result, k) for k in RESULT_FIELDS}
-    cols: dict[str, Sequence[Any]] = dict(result.history.columns)
-    cols.update(extra_columns or {})
-    x = result.x.state_dict() if isinstance(result.x, nn.Module) else result.x
-    if env is None:
-        env = environment(device=_device_of(x))
-    snap: Mapping[str, Any] | None
-    snap = snapshots.data(target) if hasattr(snapshots, "data") else snapshots  # type: ignore[union-attr]
-    if snap is not None and not snap.get("iteration"):
-        snap = None
-    return record_run(root, config=cfg, history_columns=cols, result_summary=summary,
-                      params=x, snapshots=snap, diagnostics=diagnostics, env=env, run_id=run_id)
 
 
 # ---------------------------------------------------------------------------- reading

@@ -12,7 +12,8 @@ import descend
 from descend import problems, stops
 from descend.cli import main
 from descend.diagnose import Diagnosis
-from descend.history import History, Result
+from descend.history import History
+from descend.result import Result
 
 
 def run_notebook(lr: float, seed: int = 0, rule: str = "gd", max_iter: int = 1000) -> Result:

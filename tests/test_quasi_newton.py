@@ -16,6 +16,7 @@ import descend
 from descend import rules, steps, stops
 from descend.errors import InputError
 from descend.loop import LoopState
+from descend.state import Line
 
 CASES = {
     "quad_k1e3": functools.partial(quadratic, 1e3, 50),
@@ -142,10 +143,12 @@ def test_a_whole_run_resumes_identically_from_rule_and_step_state():
     s.loss = case.fn(full[10][0][0]).item()
     for k in range(11, 31):
         u = rule.direction(s.values, s.grads)
-        step(s, u)
-        assert s.trial is not None
-        new, loss_t, grads = s.trial
-        s.trial = None
+        line = Line(s, u)
+        alpha = step(s, u, line)
+        assert alpha is not None
+        new, known = line.accept(alpha)
+        assert known is not None  # the accepted point was a trial: its loss and gradient kept
+        loss_t, grads = known
         params.set(new)
         s.values, s.grads, s.loss = new, grads, loss_t.item()
         assert torch.equal(new[0], full[k][0][0]), k

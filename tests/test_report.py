@@ -16,6 +16,7 @@ from descend.cli import main
 from descend.errors import InputError
 from descend.observers import Snapshots
 from descend.problems import notebook
+from descend.result import record_result
 from descend.stops import LossBelow
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -139,7 +140,7 @@ def test_heatmap_numbers_are_bounded(tmp_path: Path) -> None:
     s = Snapshots()
     res = descend.minimize(lambda x: (x**2).sum(), torch.ones(64, 64), lr=0.01, max_iter=300,
                            observers=[s])
-    run = store.record_result(tmp_path, res, snapshots=s)
+    run = record_result(tmp_path, res, snapshots=s)
     h = _data(report.render_report([run]))["runs"][0]["heat"]
     assert len(h["frames"]) * 4096 <= report.MAX_HEAT_NUMBERS
     assert h["iterations"][0] == 0 and h["iterations"][-1] == 300 and h["target"] is None

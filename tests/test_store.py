@@ -390,4 +390,4 @@ def test_history_csv_is_plain(tmp_path: Path) -> None:
     ((1, "a"), "cpu"),
 ])
 def test_environment_names_the_device_of_the_parameters(x: object, device: str) -> None:
-    assert store._device_of(x) == device
+    assert store.device_of(x) == device

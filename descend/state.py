@@ -1,0 +1,248 @@
+"""What the parts of a run may read: the loop's :class:`LoopState` and the :class:`Line` along
+which a step size is chosen, plus the list-of-tensor helpers they share.
+
+This module sits below the parts (step sizes, criteria, observers): they import it, never the
+loop. Only the loop writes the state and moves ``x``; a step-size strategy evaluates trial points
+through the :class:`Line` (which puts ``x`` back after each trial) and returns a length.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from time import perf_counter
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .history import History
+from .objective import Objective
+from .rules import Rule
+
+__all__ = ["Line", "LoopState", "dot", "finite", "grad_norm", "norm", "probe_size", "sub"]
+
+
+def dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
+    """``sum_i <a_i, b_i>`` over all tensors, as a Python float (real part for complex)."""
+    if len(a) == 1:
+        return torch.vdot(a[0].reshape(-1), b[0].reshape(-1)).real.item()
+    total = torch.stack([torch.vdot(x.reshape(-1), y.reshape(-1)).real for x, y in zip(a, b)])
+    return total.sum().item()
+
+
+def norm(a: Sequence[Tensor]) -> float:
+    """Euclidean norm of all tensors together (through :func:`dot`)."""
+    return math.sqrt(max(dot(a, a), 0.0))
+
+
+def grad_norm(grads: Sequence[Tensor]) -> float:
+    """Euclidean norm of all gradient tensors together (one fused kernel for many)."""
+    if len(grads) == 1:
+        return torch.linalg.vector_norm(grads[0]).item()
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(grads)))).item()
+
+
+def sub(a: Sequence[Tensor], b: Sequence[Tensor]) -> list[Tensor]:
+    """``a - b`` tensor by tensor."""
+    return list(torch._foreach_sub(list(a), list(b)))
+
+
+def finite(v: float) -> float:
+    """nan and -inf become +inf, so a bad trial simply fails every test."""
+    return v if math.isfinite(v) else math.inf
+
+
+def probe_size(values: Sequence[Tensor], u_norm: float) -> float:
+    """A finite-difference step: a move of ``sqrt(eps) * max(1, |x|)`` along ``u``, the classic
+    choice balancing truncation and round-off (``eps`` of ``x``'s dtype)."""
+    eps = torch.finfo(values[0].dtype).eps
+    return math.sqrt(eps) * max(1.0, norm(values)) / u_norm
+
+
+class LoopState:
+    """The live state of a run, read by criteria, step sizes and observers; written by the loop
+    alone.
+
+    Attributes:
+        iteration: updates of ``x`` so far (0 at the start).
+        loss: ``f(x)`` at the current point, as a float.
+        grad_norm: norm of ``grad f(x)`` at the current point.
+        lr: the last step size taken (nan before the first).
+        nfev: objective evaluations so far.
+        loss0: the starting loss.
+        best_loss, best_iter, best_values: the lowest loss seen, where, and the point.
+        best_grads: the gradient at ``best_values``.
+        finite_loss, finite_values: the last point whose loss and gradient were finite.
+        elapsed: seconds since the run started, at the last record.
+        values: the current point (list of detached tensors, one per parameter).
+        grads: the gradient at the current point.
+        history: the :class:`History` being recorded.
+        info: numbers for the row being recorded (a line search's trial count, the guard's
+            backtrack flag), ``{column: value}``; each becomes a column of ``history.extra``.
+        backtracks: backtracks of the divergence guard so far.
+        objective, params, rule, step: the parts of the run (read them, never call them).
+    """
+
+    __slots__ = (
+        "backtracks",
+        "best_grads",
+        "best_iter",
+        "best_loss",
+        "best_values",
+        "elapsed",
+        "finite_loss",
+        "finite_values",
+        "grad_norm",
+        "grads",
+        "history",
+        "info",
+        "iteration",
+        "loss",
+        "loss0",
+        "lr",
+        "nfev",
+        "objective",
+        "params",
+        "rule",
+        "start",
+        "step",
+        "values",
+    )
+
+    def __init__(self, objective: Objective, rule: Rule, step: Any = None) -> None:
+        self.objective = objective
+        self.params = objective.params
+        self.rule = rule
+        self.step = step
+        self.history = History()
+        self.iteration = 0
+        self.loss = math.nan
+        self.grad_norm = math.nan
+        self.lr = math.nan
+        self.nfev = 0
+        self.loss0 = math.nan
+        self.best_loss = math.inf
+        self.best_iter = 0
+        self.best_values: list[Tensor] = []
+        self.best_grads: list[Tensor] = []
+        self.finite_loss = math.nan
+        self.finite_values: list[Tensor] = []
+        self.elapsed = 0.0
+        self.start = perf_counter()
+        self.values: list[Tensor] = self.params.values
+        self.grads: list[Tensor] = []
+        self.info: dict[str, float] = {}
+        self.backtracks = 0
+
+    @property
+    def x(self) -> Any:
+        """The current point in the structure of ``x0`` (live leaves; for a module, the module)."""
+        return self.params.structure
+
+    def record(self, loss_t: Tensor, grads: list[Tensor]) -> None:
+        """Take ``loss_t`` and ``grads`` at the current point as this iteration's row (the loop's
+        ``# record`` phase)."""
+        self.loss = loss = loss_t.item()
+        self.grads = grads
+        self.grad_norm = gn = grad_norm(grads)
+        self.nfev = self.objective.nfev
+        self.elapsed = perf_counter() - self.start
+        self.values = values = self.params.values
+        if loss < self.best_loss and math.isfinite(gn):
+            self.best_loss, self.best_iter, self.best_values = loss, self.iteration, values
+            self.best_grads = grads
+        if math.isfinite(loss) and math.isfinite(gn):
+            self.finite_loss, self.finite_values = loss, values
+        h = self.history
+        h.append(self.iteration, loss, gn, self.lr, self.elapsed, self.nfev)
+        if self.info or h.extra:
+            rows = len(h)
+            for name, v in self.info.items():
+                h.extra.setdefault(name, [math.nan] * (rows - 1)).append(v)
+            for col in h.extra.values():
+                if len(col) < rows:
+                    col.append(math.nan)
+            self.info = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"LoopState(iteration={self.iteration}, loss={self.loss:.4e}, "
+            f"grad_norm={self.grad_norm:.3e}, lr={self.lr:g}, nfev={self.nfev})"
+        )
+
+
+#: A trial point along the line: its values, the loss tensor and the gradient there.
+Trial = tuple[list[Tensor], Tensor, list[Tensor]]
+
+
+class Line:
+    """The ray ``x(alpha) = x - alpha u`` from the current point, on this iteration's batch.
+
+    ``line(alpha)`` returns ``(phi(alpha), phi'(alpha))`` with ``phi(alpha) = f(x - alpha u)``
+    and ``phi'(alpha) = -grad f(x - alpha u) . u``, evaluated through the objective (counted in
+    ``nfev``) on the same batch as the gradient at ``x``; the current point is put back after
+    each trial. Non-finite values come back as ``+inf``. The loop then calls :meth:`accept` with
+    the chosen ``alpha``: a trial already evaluated there is not evaluated again.
+
+    Attributes:
+        u: the update vector (``x`` moves along ``-u``).
+        evals: trials evaluated (the curvature probe of :meth:`slope` not counted).
+        trials: ``{alpha: (values, loss, grads)}`` of the evaluated trials.
+    """
+
+    def __init__(self, s: LoopState, u: list[Tensor]) -> None:
+        self.s, self.u = s, u
+        self.trials: dict[float, Trial] = {}
+        self.evals = 0
+
+    @functools.cached_property
+    def f0(self) -> float:
+        """``phi(0)``: the loss at the current point."""
+        return self.s.loss
+
+    @functools.cached_property
+    def d0(self) -> float:
+        """``phi'(0) = -g . u``: negative when ``-u`` is a descent direction."""
+        return -dot(self.s.grads, self.u)
+
+    @functools.cached_property
+    def alpha_min(self) -> float:
+        """Below this step the move is lost in round-off: ``x - alpha u == x``."""
+        u_max = max(v.abs().max().item() for v in self.u)
+        x_max = max(max(v.abs().max().item() for v in self.s.values), 1.0)
+        eps = torch.finfo(self.s.values[0].dtype).eps
+        return eps * x_max / u_max if u_max > 0 else math.inf
+
+    def _evaluate(self, alpha: float) -> Trial:
+        s = self.s
+        new = s.rule.apply(s.values, self.u, alpha)
+        s.params.set(new)
+        try:
+            loss_t, grads = s.objective()
+        finally:
+            s.params.set(s.values)
+        return new, loss_t, grads
+
+    def __call__(self, alpha: float) -> tuple[float, float]:
+        trial = self.trials[alpha] = self._evaluate(alpha)
+        self.evals += 1
+        f = finite(trial[1].item())
+        d = -dot(trial[2], self.u) if f < math.inf else math.inf
+        return f, finite(d)
+
+    def slope(self, h: float) -> float:
+        """``phi'(h)`` at a probe step ``h`` (one evaluation, not kept as a trial)."""
+        _, _, grads = self._evaluate(h)
+        return -dot(grads, self.u)
+
+    def accept(self, alpha: float) -> tuple[list[Tensor], tuple[Tensor, list[Tensor]] | None]:
+        """The new point ``x - alpha u`` and, when it was a trial, its loss and gradient."""
+        trial = self.trials.get(alpha)
+        if trial is None:
+            return self.s.rule.apply(self.s.values, self.u, alpha), None
+        return trial[0], (trial[1], trial[2])
+
+    def __repr__(self) -> str:
+        return f"Line(evals={self.evals}, trials={sorted(self.trials)})"
