@@ -33,17 +33,7 @@ from typing import Any, TextIO
 import torch
 from torch import Tensor, nn
 
-from .data import (
-    CLASSIFIER_LOSSES,
-    FromLoader,
-    InMemory,
-    Preprocessing,
-    as_tensor,
-    is_table,
-    prepare,
-    read_table,
-    to_table,
-)
+from .data import CLASSIFIER_LOSSES, FromLoader, InMemory, as_tensor, is_table, prepare
 from .errors import InputError, InputTypeError
 from .history import History, Result
 from .loop import LoopState, Observer, outcome, run
@@ -60,6 +50,7 @@ from .stops import (
     ValLossBelow,
     criteria_list,
 )
+from .tables import Preprocessing, read_table, to_table
 
 __all__ = ["EpochProgress", "Epochs", "FitResult", "MiniBatchObjective", "fit"]
 

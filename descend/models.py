@@ -36,9 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import CLASSIFIER_LOSSES, FromLoader, InMemory, Preprocessing
+from .data import CLASSIFIER_LOSSES, FromLoader, InMemory
 from .errors import InputError
 from .history import History
+from .tables import Preprocessing
 
 if TYPE_CHECKING:
     import pyarrow as pa
