@@ -167,13 +167,21 @@ FORMAT = "descend-model/1"
 
 
 def _user_class(spec: str) -> type[nn.Module]:
+    """The ``nn.Module`` subclass ``pkg.mod:Class`` names, imported with the working directory
+    on ``sys.path`` (as ``python -m`` has it: modules beside the data are found); ``sys.path``
+    is restored afterwards."""
     mod_name, _, cls_name = spec.partition(":")
-    if os.getcwd() not in sys.path:  # as `python -m` does: modules beside the data are found
-        sys.path.insert(0, os.getcwd())
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:
         raise InputError(f"cannot import {mod_name!r} for model {spec!r}: {e}") from None
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
     cls = getattr(mod, cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise InputError(f"model {spec!r}: {mod_name} has no nn.Module subclass {cls_name!r}")
