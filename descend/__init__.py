@@ -13,6 +13,7 @@ import importlib as _importlib
 from typing import Any as _Any
 
 from . import observers, rules, steps, stops
+from ._version import __version__
 from .diagnose import Diagnosis, diagnose
 from .errors import InputError
 from .fit import FitResult, fit  # eager: the function `fit` shares its name with its module
@@ -21,7 +22,6 @@ from .loop import DivergenceError
 from .minimize import minimize
 from .result import Result
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Diagnosis",

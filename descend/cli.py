@@ -397,8 +397,8 @@ def _predict(a: argparse.Namespace) -> int:
 
     import pyarrow.csv as pacsv
 
-    from .data import read_table
     from .models import load_model
+    from .tables import read_table
 
     table = load_model(a.folder).predict_table(read_table(a.file), Path(a.file).name)
     if a.output in (None, "-"):
@@ -416,8 +416,8 @@ def _predict(a: argparse.Namespace) -> int:
 def _evaluate(a: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .data import read_table
     from .models import load_model
+    from .tables import read_table
 
     table = read_table(a.file)
     scores = load_model(a.folder).evaluate_table(table, Path(a.file).name)
@@ -594,7 +594,7 @@ def _parser() -> _Parser:
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return f"descend {__version__}"
 

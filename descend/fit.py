@@ -40,16 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .data import (
-    CLASSIFIER_LOSSES,
-    InMemory,
-    Preprocessing,
-    as_tensor,
-    is_table,
-    prepare,
-    read_table,
-    to_table,
-)
+from .data import CLASSIFIER_LOSSES, InMemory, as_tensor, is_table, prepare
 from .errors import InputError, InputTypeError, check_count
 from .history import History
 from .loop import Observer, assemble, run
@@ -60,6 +51,7 @@ from .result import Result, outcome
 from .rules import Rule
 from .steps import Step
 from .stops import Criterion, EarlyStopping
+from .tables import Preprocessing, read_table, to_table
 
 __all__ = ["FitResult", "fit", "record_fit"]
 
@@ -116,7 +108,7 @@ class FitResult(Result):
             InputError: the model cannot be rebuilt from data, or ``out`` exists (without
                 ``overwrite``) or cannot be written.
         """
-        from . import __version__
+        from ._version import __version__
         from .models import save_model
 
         prep = self.preprocessing

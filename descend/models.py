@@ -13,9 +13,10 @@ A saved folder holds, as plain data only (no pickled code)::
     metrics.json        final metrics on the training and validation rows
     epochs.csv          the per-epoch history
 
-It is written to a temporary sibling folder and renamed into place, so a reader never sees a
-half-written model; replacing an existing folder (``overwrite``) renames the old one aside first
-and deletes it only after the new one is in place.
+It is written by :func:`descend.store.atomic_folder`: into a temporary sibling folder, fsynced
+and renamed into place, so a reader never sees a half-written model; replacing an existing
+folder (``overwrite``) renames the old one aside first and deletes it only after the new one is
+in place.
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ import importlib
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import CLASSIFIER_LOSSES, FromLoader, InMemory, Preprocessing
+from .data import CLASSIFIER_LOSSES, FromLoader, InMemory
 from .errors import InputError
 from .history import History
+from .store import _write_json, _write_torch, atomic_folder
+from .tables import Preprocessing
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -166,13 +167,21 @@ FORMAT = "descend-model/1"
 
 
 def _user_class(spec: str) -> type[nn.Module]:
+    """The ``nn.Module`` subclass ``pkg.mod:Class`` names, imported with the working directory
+    on ``sys.path`` (as ``python -m`` has it: modules beside the data are found); ``sys.path``
+    is restored afterwards."""
     mod_name, _, cls_name = spec.partition(":")
-    if os.getcwd() not in sys.path:  # as `python -m` does: modules beside the data are found
-        sys.path.insert(0, os.getcwd())
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:
         raise InputError(f"cannot import {mod_name!r} for model {spec!r}: {e}") from None
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
     cls = getattr(mod, cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise InputError(f"model {spec!r}: {mod_name} has no nn.Module subclass {cls_name!r}")
@@ -217,10 +226,6 @@ def build_model(spec: str, n_in: int, n_out: int, activation: str = "relu") -> n
     )
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-
-
 def save_model(out: str | Path, model: nn.Module, config: dict[str, Any],
                prep: Preprocessing, metrics: dict[str, Any], epochs: History,
                *, overwrite: bool = False) -> Path:
@@ -228,31 +233,20 @@ def save_model(out: str | Path, model: nn.Module, config: dict[str, Any],
 
     Raises:
         InputError: ``out`` exists and ``overwrite`` is false, or is a file.
+        OSError: the folder cannot be written.
     """
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists; pass --overwrite (overwrite=True) to replace it")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(out, overwrite=overwrite) as tmp:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        torch.save(state, tmp / "weights.pt")
-        _write_json(tmp / "config.json", {"format": FORMAT, **config})
-        _write_json(tmp / "preprocessing.json", prep.state_dict())
-        _write_json(tmp / "metrics.json", metrics)
+        _write_torch(tmp / "weights.pt", state)
+        _write_json(tmp / "config.json", {"format": FORMAT, **config}, default=str)
+        _write_json(tmp / "preprocessing.json", prep.state_dict(), default=str)
+        _write_json(tmp / "metrics.json", metrics, default=str)
         epochs.to_csv(tmp / "epochs.csv")
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

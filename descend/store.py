@@ -14,12 +14,13 @@ A records folder (``runs/`` by default, or ``$DESCEND_RUNS``) holds one sub-fold
         snapshots.pt       optional: parameter iterates (<= 4,096 elements) and the target
         diagnostics.json   optional: what ``diagnose`` found, shown by the report
 
-Writes are atomic: a run is written into a hidden ``.tmp-*`` folder, each file flushed and
-fsynced, and the folder is renamed to its id in one step, so a run interrupted while writing
-leaves no half-written record visible (only a hidden temporary folder, swept by the next
-listing once its writer is gone). An existing run id is never overwritten. The folders are the
-truth and the index a cache: :func:`list_runs` first reconciles the index with the folders (a
-crash between the rename and the index insert, or a folder removed by hand, heals there).
+Writes are atomic (:func:`atomic_folder`, which ``save_model`` uses too): a run is written
+into a hidden ``.tmp-*`` folder, each file and the folder fsynced, and the folder is renamed to
+its id in one step, so a run interrupted while writing leaves no half-written record visible
+(only a hidden temporary folder, swept by the next listing once its writer is gone). An
+existing run id is never overwritten. The folders are the truth and the index a cache:
+:func:`list_runs` first reconciles the index with the folders (a crash between the rename and
+the index insert, or a folder removed by hand, heals there).
 
 The writer is generic: :func:`record_run` takes plain columns and dicts, so ``minimize``,
 ``fit`` (with its per-epoch and validation columns) and the CLI all record through it;
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import math
 import os
@@ -40,7 +42,7 @@ import shutil
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ROOT",
     "Run",
+    "atomic_folder",
     "device_of",
     "environment",
     "list_runs",
@@ -145,7 +148,7 @@ def environment(*, seed: int | None = None, device: str | None = None,
     """What a run ran on: versions, platform, device, seed, command line and UTC time."""
     import torch
 
-    from . import __version__
+    from ._version import __version__
 
     env: dict[str, Any] = {
         "descend": __version__,
@@ -164,21 +167,21 @@ def environment(*, seed: int | None = None, device: str | None = None,
     return env
 
 
-def _jsonable(v: Any) -> Any:
-    """Plain JSON data: numbers, strings, lists and dicts pass; anything else becomes its repr
-    (a config may hold a criterion or a rule object)."""
+def _jsonable(v: Any, default: Callable[[Any], Any] = repr) -> Any:
+    """Plain JSON data: numbers, strings, lists and dicts pass, a one-element tensor becomes its
+    number; anything else becomes ``default(v)``."""
     if v is None or isinstance(v, (bool, int, str)):
         return v
     if isinstance(v, float):
         return v
     if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): _jsonable(x, default) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [_jsonable(x, default) for x in v]
     item = getattr(v, "item", None)
     if callable(item) and getattr(v, "numel", lambda: 2)() == 1:
-        return _jsonable(item())
-    return repr(v)
+        return _jsonable(item(), default)
+    return default(v)
 
 
 def device_of(x: Any) -> str:
@@ -205,15 +208,80 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    with path.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+def _fsync_tree(folder: Path) -> None:
+    """fsync every file under ``folder``, then each folder, deepest first."""
+    for dirpath, _, files in os.walk(folder, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    _write_bytes(path, (json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n").encode())
+def _rename_into_place(tmp: Path, final: Path, overwrite: bool) -> Path | None:
+    """Rename ``tmp`` to ``final``; with ``overwrite`` an existing ``final`` is first renamed
+    aside (put back if the second rename fails). Returns the old folder's new path, or None."""
+    if not final.exists():
+        os.rename(tmp, final)
+        return None
+    if not overwrite:
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(final))
+    old = final.parent / f".old-{final.name}-{os.getpid()}-{secrets.token_hex(3)}"
+    os.rename(final, old)
+    try:
+        os.rename(tmp, final)
+    except BaseException:
+        os.rename(old, final)
+        raise
+    return old
+
+
+@contextlib.contextmanager
+def atomic_folder(final: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+    """Write the folder ``final`` whole or not at all: yield a hidden temporary sibling to
+    fill, then move it into place in one rename.
+
+    When the body returns, every file in the temporary folder is fsynced, then the folder
+    itself; it is renamed to ``final`` (the commit point) and the parent folder is fsynced.
+    When the body raises (or a step fails), the temporary folder is removed and ``final`` is
+    as it was. The temporary folder is named ``.tmp-NAME-PID-XXXXXX``: :func:`list_runs`
+    sweeps those whose writer process is gone.
+
+    Args:
+        final: the folder to create; its parent is created when missing.
+        overwrite: replace an existing ``final``: it is renamed aside, the new folder renamed
+            in, and only then is the old one deleted; if the swap fails, the old one is put
+            back.
+
+    Raises:
+        FileExistsError: ``final`` exists (or appeared while writing) and ``overwrite`` is
+            false.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{secrets.token_hex(3)}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        old = _rename_into_place(tmp, final, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# Writers for files inside an atomic_folder, which fsyncs them before the rename.
+
+
+def _write_json(path: Path, obj: Any, *, default: Callable[[Any], Any] = repr) -> None:
+    """``obj`` as indented JSON; ``default`` turns a value JSON lacks into one it has (repr: a
+    config may hold a criterion or a rule object)."""
+    path.write_text(json.dumps(_jsonable(obj, default), indent=2, sort_keys=False) + "\n")
 
 
 def _write_csv(path: Path, columns: Mapping[str, Sequence[Any]]) -> None:
@@ -223,17 +291,12 @@ def _write_csv(path: Path, columns: Mapping[str, Sequence[Any]]) -> None:
         # repr keeps floats exact (round-trips bit for bit) and writes nan/inf readably
         w.writerows([repr(v) if isinstance(v, float) else v for v in row]
                     for row in zip(*columns.values()))
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _write_torch(path: Path, obj: Any) -> None:
     import torch
 
-    with path.open("wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    torch.save(obj, path)
 
 
 def _new_id() -> str:
@@ -303,29 +366,22 @@ def record_run(
                          f"overwritten: pick another id or remove it with "
                          f"`descend runs rm {rid}`")
     env_d = dict(env) if env is not None else environment()
-    tmp = root / f".tmp-{rid}-{os.getpid()}-{secrets.token_hex(3)}"
-    tmp.mkdir()
     try:
-        _write_json(tmp / "config.json", config)
-        _write_json(tmp / "environment.json", env_d)
-        _write_csv(tmp / "history.csv", cols)
-        if params is not None:
-            _write_torch(tmp / "params.pt", params)
-        if snapshots is not None:
-            _write_torch(tmp / "snapshots.pt", dict(snapshots))
-        if diagnostics is not None:
-            _write_json(tmp / "diagnostics.json", diagnostics)
-        # result.json last: a folder without it is never taken for a run
-        _write_json(tmp / "result.json", result_summary)
-        _fsync_dir(tmp)
-        if final.exists():  # taken while we wrote: keep the other run, never overwrite
-            raise InputError(f"run {rid!r} already exists in {root}; records are never "
-                             f"overwritten")
-        os.rename(tmp, final)  # the commit point: the run appears whole or not at all
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _fsync_dir(root)
+        with atomic_folder(final) as tmp:
+            _write_json(tmp / "config.json", config)
+            _write_json(tmp / "environment.json", env_d)
+            _write_csv(tmp / "history.csv", cols)
+            if params is not None:
+                _write_torch(tmp / "params.pt", params)
+            if snapshots is not None:
+                _write_torch(tmp / "snapshots.pt", dict(snapshots))
+            if diagnostics is not None:
+                _write_json(tmp / "diagnostics.json", diagnostics)
+            # result.json last: a folder without it is never taken for a run
+            _write_json(tmp / "result.json", result_summary)
+    except FileExistsError:  # taken while we wrote: keep the other run, never overwrite
+        raise InputError(f"run {rid!r} already exists in {root}; records are never "
+                         f"overwritten") from None
     run = open_run(root, rid)
     with _index(root) as db:
         db.execute("DELETE FROM runs WHERE id = ?", (rid,))  # a stale row of a removed folder

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 
 from descend.cli import main
+from descend.errors import InputError
+from descend.models import build_model
 
 
 def run(argv, capsys):
@@ -286,6 +288,25 @@ def test_one_hot_columns_and_a_user_module(tmp_path, capsys, monkeypatch):
     rc, out, err = run(["predict", "m", "d.csv"], capsys)
     assert rc == 0, err
     assert out.splitlines()[0] == '"a","color","y","y_pred"'
+
+
+def test_a_user_module_spec_leaves_sys_path_as_it_was(tmp_path, monkeypatch):
+    (tmp_path / "pathnet.py").write_text(
+        "from torch import nn\n\n\nclass Net(nn.Linear):\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "pathnet", raising=False)
+    before = list(sys.path)
+    assert str(tmp_path) not in before
+    model = build_model("pathnet:Net", 3, 2)
+    assert (model.in_features, model.out_features) == (3, 2)
+    assert sys.path == before
+    sys.modules.pop("pathnet", None)
+    with pytest.raises(InputError, match=r"has no nn\.Module subclass 'Nope'"):
+        build_model("pathnet:Nope", 3, 2)
+    assert sys.path == before
+    with pytest.raises(InputError, match="cannot import 'nothere'"):
+        build_model("nothere:Net", 3, 2)
+    assert sys.path == before
 
 
 def test_out_is_refused_unless_overwrite_then_replaced(tmp_path, capsys):

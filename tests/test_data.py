@@ -1,4 +1,5 @@
-"""descend.data: batches as a hand-written loop draws them, tables read and checked."""
+"""descend.data and descend.tables: batches as a hand-written loop draws them, tables read and
+checked."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from descend.data import FromLoader, InMemory, Preprocessing, read_table, split_indices, to_table
+from descend.data import FromLoader, InMemory, split_indices
 from descend.errors import InputError
+from descend.tables import Preprocessing, read_table, to_table
 
 
 @pytest.mark.parametrize(("n", "b", "sizes"), [(10, 3, [3, 3, 3, 1]), (9, 3, [3, 3, 3]),

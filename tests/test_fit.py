@@ -14,10 +14,11 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import descend
 from descend import stops
-from descend.data import split_indices, to_table
+from descend.data import split_indices
 from descend.errors import InputError
 from descend.fit import EpochProgress, FitResult
 from descend.models import METRICS
+from descend.tables import to_table
 
 
 def linear_data(n: int = 200, seed: int = 0, noise: float = 0.01):

@@ -150,6 +150,67 @@ def test_exception_between_steps_leaves_nothing_visible(tmp_path: Path, step: st
     assert _index_ids(tmp_path) == {"kept"}
 
 
+def test_atomic_folder_fsyncs_every_file_then_renames(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to name the fsynced files")
+    monkeypatch.setattr(os, "fsync", fsync)
+    final = tmp_path / "out" / "m"
+    with store.atomic_folder(final) as tmp:
+        assert tmp.parent == final.parent and tmp.name.startswith(".tmp-m-")
+        (tmp / "a.json").write_text("{}")
+        (tmp / "b.csv").write_text("x\n")
+        assert not final.exists()
+    assert sorted(synced[:2]) == ["a.json", "b.csv"]  # the files, then the folder, then the parent
+    assert synced[2].startswith(".tmp-m-") and synced[3] == "out" and len(synced) == 4
+    assert sorted(os.listdir(final)) == ["a.json", "b.csv"]
+    assert os.listdir(final.parent) == ["m"]
+
+
+def test_atomic_folder_leaves_nothing_when_the_body_fails(tmp_path: Path) -> None:
+    final = tmp_path / "m"
+    with pytest.raises(KeyboardInterrupt), store.atomic_folder(final) as tmp:
+        (tmp / "a.json").write_text("{}")
+        raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with pytest.raises(FileExistsError), store.atomic_folder(final) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert os.listdir(tmp_path) == ["m"] and os.listdir(final) == ["old.txt"]
+
+
+def test_atomic_folder_overwrite_replaces_or_restores(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    final = tmp_path / "m"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with store.atomic_folder(final, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert os.listdir(tmp_path) == ["m"] and os.listdir(final) == ["new.txt"]
+
+    real = os.rename
+
+    def rename(src: str | Path, dst: str | Path) -> None:
+        if Path(src).name.startswith(".tmp-"):  # the new folder cannot be moved in
+            raise OSError("disk gone")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match="disk gone"), \
+            store.atomic_folder(final, overwrite=True) as tmp:
+        (tmp / "newer.txt").write_text("newer")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["m"] and os.listdir(final) == ["new.txt"]
+
+
 _KILLED_WRITER = """
 import sys, time
 from pathlib import Path

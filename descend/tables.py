@@ -1,0 +1,504 @@
+"""Tables for ``fit`` and ``predict``: CSV/Parquet files and DataFrames read, checked and turned
+into a float feature matrix and targets by a preprocessing saved as plain data.
+
+* **Reading.** :func:`read_table` reads CSV or Parquet (by extension) with pyarrow, imported
+  only here; :func:`to_table` takes a pandas DataFrame or a pyarrow Table.
+* **Checks with one-line fixes.** Every problem is explained in one line naming the file, the
+  columns and the fix: empty file, header only, missing target column, non-numeric columns,
+  missing or infinite values, a single row, constant columns, unseen labels.
+* **Preprocessing as data.** :class:`Preprocessing` one-hot encodes categorical columns when
+  asked, standardises features (and regression targets) with statistics fitted on the training
+  split only, and saves all of that as plain JSON data so ``predict`` can apply it in a fresh
+  process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+__all__ = [
+    "PARQUET_SUFFIXES",
+    "Preprocessing",
+    "read_table",
+    "to_table",
+]
+
+#: Extensions read as Parquet; anything else is read as CSV.
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+# ---------------------------------------------------------------------------------------- reading
+
+
+def _import_pyarrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError as e:  # pragma: no cover - pyarrow is a dependency
+        raise InputError("reading data files needs pyarrow: pip install pyarrow") from e
+    return pyarrow
+
+
+def read_table(path: str | Path) -> pa.Table:
+    """Read a CSV or Parquet file (by extension) into a ``pyarrow.Table``.
+
+    Empty cells and ``NaN``/``NA``/``null`` are read as missing values, in text columns too.
+
+    Raises:
+        InputError: the file does not exist, is empty, has only a header, or cannot be parsed.
+    """
+    pa = _import_pyarrow()
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    name = p.name
+    if not p.is_file():
+        raise InputError(f"{path} does not exist" if not p.exists() else f"{path} is not a file")
+    if p.stat().st_size == 0 or (p.suffix not in PARQUET_SUFFIXES
+                                 and not p.read_bytes()[:65536].strip()):
+        raise InputError(f"{name} is empty: no header and no rows")
+    try:
+        if p.suffix.lower() in PARQUET_SUFFIXES:
+            table = pq.read_table(p)
+        else:
+            table = pacsv.read_csv(
+                p, convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
+            )
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot read {name}: {first}") from None
+    if table.num_rows == 0:
+        raise InputError(f"{name} has a header but no data rows")
+    return table
+
+
+def to_table(df: Any) -> pa.Table:
+    """A pandas DataFrame (or a pyarrow Table) as a ``pyarrow.Table``."""
+    pa = _import_pyarrow()
+    if isinstance(df, pa.Table):
+        return df
+    try:
+        return pa.Table.from_pandas(df, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise InputError(f"cannot convert the DataFrame: {str(e).splitlines()[0]}") from None
+
+
+# ---------------------------------------------------------------------------------------- columns
+
+
+def _kind(typ: Any) -> str:
+    """'number' for numbers and booleans, 'missing' for an all-null column, else 'text'."""
+    import pyarrow.types as pt
+
+    if pt.is_integer(typ) or pt.is_floating(typ) or pt.is_boolean(typ) or pt.is_decimal(typ):
+        return "number"
+    if pt.is_null(typ):
+        return "missing"
+    if pt.is_dictionary(typ):
+        return _kind(typ.value_type) if _kind(typ.value_type) == "number" else "text"
+    return "text"
+
+
+def _floating(typ: Any) -> bool:
+    import pyarrow.types as pt
+
+    return bool(pt.is_floating(typ))
+
+
+def _numbers(col: Any) -> np.ndarray:
+    """A numeric pyarrow column as float64 numpy (nulls as nan)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _counts(items: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in items.items())
+
+
+# ---------------------------------------------------------------------------------- preprocessing
+
+
+@dataclass
+class Preprocessing:
+    """Columns in, tensors out: how a table becomes features and targets, as plain data.
+
+    Built by :meth:`fit` (and :meth:`fit_scaling`) on a training table and saved with the
+    model; :meth:`features_of` and :meth:`targets_of` apply it to any table with the same
+    columns.
+
+    Attributes:
+        features: the input columns, in order.
+        targets: the target columns.
+        task: ``"regression"`` or ``"classification"``.
+        categories: one-hot encoded columns and their values seen in training.
+        classes: the class labels seen in training (classification).
+        x_mean, x_std: per encoded feature, fitted on the training rows (empty: no scaling).
+        y_mean, y_std: per target, for regression targets (empty: no scaling).
+    """
+
+    features: list[str]
+    targets: list[str]
+    task: str = "regression"
+    categories: dict[str, list[Any]] = field(default_factory=dict)
+    classes: list[Any] = field(default_factory=list)
+    x_mean: list[float] = field(default_factory=list)
+    x_std: list[float] = field(default_factory=list)
+    y_mean: list[float] = field(default_factory=list)
+    y_std: list[float] = field(default_factory=list)
+
+    # -------------------------------------------------------------------------------- building
+
+    @classmethod
+    def fit(
+        cls,
+        table: pa.Table,
+        name: str,
+        target: Sequence[str],
+        features: Sequence[str] | None = None,
+        *,
+        task: str = "regression",
+        one_hot: bool = False,
+        drop_missing: bool = False,
+        drop_constant: bool = False,
+    ) -> tuple[Preprocessing, pa.Table]:
+        """Check ``table`` (read from ``name``) and build the preprocessing (without scaling;
+        see :meth:`fit_scaling`). Returns it and the table left after dropping rows/columns.
+
+        Raises:
+            InputError: one line naming the problem, the columns and the fix.
+        """
+        target = list(target)
+        feats = _chosen_features(table, name, target, features)
+        if task == "classification" and len(target) > 1:
+            raise InputError(
+                f"a classifier predicts one target column, got {len(target)}: "
+                f"{', '.join(target)}"
+            )
+        table = table.select(feats + target)
+        text = _text_columns(table, name, feats, target, task=task, one_hot=one_hot)
+        table = _check_missing(table, name, drop_missing)
+        _check_infinite(table, name, [c for c in feats + target if c not in text])
+        if table.num_rows < 2:
+            raise InputError(
+                f"{name} has only {table.num_rows} data row; fitting needs at least 2"
+            )
+        feats = _without_constant(table, name, feats, drop=drop_constant)
+        prep = cls(features=feats, targets=target, task=task)
+        prep.categories = {c: sorted(table.column(c).unique().to_pylist())
+                           for c in text if c in feats}
+        if task == "classification":
+            prep.classes = _classes(table, name, target[0])
+        return prep, table
+
+    @property
+    def encoded_features(self) -> list[str]:
+        """Names of the encoded feature columns (``col=value`` for one-hot columns)."""
+        out: list[str] = []
+        for c in self.features:
+            if c in self.categories:
+                out.extend(f"{c}={v}" for v in self.categories[c])
+            else:
+                out.append(c)
+        return out
+
+    @property
+    def n_outputs(self) -> int:
+        """Model outputs: one per regression target; one logit per class (one for 2 classes
+        with ``bce``) is decided by the loss, so this is the class count for classifiers."""
+        return len(self.classes) if self.task == "classification" else len(self.targets)
+
+    def fit_scaling(self, X: Tensor, Y: Tensor | None) -> None:
+        """Fit standardisation on training rows ``X`` (and regression targets ``Y``).
+
+        ``x' = (x - mean) / std``; a column with ``std = 0`` on these rows keeps ``std = 1``.
+        One-hot columns are scaled too: the model sees zero-mean inputs throughout.
+        """
+        mean = X.double().mean(0)
+        std = X.double().std(0, correction=0)
+        std[std == 0] = 1.0
+        self.x_mean, self.x_std = mean.tolist(), std.tolist()
+        if Y is not None and self.task == "regression":
+            ym = Y.double().mean(0)
+            ys = Y.double().std(0, correction=0)
+            ys[ys == 0] = 1.0
+            self.y_mean, self.y_std = ym.tolist(), ys.tolist()
+
+    # ------------------------------------------------------------------------------- applying
+
+    def features_of(self, table: pa.Table, name: str,
+                    dtype: torch.dtype = torch.float32) -> Tensor:
+        """The (scaled) feature matrix of ``table``, computed in float64, returned as ``dtype``.
+
+        Raises:
+            InputError: a feature column is missing, or holds missing, infinite or unseen values.
+        """
+        import numpy as np
+
+        cols = table.column_names
+        lacking = [c for c in self.features if c not in cols]
+        if lacking:
+            raise InputError(
+                f"{name} lacks the feature column(s) {', '.join(lacking)} the model was trained "
+                f"on; its columns are: {', '.join(cols)}"
+            )
+        table = table.select(self.features)
+        _check_missing(table, name, drop=None)
+        _check_infinite(table, name, [c for c in self.features if c not in self.categories])
+        parts = []
+        for c in self.features:
+            col = table.column(c)
+            if c in self.categories:
+                known = self.categories[c]
+                codes = _codes(col, known, f"value {{}} in column {c!r} of {name} was never "
+                               f"seen in training; known values: {{}}")
+                onehot = np.zeros((len(codes), len(known)))
+                onehot[np.arange(len(codes)), codes] = 1.0
+                parts.append(onehot)
+            else:
+                if _kind(col.type) != "number":
+                    raise InputError(f"column {c!r} of {name} is not numeric")
+                parts.append(_numbers(col)[:, None])
+        return self.scale_x(torch.from_numpy(np.concatenate(parts, axis=1))).to(dtype)
+
+    def targets_of(self, table: pa.Table, name: str,
+                   dtype: torch.dtype = torch.float32) -> Tensor:
+        """Targets as the loss wants them: class indices (int64) for classifiers, else the
+        (scaled) values as ``dtype``, one column per target.
+
+        Raises:
+            InputError: a target column is missing, or holds a label never seen in training.
+        """
+        cols = table.column_names
+        for t in self.targets:
+            if t not in cols:
+                raise InputError(
+                    f"target column {t!r} is not in {name}; its columns are: {', '.join(cols)}"
+                )
+        _check_missing(table.select(self.targets), name, drop=None)
+        if self.task == "classification":
+            t = self.targets[0]
+            codes = _codes(table.column(t), self.classes, f"class label {{}} in column {t!r} of "
+                           f"{name} was never seen in training; known labels: {{}}")
+            return torch.from_numpy(codes.astype("int64"))
+        import numpy as np
+
+        _check_infinite(table, name, self.targets)
+
+        Y = torch.from_numpy(np.stack([_numbers(table.column(t)) for t in self.targets], 1))
+        return self.scale_y(Y).to(dtype)
+
+    def scale_x(self, X: Tensor) -> Tensor:
+        """Features in the model's (standardised) units."""
+        if not self.x_mean:
+            return X
+        return (X - torch.tensor(self.x_mean, dtype=X.dtype, device=X.device)) / torch.tensor(
+            self.x_std, dtype=X.dtype, device=X.device)
+
+    def scale_y(self, Y: Tensor) -> Tensor:
+        """Regression targets in the model's (standardised) units."""
+        if not self.y_mean:
+            return Y
+        return (Y - torch.tensor(self.y_mean, dtype=Y.dtype, device=Y.device)) / torch.tensor(
+            self.y_std, dtype=Y.dtype, device=Y.device)
+
+    def unscale_y(self, Y: Tensor) -> Tensor:
+        """Model outputs back in the targets' units."""
+        if not self.y_mean:
+            return Y
+        return Y * torch.tensor(self.y_std, dtype=Y.dtype, device=Y.device) + torch.tensor(
+            self.y_mean, dtype=Y.dtype, device=Y.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything as JSON-able data."""
+        return asdict(self)
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> Preprocessing:
+        """Rebuild from :meth:`state_dict`."""
+        return cls(**state)
+
+
+# ----------------------------------------------------------------------------------------- checks
+
+
+def _chosen_features(table: pa.Table, name: str, target: list[str],
+                     features: Sequence[str] | None) -> list[str]:
+    """The feature columns: ``features`` as given, else every column but the targets.
+
+    Raises:
+        InputError: no target, or a target or feature column is not in the table, or a column
+            is both, or no feature is left.
+    """
+    cols = list(table.column_names)
+    if not target:
+        raise InputError("give at least one target column")
+    for t in target:
+        if t not in cols:
+            raise InputError(
+                f"target column {t!r} is not in {name}; its columns are: {', '.join(cols)}"
+            )
+    if features is None:
+        feats = [c for c in cols if c not in target]
+    else:
+        feats = list(features)
+        for f in feats:
+            if f not in cols:
+                raise InputError(
+                    f"feature column {f!r} is not in {name}; its columns are: {', '.join(cols)}"
+                )
+            if f in target:
+                raise InputError(f"column {f!r} cannot be both a feature and a target")
+    if not feats:
+        raise InputError(f"{name} has no feature columns besides the target(s)")
+    return feats
+
+
+def _text_columns(table: pa.Table, name: str, feats: list[str], target: list[str], *,
+                  task: str, one_hot: bool) -> list[str]:
+    """The non-numeric feature columns (to one-hot encode).
+
+    Raises:
+        InputError: there are some and ``one_hot`` is off, or a regression target is not
+            numeric.
+    """
+    text = [c for c in feats if _kind(table.column(c).type) == "text"]
+    if text and not one_hot:
+        raise InputError(
+            f"non-numeric feature column(s) in {name}: {', '.join(text)}; pass --one-hot "
+            "(one_hot=True) to encode them as 0/1 columns, or leave them out with --features"
+        )
+    if task == "regression":
+        bad = [t for t in target if _kind(table.column(t).type) == "text"]
+        if bad:
+            raise InputError(
+                f"target column {bad[0]!r} of {name} is not numeric; for class labels use "
+                "--model logistic or --loss cross_entropy"
+            )
+    return text
+
+
+def _without_constant(table: pa.Table, name: str, feats: list[str], *, drop: bool) -> list[str]:
+    """``feats`` less the columns holding one value throughout.
+
+    Raises:
+        InputError: there are constant columns and ``drop`` is off, or none is left.
+    """
+    constant = {}
+    for c in feats:
+        uniq = table.column(c).unique()
+        if len(uniq) == 1:
+            constant[c] = uniq[0].as_py()
+    if constant and not drop:
+        which = ", ".join(f"{c} (always {_fmt(v)})" for c, v in constant.items())
+        raise InputError(
+            f"constant feature column(s) in {name}: {which}; they carry no information: "
+            "leave them out with --features or pass --drop-constant (drop_constant=True)"
+        )
+    feats = [c for c in feats if c not in constant]
+    if not feats:
+        raise InputError(f"{name} has no feature columns left after dropping constant ones")
+    return feats
+
+
+def _classes(table: pa.Table, name: str, target: str) -> list[Any]:
+    """The class labels in column ``target``, sorted (by type, then value).
+
+    Raises:
+        InputError: there is only one.
+    """
+    labels = table.column(target).unique().to_pylist()
+    classes = sorted(labels, key=lambda v: (str(type(v)), v))
+    if len(classes) < 2:
+        raise InputError(
+            f"target column {target!r} of {name} holds only one class "
+            f"({_fmt(classes[0])}); a classifier needs at least 2"
+        )
+    return classes
+
+
+def _check_missing(table: pa.Table, name: str, drop: bool | None) -> pa.Table:
+    """Count missing cells (null or NaN) per column; drop those rows or raise. ``drop=None``:
+    dropping is not an option here (predict time)."""
+    import pyarrow.compute as pc
+
+    counts = {}
+    for c in table.column_names:
+        col = table.column(c)
+        n = col.null_count
+        if _floating(col.type):
+            n += int(pc.sum(pc.is_nan(col)).as_py() or 0)
+        if n:
+            counts[c] = n
+    if not counts:
+        return table
+    if not drop:
+        fix = ("fill or remove those cells" if drop is None else
+               "pass --drop-missing (drop_missing=True) to drop those rows")
+        raise InputError(
+            f"missing values (empty or NaN cells) in {name}: {_counts(counts)}; {fix}"
+        )
+    keep = None
+    for c in counts:
+        col = table.column(c)
+        ok = pc.is_valid(col)
+        if _floating(col.type):
+            ok = pc.and_(ok, pc.invert(pc.is_nan(col)))
+        keep = ok if keep is None else pc.and_(keep, ok)
+    table = table.filter(pc.fill_null(keep, False))
+    if table.num_rows == 0:
+        raise InputError(f"every row of {name} has a missing value; nothing is left to fit")
+    return table
+
+
+def _codes(col: Any, known: list[Any], template: str) -> np.ndarray:
+    """Index of each value of ``col`` in ``known`` (vectorised); raise ``template`` filled with
+    the first unseen value and the known ones when a value is not there."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        idx = pc.index_in(col, value_set=pa.array(known, type=col.type))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        # types differ (e.g. numbers in training, text here): compare as text
+        idx = pc.index_in(pc.cast(col, pa.string()),
+                          value_set=pa.array([str(v) for v in known], type=pa.string()))
+    if idx.null_count:
+        first = pc.filter(col, pc.is_null(idx))[0].as_py()
+        raise InputError(template.format(repr(_fmt(first)), ", ".join(_fmt(v) for v in known)))
+    return idx.to_numpy(zero_copy_only=False)
+
+
+def _check_infinite(table: pa.Table, name: str, columns: Sequence[str]) -> None:
+    """Raise when the numeric ``columns`` hold infinite values, counted per column."""
+    import numpy as np
+
+    counts = {}
+    for c in columns:
+        col = table.column(c)
+        if _kind(col.type) != "number":
+            continue
+        n = int(np.isinf(_numbers(col)).sum())
+        if n:
+            counts[c] = n
+    if counts:
+        raise InputError(
+            f"infinite values in {name}: {_counts(counts)}; replace or remove those cells"
+        )
