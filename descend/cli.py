@@ -75,6 +75,20 @@ def _lr(text: str) -> float | str:
         ) from None
 
 
+def _batch_size(text: str) -> int | None:
+    """argparse type of ``--batch-size``: a whole number >= 1, or ``full`` (every row)."""
+    if text == "full":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid batch size {text!r}: give a whole number >= 1, or full for every row")
+    return n
+
+
 def _g(lr: float | str) -> str:
     return lr if isinstance(lr, str) else f"{lr:g}"
 
@@ -365,6 +379,7 @@ def _fit(a: argparse.Namespace) -> int:
         stop=stop, max_iter=a.max_iter, patience=patience, standardize=not a.no_standardize,
         one_hot=a.one_hot, drop_missing=a.drop_missing, drop_constant=a.drop_constant,
         activation=a.activation, seed=a.seed, device=a.device, progress=not a.quiet,
+        on_divergence=a.on_divergence,
     )
     prep = res.preprocessing
     assert prep is not None
@@ -376,7 +391,7 @@ def _fit(a: argparse.Namespace) -> int:
     if val is not None:
         print(f"val:   {_fmt_scores(res.metrics, 'val_')}")
     options = {
-        "lr": a.lr, "batch_size": a.batch_size, "epochs": a.epochs, "val": a.val,
+        "lr": a.lr, "batch_size": a.batch_size or "full", "epochs": a.epochs, "val": a.val,
         "val_file": a.val_file, "patience": patience, "seed": a.seed,
         "standardize": not a.no_standardize, "one_hot": a.one_hot,
         "drop_missing": a.drop_missing, "drop_constant": a.drop_constant, "data": str(a.file),
@@ -538,10 +553,16 @@ def _parser() -> _Parser:
     arg("--loss", metavar="NAME", help="mse, mae, huber, bce or cross_entropy (default: mse; "
         "for logistic: bce with 2 classes, else cross_entropy)")
     arg("--rule", default="adam", metavar="NAME", help="update rule: gd (SGD), momentum, "
-        "nesterov, adam, adamw, rmsprop, adagrad (default adam)")
+        "nesterov, adam, adamw, rmsprop, adagrad, or the quasi-Newton lbfgs, bfgs (these need "
+        "--batch-size full and always use the strong-Wolfe line search) (default adam)")
     arg("--lr", type=_lr, default=0.01, metavar="X",
-        help="step size: a number or a strategy name such as armijo (default 0.01)")
-    arg("--batch-size", type=int, default=64, metavar="N", help="rows per batch (default 64)")
+        help="step size: a number or a strategy name such as auto, armijo or wolfe; a line "
+        "search searches along each iteration's own batch (default 0.01)")
+    arg("--batch-size", type=_batch_size, default=64, metavar="N",
+        help="rows per batch, or full for every training row in one batch (default 64)")
+    arg("--on-divergence", choices=("backtrack", "stop"), default=None,
+        help="when the loss diverges or becomes non-finite: backtrack (return to the best "
+        "point, halve the step, go on) or stop (default: backtrack with --lr auto, else stop)")
     arg("--epochs", type=int, default=100, metavar="N",
         help="most passes over the training rows (default 100)")
     arg("--val", type=float, default=0.2, metavar="F",
