@@ -22,7 +22,6 @@ from .loop import DivergenceError
 from .minimize import minimize
 from .result import Result
 
-
 __all__ = [
     "Diagnosis",
     "DivergenceError",

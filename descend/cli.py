@@ -103,9 +103,9 @@ def _demo(a: argparse.Namespace) -> int:
     from .observers import Snapshots
     from .problems import notebook
     from .report import write_report
+    from .result import record_result
     from .steps import make_step
     from .stops import LossBelow, MaxIter
-    from .result import record_result
 
     # The demo's tensors are tiny: extra intra-op threads only add synchronisation, and on a
     # busy machine they stall the run many times over (measured: 1.2 s vs 22 s under load).

@@ -316,7 +316,8 @@ def fit(
         params, rule=rule, lr=lr, stop=stop, max_iter=max_iter, callback=callback,
         observers=[log, *observers], on_divergence=on_divergence,
         progress=(lambda total: EpochProgress(log, total)) if progress else False,
-        counts_epochs=True, minibatch=None if bpe == 1 else (f"batch_size={batch_size} splits the training rows "
+        counts_epochs=True,
+        minibatch=None if bpe == 1 else (f"batch_size={batch_size} splits the training rows "
                                          f"into {bpe} mini-batches"),
         epochs=epochs, patience=patience, validation=val_src is not None)
 

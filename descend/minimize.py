@@ -38,10 +38,10 @@ def minimize(
 ) -> Result:
     """Minimise ``f(x) = fn(x, *args)`` by gradient descent from ``x0``.
 
-    The loop (:func:`descend.loop.run`, assembled by :func:`descend.loop.assemble`) repeats ``x_{k+1} = x_k - lr_k * u_k``, where the rule
+    The loop (:func:`descend.loop.run`) repeats ``x_{k+1} = x_k - lr_k * u_k``, where the rule
     turns the gradient into ``u_k`` (``u = g`` for ``"gd"``), until a stopping criterion fires.
 
-    Defaults, in one place:
+    Defaults, decided in one place for ``minimize`` and ``fit`` (:func:`descend.loop.assemble`):
 
     * neither ``rule`` nor ``lr`` (or only ``lr="auto"``): the strongest general method for a
       deterministic objective, ``rule="lbfgs"`` with the strong-Wolfe line search

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InputError
 
 if TYPE_CHECKING:
-    from torch import Tensor
+    pass
 
 
 __all__ = [

@@ -173,23 +173,24 @@ def test_epoch_criteria_are_refused_by_minimize_before_any_work():
         calls.append(1)
         return (x ** 2).sum()
 
-    with pytest.raises(InputError, match="^MaxEpochs counts epochs; it works only in "
+    with pytest.raises(InputError, match=r"^MaxEpochs counts epochs; it works only in "
                                          "descend.fit$"):
         descend.minimize(f, torch.ones(2), stop=stops.MaxEpochs(2))
     assert calls == []
 
 
 def test_one_count_check_names_the_argument_it_checks():
-    with pytest.raises(InputError, match="^memory must be a whole number >= 1, got 0$"):
+    with pytest.raises(InputError, match=r"^memory must be a whole number >= 1, got 0$"):
         steps.Auto(memory=0)
-    with pytest.raises(InputError, match="^max_evals must be a whole number >= 1, got 0$"):
+    with pytest.raises(InputError, match=r"^max_evals must be a whole number >= 1, got 0$"):
         steps.Armijo(max_evals=0)
-    with pytest.raises(InputError, match="^batch_size must be a whole number >= 1, got 0$"):
+    with pytest.raises(InputError, match=r"^batch_size must be a whole number >= 1, got 0$"):
         descend.fit(torch.nn.Linear(1, 1), (torch.ones(2, 1), torch.ones(2, 1)), batch_size=0)
 
 
 def test_a_result_pickles_and_keeps_a_diagnosis_already_computed():
-    res = descend.minimize(lambda x: F.mse_loss(x, torch.tensor(NOTEBOOK_TARGET)), torch.zeros(3, 3),
+    target = torch.tensor(NOTEBOOK_TARGET)
+    res = descend.minimize(lambda x: F.mse_loss(x, target), torch.zeros(3, 3),
                            rule="gd", lr=1.0, stop=stops.LossBelow(1e-5))
     back = pickle.loads(pickle.dumps(res))
     assert torch.equal(back.x, res.x) and torch.equal(back.best_x, res.best_x)
