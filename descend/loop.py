@@ -23,7 +23,8 @@ the loop does what ``on_divergence`` says:
 * ``"raise"``: raise :class:`DivergenceError` naming the iteration and the loss;
 * ``"backtrack"``: return to the best point seen, shrink the step by :data:`BACKTRACK_SHRINK`
   (:meth:`~descend.steps.Step.shrink`), restart the rule's state, and go on. The backtrack is
-  recorded as one row (the best point again; column ``backtrack`` = 1). After
+  recorded as one row (the best point again; column ``backtrack`` = 1; a rollback, not an
+  iteration). After
   :data:`MAX_BACKTRACKS` backtracks the guard stops the run with its reason.
 """
 
@@ -51,12 +52,13 @@ from .stops import (
     MaxEpochs,
     MaxIter,
     NonFinite,
-    RoundOff,
-    StepFailed,
     ValLossBelow,
     as_criteria,
     criteria_list,
+    default_criteria,
     message,
+    no_step,
+    pick,
 )
 
 __all__ = [
@@ -162,9 +164,11 @@ def assemble(
       refused on mini-batches smaller than the data (``minibatch`` describes them).
     * ``on_divergence``: ``"backtrack"`` when the step was chosen for the caller, else
       ``"stop"``.
-    * Criteria: the guards, the caller's ``stop``, ``fit``'s epoch criteria (``patience``,
-      ``epochs``), the callback, then a cap: ``max_iter``, else 10,000 iterations (or
-      :data:`DEFAULT_EPOCHS` epochs in ``fit``) unless ``stop`` already bounds the run.
+    * Criteria: the guards, the caller's ``stop`` (or, without one, on a deterministic
+      objective, :func:`~descend.stops.default_criteria`: stationary or stalled), ``fit``'s
+      epoch criteria (``patience``, ``epochs``), the callback, then a cap: ``max_iter``, else
+      10,000 iterations (or :data:`DEFAULT_EPOCHS` epochs in ``fit``) unless ``stop`` already
+      bounds the run.
     * ``progress`` may be a factory ``total -> observer`` (``fit``'s epoch display); ``verbose``
       adds the notebook's printer.
 
@@ -204,7 +208,8 @@ def assemble(
             f"on_divergence must be one of {', '.join(GUARD_ACTIONS)}, got {on_divergence!r}"
         )
 
-    given = as_criteria(stop)
+    given = as_criteria(stop) if stop is not None else (
+        [] if minibatch else default_criteria())
     if not fit:
         for c in given:
             if isinstance(c, EPOCH_CRITERIA):
@@ -252,12 +257,12 @@ def run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
 
 def _backtrack(s: LoopState, parts: Parts) -> None:
     """The guard's recovery: back to the best point, a smaller step, a fresh rule state; the
-    best point is recorded again as one row with ``backtrack = 1``."""
+    best point is recorded again as one row with ``backtrack = 1`` (a rollback, not an
+    iteration: the row keeps the iteration count)."""
     s.backtracks += 1
     s.params.set(s.best_values)
     parts.step.shrink(BACKTRACK_SHRINK)
     parts.rule.init(s.best_values)
-    s.iteration += 1
     s.lr = math.nan
     s.info["backtrack"] = 1
     s.record(torch.tensor(s.best_loss, dtype=torch.float64), s.best_grads)
@@ -293,8 +298,13 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
     for obs in parts.observers:
         obs(s)
     while True:
-        # stop?
-        fired = next((c for c in criteria if c(s)), None)
+        # stop?  (several at once: a success reason wins over a cap)
+        for i, c in enumerate(criteria):
+            if c(s):
+                fired = pick([c, *(d for d in criteria[i + 1:] if d(s))], s)
+                break
+        else:
+            fired = None
         if fired is not None:
             if _guard(s, fired, parts):
                 for obs in parts.observers:
@@ -315,10 +325,8 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
             u = rule.direction(s.values, s.grads)
             line = Line(s, u)
             alpha = step(s, u, line)
-        if alpha is None:
-            eps = torch.finfo(s.values[0].dtype).eps
-            converged = s.grad_norm <= math.sqrt(eps) * s.history.grad_norm[0]
-            return s, RoundOff() if converged else StepFailed()
+        if alpha is None:  # nothing moves x: converged to round-off, or a failure with a hint
+            return s, no_step(s)
         s.lr = alpha
         # update
         new, known = line.accept(alpha)

@@ -26,7 +26,7 @@ from .diagnose import UNIT_TOL, Diagnosis, diagnose_at
 from .errors import InputError
 from .history import History
 from .objective import Params
-from .stops import REASONS, Criterion, LossBelow, message
+from .stops import Criterion, LossBelow, message, succeeded
 
 if TYPE_CHECKING:
     from .observers import Snapshots
@@ -145,9 +145,12 @@ class Result:
         return self.success
 
     def rate(self) -> float:
-        """Observed linear rate: the median ratio ``loss_{k+1} / loss_k`` over the run (nan when
-        there are fewer than two positive, finite losses)."""
-        losses = [v for v in self.history.loss if math.isfinite(v) and v > 0]
+        """Observed linear rate: the median ratio ``loss_{k+1} / loss_k`` over the run's
+        iterations (the guard's rollback rows left out; nan when there are fewer than two
+        positive, finite losses)."""
+        back = self.history.extra.get("backtrack", ())
+        losses = [v for k, v in enumerate(self.history.loss)
+                  if math.isfinite(v) and v > 0 and not (k < len(back) and back[k] == 1)]
         ratios = sorted(b / a for a, b in itertools.pairwise(losses))
         return ratios[len(ratios) // 2] if ratios else math.nan
 
@@ -171,7 +174,7 @@ def outcome(s: LoopState, fired: Criterion, seconds: float, step: str) -> dict[s
         "nfev": s.objective.nfev,
         "reason": fired.reason,
         "message": message(fired, s),
-        "success": REASONS[fired.reason][0],
+        "success": succeeded(fired),
         "history": s.history,
         "seconds": seconds,
         "rule": getattr(s.rule, "label", s.rule.name),

@@ -77,6 +77,7 @@ class LoopState:
         finite_loss, finite_values: the last point whose loss and gradient were finite.
         elapsed: seconds since the run started, at the last record.
         values: the current point (list of detached tensors, one per parameter).
+        start_values: the starting point (kept by reference: updates never write into it).
         grads: the gradient at the current point.
         history: the :class:`History` being recorded.
         info: numbers for the row being recorded (a line search's trial count, the guard's
@@ -107,6 +108,7 @@ class LoopState:
         "params",
         "rule",
         "start",
+        "start_values",
         "step",
         "values",
     )
@@ -132,6 +134,7 @@ class LoopState:
         self.elapsed = 0.0
         self.start = perf_counter()
         self.values: list[Tensor] = self.params.values
+        self.start_values: list[Tensor] = self.values
         self.grads: list[Tensor] = []
         self.info: dict[str, float] = {}
         self.backtracks = 0

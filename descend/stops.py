@@ -2,23 +2,47 @@
 
 A criterion is a small object: ``criterion(state) -> bool`` says whether it fires on the loop's
 current state (:class:`~descend.state.LoopState`), ``reason`` names it, and :func:`message`
-renders its line of :data:`REASONS`. A list of criteria fires when any one does, the first in
-order naming the reason. Two guards are always on, ahead of the user's criteria:
-:class:`NonFinite` and :class:`Diverged`; an iteration cap (:class:`MaxIter`, 10,000 unless the
-caller gives one) bounds every run.
+renders its line of :data:`REASONS`. A list of criteria fires when any one does; when several
+fire on the same iteration, the first with a success reason names it (so a threshold met on
+the last allowed iteration reports ``loss_below``, not ``max_iter``), else the first in order.
+``a | b`` (:class:`AnyOf`) and ``a & b`` (:class:`AllOf`) combine criteria. Two guards are always
+on, ahead of the user's criteria: :class:`NonFinite` and :class:`Diverged`; an iteration cap
+(:class:`MaxIter`, 10,000 unless the caller gives one) bounds every run.
 
-Divergence is declared when the loss exceeds both the starting loss and ``factor`` (default
-``1e4``) times the best loss seen. On the notebook problem with ``lr = 10`` the loss grows by
-``(1 - 2*10/9)^2 ~ 1.49`` per step, so the guard fires after 23 steps, long before an overflow;
-requiring the loss to exceed the start as well keeps round-off noise near an exact optimum
-(best loss ~ 0) from being called divergence.
+**The default criteria.** When the caller gives no ``stop``, a deterministic run stops when it
+is done: :class:`Stationary` (a scale-free first-order test, reason ``converged``) or
+:class:`Stalled` (the loss and ``x`` no longer change beyond round-off over a window: reason
+``roundoff``, a success, when the point passes the first-order test at round-off level, else
+``stalled``, a failure with a hint). Their tolerances follow the dtype. Any ``stop`` replaces
+them: ``stop=LossBelow(1e-5)`` alone is the notebook's ``while loss > threshold``.
+
+**The first-order test** is scale-free: with ``typ x_i = |x0_i|`` (the start's magnitudes; the
+tensor's RMS where ``x0_i = 0``, 1 where all are 0)::
+
+    scaled gradient = max_i |g_i| max(|x_i|, typ x_i) / max(|f|, c |f_0|)   <=   c
+
+with ``c = sqrt(eps)`` for :class:`Stationary` and ``c = eps^(1/3)`` at round-off (Dennis &
+Schnabel, *Numerical Methods for Unconstrained Optimization*, 1983, sec. 7.2: the relative
+gradient; here the typical loss is ``c |f_0|``, so multiplying ``f`` by a constant or rescaling
+a coordinate changes nothing, and a zero-residual problem is measured against its start).
+
+Divergence is declared when the loss rises above the best loss seen by more than ``factor``
+(default ``1e4``) times the scale of the loss seen, ``max(|f_best|, |f_0|, f_0 - f_best)``;
+so the sign of the loss does not matter. On the notebook problem with ``lr = 10`` the loss grows
+by ``(1 - 2*10/9)^2 ~ 1.49`` per step, so the guard fires after 23 steps, long before an
+overflow.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor
 
 from .errors import InputError, InputTypeError, check_count, check_positive
 
@@ -29,6 +53,8 @@ __all__ = [
     "DEFAULT_MAX_ITER",
     "EPOCH_CRITERIA",
     "REASONS",
+    "AllOf",
+    "AnyOf",
     "Callback",
     "Criterion",
     "Diverged",
@@ -41,13 +67,20 @@ __all__ = [
     "NoImprovement",
     "NonFinite",
     "RoundOff",
+    "Stalled",
+    "Stationary",
     "StepFailed",
     "TimeLimit",
     "TrainLossBelow",
     "ValLossBelow",
     "as_criteria",
     "criteria_list",
+    "default_criteria",
+    "first_order",
     "message",
+    "no_step",
+    "pick",
+    "succeeded",
 ]
 
 #: The cap that bounds every run when the caller gives none.
@@ -72,22 +105,32 @@ REASONS: dict[str, tuple[bool, str]] = {
         "the loss or gradient became non-finite (nan or inf) at iteration {iteration}; "
         "x is the last finite iterate; lower the step size",
     ),
+    "converged": (
+        True,
+        "converged at iteration {iteration}: the scaled gradient {scaled:.3e} is within the "
+        "tolerance {tol:.3g} (a stationary point to working precision)",
+    ),
     "roundoff": (
         True,
-        "converged to working precision at iteration {iteration}: no step along the search "
-        "direction lowers the loss {loss:.4e} beyond round-off, and the gradient norm "
-        "{grad_norm:.3e} has fallen below sqrt(eps) times its start",
+        "converged to working precision at iteration {iteration}: {what} (loss {loss:.4e}), "
+        "and the scaled gradient {scaled:.3e} is within round-off ({tol:.3g})",
+    ),
+    "stalled": (
+        False,
+        "stalled at iteration {iteration}: the loss {loss:.4e} and x no longer change beyond "
+        "round-off, but the point is not stationary (scaled gradient {scaled:.3e} > "
+        "{tol:.3g}); {hint}",
     ),
     "step_failed": (
         False,
         "the line search found no step along the search direction that satisfies its condition "
-        "at iteration {iteration} (loss {loss:.4e}, gradient norm {grad_norm:.3e}), even after "
-        "restarting the rule; the loss is likely at its round-off floor",
+        "at iteration {iteration} (loss {loss:.4e}), even after restarting the rule, and the "
+        "point is not stationary (scaled gradient {scaled:.3e} > {tol:.3g}); {hint}",
     ),
     "diverged": (
         False,
-        "diverged: the loss {loss:.4e} grew past {factor:g} times the best loss "
-        "{best_loss:.4e}; lower the step size",
+        "diverged: the loss {loss:.4e} rose above the best loss {best_loss:.4e} by more than "
+        "{factor:g} times the loss scale {scale:.4e}; lower the step size",
     ),
     # fit only: criteria keyed on the epoch count (iteration // batches per epoch)
     "max_epochs": (True, "completed {n} epochs"),
@@ -117,6 +160,16 @@ class Criterion:
     def __call__(self, s: LoopState) -> bool:
         raise NotImplementedError
 
+    def resolve(self, s: LoopState) -> Criterion:
+        """The criterion to report once this one fired (itself, unless it defers)."""
+        return self
+
+    def __or__(self, other: Criterion) -> Criterion:
+        return AnyOf(self, other)
+
+    def __and__(self, other: Criterion) -> Criterion:
+        return AllOf(self, other)
+
     def state_dict(self) -> dict[str, Any]:
         """The criterion's fields and state as plain data."""
         return dict(vars(self))
@@ -126,12 +179,15 @@ class Criterion:
         vars(self).update(state)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in names if hasattr(self, n))
         return f"{type(self).__name__}({args})"
 
 
 def message(c: Criterion, s: LoopState) -> str:
     """The message of ``c``'s reason, filled in from ``c`` and the state ``s``."""
+    if isinstance(c, AllOf):
+        return "all of: " + "; ".join(message(m, s) for m in c.members)
     fields = {
         "iteration": s.iteration, "loss": s.loss, "grad_norm": s.grad_norm,
         "best_loss": s.best_loss, "nfev": s.nfev, "elapsed": s.elapsed,
@@ -250,30 +306,179 @@ class NonFinite(Criterion):
         return not (math.isfinite(s.loss) and math.isfinite(s.grad_norm))
 
 
+def _eps(s: LoopState) -> float:
+    return float(torch.finfo(s.values[0].dtype).eps)
+
+
+def _typical(values: Sequence[Tensor]) -> list[Tensor]:
+    """``typ x_i = |x0_i|``, the tensor's RMS where ``x0_i = 0``, 1 where all of it is 0."""
+    out = []
+    for v in values:
+        a = v.detach().abs()
+        if a.is_complex():
+            a = a.real
+        rms = float(torch.linalg.vector_norm(a)) / math.sqrt(max(a.numel(), 1))
+        out.append(torch.where(a > 0, a, torch.full_like(a, rms if rms > 0 else 1.0)))
+    return out
+
+
+def first_order(s: LoopState, c: float, typx: Sequence[Tensor] | None = None) -> float:
+    """The scaled gradient ``max_i |g_i| max(|x_i|, typ x_i) / max(|f|, c |f_0|)`` at the
+    current point (see the module docstring); ``typx`` from :func:`_typical` of the start."""
+    typx = typx if typx is not None else _typical(s.start_values)
+    num = 0.0
+    for g, x, t in zip(s.grads, s.values, typx):
+        num = max(num, float((g.abs() * torch.maximum(x.abs(), t)).max()))
+    den = max(abs(s.loss), c * abs(s.loss0))
+    if not (math.isfinite(den) and math.isfinite(num)):
+        return math.inf
+    if num == 0.0:
+        return 0.0
+    return num / den if den > 0 else math.inf
+
+
+#: What a run that cannot go on should try, by dtype.
+HINT_FLOAT32 = ("the problem may be badly scaled or too ill-conditioned for float32: try "
+                "float64 (x0.double()), rescaling the parameters to similar sizes, or another "
+                "start")
+HINT_FLOAT64 = ("the problem may be badly scaled or the gradient may not match the loss: try "
+                "rescaling the parameters to similar sizes, checking the gradient, or another "
+                "start")
+
+
+def _hint(s: LoopState) -> str:
+    return HINT_FLOAT32 if _eps(s) > 1e-10 else HINT_FLOAT64
+
+
 class RoundOff(Criterion):
-    """Reported by the loop (not polled) when a line search finds no acceptable step and the
-    gradient norm is below ``sqrt(eps)`` (of the parameters' dtype) times its starting value:
-    the run has converged as far as floating point allows."""
+    """Reported when nothing moves the point any more (a line search finds no acceptable step,
+    or :class:`Stalled` sees no change beyond round-off) and the point passes the first-order
+    test at round-off level (``c = eps^(1/3)``): converged as far as floating point allows."""
 
     reason = "roundoff"
+
+    def __init__(self, what: str = "", scaled: float = math.nan, tol: float = math.nan) -> None:
+        self.what, self.scaled, self.tol = what, scaled, tol
 
     def __call__(self, s: LoopState) -> bool:
         return False
 
 
 class StepFailed(Criterion):
-    """Reported by the loop (not polled) when a line search finds no acceptable step while the
-    gradient is still large (see :class:`RoundOff` for the other case): typically a gradient
-    that does not match the loss."""
+    """Reported by the loop (not polled) when a line search finds no acceptable step and the
+    point fails the first-order test (see :class:`RoundOff` for the other case): a gradient
+    that does not match the loss, or a problem too badly scaled for the dtype."""
 
     reason = "step_failed"
+
+    def __init__(self, scaled: float = math.nan, tol: float = math.nan, hint: str = "") -> None:
+        self.scaled, self.tol, self.hint = scaled, tol, hint
 
     def __call__(self, s: LoopState) -> bool:
         return False
 
 
+def no_step(s: LoopState) -> Criterion:
+    """What the loop reports when no step length is acceptable along the search direction:
+    :class:`RoundOff` when the point passes the first-order test at round-off level, else
+    :class:`StepFailed` with a hint."""
+    tol = _eps(s) ** (1 / 3)
+    scaled = first_order(s, tol)
+    if scaled <= tol:
+        return RoundOff("no step along the search direction lowers the loss beyond round-off",
+                        scaled, tol)
+    return StepFailed(scaled, tol, _hint(s))
+
+
+class Stationary(Criterion):
+    """A default criterion: fires when the scaled gradient (see :func:`first_order`) is at most
+    ``gtol`` (default ``sqrt(eps)`` of the parameters' dtype: 1.5e-8 in float64, 3.5e-4 in
+    float32). Reason ``converged``, a success."""
+
+    reason = "converged"
+
+    def __init__(self, gtol: float | None = None) -> None:
+        self.gtol = None if gtol is None else check_positive("gtol", gtol)
+        self.reset()
+
+    def reset(self) -> None:
+        self._typx: list[Tensor] | None = None
+        self.scaled = math.nan
+        self.tol = math.nan
+
+    def __call__(self, s: LoopState) -> bool:
+        if self._typx is None:
+            self._typx = _typical(s.start_values)
+            self.tol = self.gtol if self.gtol is not None else math.sqrt(_eps(s))
+        self.scaled = first_order(s, self.tol, self._typx)
+        return self.scaled <= self.tol
+
+
+class Stalled(Criterion):
+    """A default criterion: fires when, over the last ``window`` iterations, neither the loss
+    nor any coordinate of ``x`` changed beyond round-off::
+
+        |f_k - f_{k-w}| <= 4 eps max(|f_k|, sqrt(eps) |f_0|)
+        max_i |x_k,i - x_{k-w},i| / max(|x_k,i|, typ x_i) <= 4 eps
+
+    It then reports :class:`RoundOff` (a success) when the point passes the first-order test at
+    round-off level (``eps^(1/3)``), else reason ``stalled``, a failure whose message says what
+    to try.
+    """
+
+    reason = "stalled"
+
+    def __init__(self, window: int = 10) -> None:
+        self.window = check_count("window", window)
+        self.reset()
+
+    def reset(self) -> None:
+        self._seen: deque[tuple[float, list[Tensor]]] = deque(maxlen=self.window + 1)
+        self._last = -1
+        self._typx: list[Tensor] | None = None
+        self.scaled = math.nan
+        self.tol = math.nan
+        self.hint = ""
+
+    def __call__(self, s: LoopState) -> bool:
+        if s.iteration == self._last:  # a rollback row of the guard is not an iteration
+            return False
+        self._last = s.iteration
+        seen = self._seen
+        seen.append((s.loss, s.values))
+        if len(seen) <= self.window:
+            return False
+        f_old, x_old = seen[0]
+        eps = _eps(s)
+        if not abs(s.loss - f_old) <= 4 * eps * max(abs(s.loss), math.sqrt(eps) * abs(s.loss0)):
+            return False
+        if self._typx is None:
+            self._typx = _typical(s.start_values)
+        for x, xo, t in zip(s.values, x_old, self._typx):
+            if x is not xo and float(((x - xo).abs() / torch.maximum(x.abs(), t)).max()) > 4 * eps:
+                return False
+        return True
+
+    def resolve(self, s: LoopState) -> Criterion:
+        self.tol = _eps(s) ** (1 / 3)
+        self.scaled = first_order(s, self.tol, self._typx)
+        if self.scaled <= self.tol:
+            return RoundOff(f"the loss and x have not changed beyond round-off in {self.window} "
+                            "iterations", self.scaled, self.tol)
+        self.hint = _hint(s)
+        return self
+
+
+def default_criteria() -> list[Criterion]:
+    """The criteria a deterministic run gets when the caller gives no ``stop``:
+    :class:`Stationary` and :class:`Stalled`."""
+    return [Stationary(), Stalled()]
+
+
 class Diverged(Criterion):
-    """Always on: fires when ``loss > factor * best_loss`` and ``loss > loss_0``."""
+    """Always on: fires when the loss rises above the best loss seen by more than ``factor``
+    times the scale of the loss seen, ``max(|f_best|, |f_0|, f_0 - f_best)``; any sign of loss.
+    """
 
     reason = "diverged"
 
@@ -281,9 +486,89 @@ class Diverged(Criterion):
         self.factor = check_positive("factor", factor)
         if self.factor <= 1:
             raise InputError(f"factor must be > 1, got {factor!r}")
+        self.scale = math.nan
 
     def __call__(self, s: LoopState) -> bool:
-        return s.loss > self.factor * s.best_loss and s.loss > s.loss0
+        best, f0 = s.best_loss, s.loss0
+        if not math.isfinite(best):
+            return False
+        self.scale = max(abs(best), abs(f0), f0 - best)
+        return s.loss - best > self.factor * self.scale
+
+
+class AnyOf(Criterion):
+    """Fires when any member fires (``a | b``); reports the member that fired (a success
+    reason first, as in a list of criteria)."""
+
+    def __init__(self, *members: Criterion) -> None:
+        self.members = _members("AnyOf", members)
+        self._fired: Criterion | None = None
+
+    def reset(self) -> None:
+        self._fired = None
+        for m in self.members:
+            m.reset()
+
+    def __call__(self, s: LoopState) -> bool:
+        self._fired = pick([m for m in self.members if m(s)], s)
+        return self._fired is not None
+
+    def resolve(self, s: LoopState) -> Criterion:
+        return self._fired if self._fired is not None else self
+
+    @property
+    def reason(self) -> str:  # type: ignore[override]
+        return "any_of" if self._fired is None else self._fired.reason
+
+    def __repr__(self) -> str:
+        return " | ".join(repr(m) for m in self.members)
+
+
+class AllOf(Criterion):
+    """Fires when every member fires on the same iteration (``a & b``); a success when every
+    member's reason is one. Each member is asked every iteration (their state stays current)."""
+
+    reason = "all_of"
+
+    def __init__(self, *members: Criterion) -> None:
+        self.members = _members("AllOf", members)
+
+    def reset(self) -> None:
+        for m in self.members:
+            m.reset()
+
+    def __call__(self, s: LoopState) -> bool:
+        return all([m(s) for m in self.members])  # a list: every member sees every iteration
+
+    def __repr__(self) -> str:
+        return " & ".join(repr(m) for m in self.members)
+
+
+def _members(kind: str, members: Sequence[Any]) -> tuple[Criterion, ...]:
+    if len(members) < 2:
+        raise InputError(f"{kind} needs at least two criteria, got {len(members)}")
+    for m in members:
+        if not isinstance(m, Criterion):
+            raise InputTypeError(f"{kind} combines stopping criteria from descend.stops, got "
+                                 f"{m!r}")
+    return tuple(members)
+
+
+def succeeded(c: Criterion) -> bool:
+    """Whether ``c``'s reason counts as a success (for :class:`AllOf`: every member's)."""
+    if isinstance(c, AllOf):
+        return all(succeeded(m) for m in c.members)
+    return REASONS.get(c.reason, (False, ""))[0]
+
+
+def pick(fired: Sequence[Criterion], s: LoopState) -> Criterion | None:
+    """Of the criteria that fired on one iteration, the one to report: a guard
+    (:class:`NonFinite`, :class:`Diverged`) when one fired first, else the first whose
+    (resolved) reason is a success, else the first."""
+    if fired and isinstance(fired[0], (NonFinite, Diverged)):
+        return fired[0]
+    resolved = [c.resolve(s) for c in fired]
+    return next((c for c in resolved if succeeded(c)), resolved[0] if resolved else None)
 
 
 def as_criteria(stop: Criterion | Iterable[Criterion] | None) -> list[Criterion]:
