@@ -176,3 +176,112 @@ def test_bad_criteria_are_named(make, msg):
     with pytest.raises(InputError) as e:
         make()
     assert str(e.value) == msg
+
+
+# ---------------------------------------------------------------- convergence you can trust
+
+
+_T = torch.tensor([1.0, -2.0, 3.0])
+
+
+@pytest.mark.parametrize(("rule", "lr"), [("gd", 0.1), ("adam", 0.1), ("momentum", 0.05),
+                                          ("nesterov", 0.05), ("rmsprop", 0.01), ("gd", "bb"),
+                                          ("gd", "armijo"), (None, None)])
+def test_without_a_stop_a_finished_run_stops_with_a_success_reason(rule, lr):
+    res = descend.minimize(lambda x: ((x - _T) ** 2).sum(), torch.zeros(3), rule=rule, lr=lr)
+    assert res.success and res.reason in ("converged", "roundoff"), res
+    assert res.nit < 1000
+    torch.testing.assert_close(res.x, _T, atol=1e-3, rtol=0)
+
+
+def test_a_stop_of_its_own_replaces_the_defaults_as_in_the_notebook():
+    p = notebook()
+    res = descend.minimize(p.fn, p.x0, rule="gd", lr=1.0, stop=stops.LossBelow(1e-5))
+    assert (res.reason, res.nit) == ("loss_below", 19)
+    capped = descend.minimize(lambda x: ((x - _T) ** 2).sum(), torch.zeros(3), rule="gd",
+                              lr=0.1, stop=stops.MaxIter(300))
+    assert capped.reason == "max_iter" and capped.nit == 300
+
+
+def test_a_success_reason_wins_over_a_cap_on_the_same_iteration():
+    p = notebook()
+    for stop in ([stops.MaxIter(19), stops.LossBelow(1e-5)],
+                 [stops.LossBelow(1e-5), stops.MaxIter(19)],
+                 stops.MaxIter(19) | stops.LossBelow(1e-5)):
+        res = descend.minimize(p.fn, p.x0, rule="gd", lr=1.0, stop=stop)
+        assert (res.reason, res.nit, res.success) == ("loss_below", 19, True)
+    early = descend.minimize(p.fn, p.x0, rule="gd", lr=1.0,
+                             stop=[stops.MaxIter(18), stops.LossBelow(1e-5)])
+    assert (early.reason, early.nit, early.success) == ("max_iter", 18, False)
+
+
+def test_all_of_fires_when_every_member_holds_and_says_so():
+    p = notebook()
+    both = stops.LossBelow(1e-3) & stops.GradNormBelow(1e-2)
+    res = descend.minimize(p.fn, p.x0, rule="gd", lr=1.0, stop=both)
+    h = res.history
+    k = next(i for i in range(len(h)) if h.loss[i] <= 1e-3 and h.grad_norm[i] <= 1e-2)
+    assert res.nit == k and res.reason == "all_of" and res.success
+    assert res.message.startswith("all of: loss ") and "; gradient norm " in res.message
+    with pytest.raises(InputError, match="^AllOf needs at least two criteria, got 1$"):
+        stops.AllOf(stops.MaxIter(3))
+    with pytest.raises(InputError, match="AnyOf combines stopping criteria"):
+        stops.AnyOf(stops.MaxIter(3), print)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shift", [-10.0, 0.0, 10.0])
+def test_the_guard_measures_growth_for_any_sign_of_loss(shift):
+    res = descend.minimize(lambda x: ((x - 1) ** 2).sum() + shift, torch.zeros(2), rule="adam",
+                           lr=0.1)
+    assert res.success and res.reason in ("converged", "roundoff"), res
+    assert res.loss == pytest.approx(shift, abs=1e-5)
+    assert 50 < res.nit < 1000
+
+
+def test_rollback_rows_are_not_iterations():
+    p = notebook()
+    res = descend.minimize(p.fn, p.x0, rule="gd", lr=10.0, stop=stops.LossBelow(1e-5),
+                           on_divergence="backtrack")
+    h = res.history
+    back = h.extra["backtrack"]
+    rows = [k for k, b in enumerate(back) if b == 1]
+    assert rows and len(h) == res.nit + 1 + len(rows)
+    assert all(h.iteration[k] == h.iteration[k - 1] for k in rows)
+    assert h.iteration[-1] == res.nit
+    assert res.nfev == res.nit + 1  # gd at a fixed lr: one evaluation per iteration
+
+
+def test_a_point_that_is_not_stationary_never_reports_success():
+    # the lying gradient: a line search finds no step, and the point is far from stationary
+    class Flip(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):  # type: ignore[override]
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, g):  # type: ignore[override]
+            (x,) = ctx.saved_tensors
+            return -4 * x * g
+
+    res = descend.minimize(lambda x: Flip.apply(x).sum(), torch.ones(3, dtype=torch.float64),
+                           rule="gd", lr="armijo")
+    assert (res.reason, res.success) == ("step_failed", False)
+    assert "try rescaling the parameters to similar sizes, checking the gradient" in res.message
+    res32 = descend.minimize(lambda x: Flip.apply(x).sum(), torch.ones(3), rule="gd",
+                             lr="armijo")
+    assert "try float64 (x0.double())" in res32.message
+
+
+def test_the_first_order_test_is_scale_free():
+    # the same problem with f multiplied by 1e6 and x by 1e-3: same iterations, same verdict
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return ((x - torch.tensor([2.0, -1.0], dtype=x.dtype)) ** 2 * torch.tensor(
+            [1.0, 30.0], dtype=x.dtype)).sum() + 0.5
+
+    x0 = torch.tensor([5.0, 5.0], dtype=torch.float64)
+    a = descend.minimize(f, x0, rule="gd", lr=0.01)
+    # gd in z = x / 1e3 on 1e6 f: the same iterates with lr scaled by 1e-12
+    b = descend.minimize(lambda z: 1e6 * f(z * 1e3), x0 * 1e-3, rule="gd", lr=1e-14)
+    assert (a.reason, a.success) == (b.reason, b.success) == ("converged", True)
+    assert abs(a.nit - b.nit) <= 1 and 100 < a.nit < 2000
