@@ -223,7 +223,7 @@ def test_all_of_fires_when_every_member_holds_and_says_so():
     k = next(i for i in range(len(h)) if h.loss[i] <= 1e-3 and h.grad_norm[i] <= 1e-2)
     assert res.nit == k and res.reason == "all_of" and res.success
     assert res.message.startswith("all of: loss ") and "; gradient norm " in res.message
-    with pytest.raises(InputError, match="^AllOf needs at least two criteria, got 1$"):
+    with pytest.raises(InputError, match=r"^AllOf needs at least two criteria, got 1$"):
         stops.AllOf(stops.MaxIter(3))
     with pytest.raises(InputError, match="AnyOf combines stopping criteria"):
         stops.AnyOf(stops.MaxIter(3), print)  # type: ignore[arg-type]
