@@ -73,9 +73,9 @@ NUMBERS = [p.number for p in M.MGH]
 
 def test_there_are_35_problems_numbered_1_to_35_with_distinct_names():
     assert len(M.MGH) == 35
-    assert NUMBERS == list(range(1, 36))
+    assert list(range(1, 36)) == NUMBERS
     assert len({p.name for p in M.MGH}) == 35
-    assert problems.MGH_NAMES == tuple(p.name for p in M.MGH)
+    assert tuple(p.name for p in M.MGH) == problems.MGH_NAMES
 
 
 @pytest.mark.parametrize("number", NUMBERS)
