@@ -19,6 +19,10 @@ breast_cancer_logistic     31      a tight L-BFGS run (gradient norm < 1e-12)   
 mlp_regression             17      no ``x*``; the floor of a long run           ``1.05 f*``
 =========================  ======  ===========================================  ===============
 
+The 35 Moré-Garbow-Hillstrom problems (:mod:`descend.mgh`) are built by :func:`mgh` from a
+number or a name (:data:`MGH_NAMES`), with their standard starts, sizes and the paper's ``f*``;
+they are solved at ``f* + 1e-5 max(|f*|, 1e-3)`` (:attr:`descend.mgh.MGHProblem.threshold`).
+
 Everything except the notebook is float64, so a threshold at a relative gap of ``1e-6`` is far
 above round-off. The two scikit-learn problems need scikit-learn (a test and benchmark
 dependency of descend, not a runtime one); it is imported when the problem is built.
@@ -37,8 +41,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import InputError
+from .mgh import MGH as _MGH
+from .mgh import get as _mgh_get
 
 __all__ = [
+    "MGH_NAMES",
     "MLP_FLOOR",
     "NOTEBOOK_TARGET",
     "PROBLEMS",
@@ -46,6 +53,7 @@ __all__ = [
     "breast_cancer_logistic",
     "diabetes_lstsq",
     "get",
+    "mgh",
     "mlp_regression",
     "notebook",
     "notebook_target",
@@ -377,6 +385,29 @@ def get(name: str) -> Problem:
             f"unknown problem {name!r}; known problems: {', '.join(PROBLEMS)}"
         ) from None
     return make()
+
+
+#: The names of the 35 Moré-Garbow-Hillstrom problems, in the paper's order (``mgh(k)`` is
+#: ``mgh(MGH_NAMES[k - 1])``).
+MGH_NAMES: tuple[str, ...] = tuple(p.name for p in _MGH)
+
+
+def mgh(name_or_number: str | int) -> Problem:
+    """Build Moré-Garbow-Hillstrom problem ``name_or_number`` (1-35, or a name of
+    :data:`MGH_NAMES`) as a :class:`Problem`.
+
+    ``fn`` is the sum of squares of the residuals, ``x0`` a fresh copy of the standard start
+    (float64), ``f_star`` the paper's optimal value, ``x_star`` a minimiser where one is known in
+    closed form, and ``threshold`` is ``f* + 1e-5 max(|f*|, 1e-3)`` (see :mod:`descend.mgh`).
+    The problem's name is ``mgh<number>_<name>``, e.g. ``mgh01_rosenbrock``.
+
+    Raises:
+        InputError: for an unknown name or a number outside 1-35.
+    """
+    p = _mgh_get(name_or_number)
+    x_star = None if p.x_star is None else p.x_star.clone()
+    return Problem(f"mgh{p.number:02d}_{p.name}", p.fn, p.x0.clone(), x_star=x_star,
+                   f_star=p.f_star, threshold=p.threshold)
 
 
 def _mlp_floor(iterations: int = 20_000) -> tuple[float, float]:

@@ -108,10 +108,14 @@ def test_descend_has_no_import_cycle():
     assert cycles(import_graph()) == []
 
 
-@pytest.mark.parametrize("leaf", ["descend.errors", "descend.linesearch", "descend.problems",
+@pytest.mark.parametrize("leaf", ["descend.errors", "descend.linesearch", "descend.mgh",
                                   "descend.tables", "descend.store", "descend._version"])
 def test_leaves_import_nothing_above_errors(leaf):
     assert import_graph()[leaf] <= {"descend.errors", "descend._version"}
+
+
+def test_problems_imports_only_errors_and_mgh():
+    assert import_graph()["descend.problems"] <= {"descend.errors", "descend.mgh"}
 
 
 @pytest.mark.parametrize("part", ["descend.steps", "descend.stops", "descend.observers"])
