@@ -326,7 +326,7 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
             line = Line(s, u)
             alpha = step(s, u, line)
         if alpha is None:  # nothing moves x: converged to round-off, or a failure with a hint
-            return s, no_step(s)
+            return s, no_step(s, line)
         s.lr = alpha
         # update
         new, known = line.accept(alpha)

@@ -240,6 +240,18 @@ class Line:
         _, _, grads = self._evaluate(h)
         return -dot(grads, self.u)
 
+    def predicted_decrease(self) -> float:
+        """The decrease of the local quadratic model along the line, ``phi'(0)^2 / (2 phi'')``,
+        with ``phi''`` the mean curvature over the longest finite trial; ``inf`` when the
+        curvature is not positive or no trial was evaluated."""
+        finite_trials = [(a, t) for a, t in self.trials.items()
+                         if a > 0 and math.isfinite(t[1].item())]
+        if not finite_trials:
+            return math.inf
+        a, (_, _, grads) = max(finite_trials, key=lambda at: at[0])
+        curv = (-dot(grads, self.u) - self.d0) / a
+        return self.d0 * self.d0 / (2 * curv) if curv > 0 and math.isfinite(curv) else math.inf
+
     def accept(self, alpha: float) -> tuple[list[Tensor], tuple[Tensor, list[Tensor]] | None]:
         """The new point ``x - alpha u`` and, when it was a trial, its loss and gradient."""
         trial = self.trials.get(alpha)

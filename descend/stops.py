@@ -47,7 +47,7 @@ from torch import Tensor
 from .errors import InputError, InputTypeError, check_count, check_positive
 
 if TYPE_CHECKING:
-    from .state import LoopState
+    from .state import Line, LoopState
 
 __all__ = [
     "DEFAULT_MAX_ITER",
@@ -112,8 +112,7 @@ REASONS: dict[str, tuple[bool, str]] = {
     ),
     "roundoff": (
         True,
-        "converged to working precision at iteration {iteration}: {what} (loss {loss:.4e}), "
-        "and the scaled gradient {scaled:.3e} is within round-off ({tol:.3g})",
+        "converged to working precision at iteration {iteration} (loss {loss:.4e}): {what}",
     ),
     "stalled": (
         False,
@@ -378,15 +377,26 @@ class StepFailed(Criterion):
         return False
 
 
-def no_step(s: LoopState) -> Criterion:
-    """What the loop reports when no step length is acceptable along the search direction:
-    :class:`RoundOff` when the point passes the first-order test at round-off level, else
-    :class:`StepFailed` with a hint."""
-    tol = _eps(s) ** (1 / 3)
+def no_step(s: LoopState, line: Line | None = None) -> Criterion:
+    """What the loop reports when no step length is acceptable along the search direction (the
+    rule already restarted): :class:`RoundOff` when the point passes the first-order test at
+    round-off level, or when the decrease the local quadratic model predicts along the line
+    (:meth:`~descend.state.Line.predicted_decrease`) is below the loss's round-off,
+    ``64 eps max(|f|, sqrt(eps) |f_0|)`` (an ill-conditioned optimum: the gradient is not
+    small, yet no step could lower the loss measurably); else :class:`StepFailed` with a hint."""
+    eps = _eps(s)
+    tol = eps ** (1 / 3)
     scaled = first_order(s, tol)
     if scaled <= tol:
-        return RoundOff("no step along the search direction lowers the loss beyond round-off",
+        return RoundOff("no step along the search direction lowers the loss beyond round-off, "
+                        f"and the scaled gradient {scaled:.3e} is within round-off ({tol:.3g})",
                         scaled, tol)
+    floor = 64 * eps * max(abs(s.loss), math.sqrt(eps) * abs(s.loss0))
+    delta = line.predicted_decrease() if line is not None else math.inf
+    if delta <= floor:
+        return RoundOff("no step along the search direction lowers the loss: the decrease the "
+                        f"local model predicts, {delta:.2e}, is below the loss's round-off "
+                        f"{floor:.2e}", scaled, tol)
     return StepFailed(scaled, tol, _hint(s))
 
 
@@ -464,7 +474,8 @@ class Stalled(Criterion):
         self.scaled = first_order(s, self.tol, self._typx)
         if self.scaled <= self.tol:
             return RoundOff(f"the loss and x have not changed beyond round-off in {self.window} "
-                            "iterations", self.scaled, self.tol)
+                            f"iterations, and the scaled gradient {self.scaled:.3e} is within "
+                            f"round-off ({self.tol:.3g})", self.scaled, self.tol)
         self.hint = _hint(s)
         return self
 
