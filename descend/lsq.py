@@ -16,6 +16,7 @@ cost as a plain smooth function.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -35,13 +36,17 @@ from .steps import Step
 from .stops import Criterion
 
 __all__ = [
+    "JACOBIAN_MODES",
     "LSQ_RULES",
     "CurveFit",
     "GaussNewton",
     "LeastSquaresResult",
     "LevenbergMarquardt",
+    "covariance",
     "curve_fit",
+    "jacobian",
     "least_squares",
+    "solve_damped",
 ]
 
 #: How the rules compute the Jacobian: reverse mode (one pass per residual), forward mode (one
@@ -82,7 +87,7 @@ def jacobian(fun: FlatResiduals, z: Tensor, mode: str = "auto") -> tuple[Tensor,
         return r, r.detach()
 
     if mode == "auto":
-        m = fun(z).numel() if not hasattr(fun, "m") else fun.m  # type: ignore[attr-defined]
+        m = getattr(fun, "m", None) or fun(z).numel()
         mode = "fwd" if m > z.numel() else "rev"
     transform = torch.func.jacfwd if mode == "fwd" else torch.func.jacrev
     try:
@@ -279,7 +284,7 @@ LSQ_RULES: dict[str, type[LevenbergMarquardt]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class LeastSquaresResult(Result):
     """A :class:`~descend.result.Result` with what scipy users look for in a least-squares fit.
 
@@ -398,7 +403,7 @@ def least_squares(
         raise InputError("least_squares needs real parameters, got a complex tensor; split it "
                          "into real and imaginary parts")
     m = _check_residuals(residuals, params, args)
-    if rule is None or isinstance(rule, str) and rule in LSQ_RULES:
+    if rule is None or (isinstance(rule, str) and rule in LSQ_RULES):
         rule = LSQ_RULES[rule or "lm"]()
 
     def cost(x: Any, *a: Any) -> Tensor:
@@ -440,3 +445,185 @@ def least_squares(
             "kind": "least_squares", "problem": cost.__name__, "lr": parts.lr,
             "stop": [repr(c) for c in parts.criteria], "max_iter": max_iter})
     return res
+
+
+@dataclass(frozen=True)
+class CurveFit:
+    """What :func:`curve_fit` returns. Unpacks like scipy's pair: ``popt, pcov = curve_fit(...)``.
+
+    Attributes:
+        popt: the fitted parameters (1-D, like ``p0``).
+        pcov: their estimated covariance, ``s^2 (J^T J)^{-1}`` (``s^2 = 1`` with
+            ``absolute_sigma=True``); all ``inf`` where it is undefined.
+        perr: one standard deviation per parameter, ``sqrt(diag(pcov))``.
+        result: the :class:`LeastSquaresResult` of the run (reason, history, ``nfev``, ``jac``).
+    """
+
+    popt: Tensor
+    pcov: Tensor
+    perr: Tensor
+    result: LeastSquaresResult = field(repr=False)
+
+    def __iter__(self) -> Any:
+        return iter((self.popt, self.pcov))
+
+    def __repr__(self) -> str:
+        ok = "success" if self.result.success else "no success"
+        return (f"CurveFit({ok}: {self.result.reason}, popt={self.popt.tolist()}, "
+                f"perr={self.perr.tolist()})")
+
+
+def covariance(J: Tensor, cost: float, absolute_sigma: bool = False) -> Tensor:
+    """The parameters' covariance from the Jacobian ``J`` (m x n) of the weighted residuals at
+    the optimum, as scipy's ``curve_fit`` computes it.
+
+    ``(J^T J)^{-1} = V diag(1 / s_i^2) V^T`` from the SVD ``J = U S V^T`` (never forming
+    ``J^T J``); with ``absolute_sigma=False`` it is scaled by the residual variance
+    ``s^2 = 2 cost / (m - n) = ||r||^2 / (m - n)``. Undefined (all ``inf``) when ``J`` has rank
+    below ``n`` (singular values below ``eps * max(m, n) * s_max``: some combination of
+    parameters is not determined by the data) or, for ``s^2``, when ``m == n``.
+    """
+    m, n = J.shape
+    _, S, Vh = torch.linalg.svd(J, full_matrices=False)
+    tol = torch.finfo(J.dtype).eps * max(m, n) * S[0]
+    keep = torch.gt(S, tol)
+    if int(keep.sum()) < n or (not absolute_sigma and m <= n):
+        return torch.full((n, n), math.inf, dtype=J.dtype, device=J.device)
+    pcov = (Vh.mT / (S * S)) @ Vh
+    return pcov if absolute_sigma else pcov * (2 * cost / (m - n))
+
+
+def _shape(t: Tensor) -> str:
+    return "(" + ", ".join(str(k) for k in t.shape) + ("," if t.dim() == 1 else "") + ")"
+
+
+def _unpacks(model: Callable[..., Tensor], n: int) -> bool:
+    """Whether ``model`` is written scipy's way, ``model(x, p1, ..., pn)`` with ``n >= 2``."""
+    if n < 2:
+        return False
+    try:
+        sig = inspect.signature(model)
+    except (TypeError, ValueError):
+        return False
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    pos = [q for q in sig.parameters.values() if q.kind in kinds]
+    return len(pos) == n + 1
+
+
+def _check_data(xdata: Any, ydata: Any, p0: Any, sigma: Any) -> tuple[Tensor, Tensor | None]:
+    """The checks of :func:`curve_fit`'s data, up front; returns ``(ydata, sigma)``."""
+    if not isinstance(p0, Tensor) or not p0.is_floating_point() or p0.dim() != 1:
+        what = _shape(p0) + f" {p0.dtype}" if isinstance(p0, Tensor) else type(p0).__name__
+        raise InputError(f"p0 must be a 1-D floating tensor of starting parameters, got {what}; "
+                         "e.g. torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)")
+    if not isinstance(ydata, Tensor) or not ydata.is_floating_point():
+        what = f"dtype {ydata.dtype}" if isinstance(ydata, Tensor) else type(ydata).__name__
+        raise InputTypeError(f"ydata must be a floating tensor, got {what}; convert it with "
+                             "torch.as_tensor(ydata, dtype=p0.dtype)")
+    m, n = ydata.numel(), p0.numel()
+    if isinstance(xdata, Tensor) and ydata.dim() == 1 and xdata.dim() >= 1 \
+            and m not in (xdata.shape[0], xdata.shape[-1]):
+        raise InputError(f"xdata has shape {_shape(xdata)} but ydata has {m} values; give one "
+                         f"x per observation: shape ({m},) or (k, {m})")
+    if not torch.isfinite(ydata).all():
+        raise InputError("ydata has non-finite values (nan or inf); drop those observations")
+    if m < n:
+        raise InputError(f"curve_fit needs at least as many observations as parameters, got "
+                         f"{m} values in ydata for {n} parameters in p0; add data or fix some "
+                         "parameters")
+    if sigma is None:
+        return ydata, None
+    if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
+        sigma = torch.full_like(ydata, float(sigma))
+    if not isinstance(sigma, Tensor) or sigma.shape != ydata.shape:
+        what = _shape(sigma) if isinstance(sigma, Tensor) else type(sigma).__name__
+        raise InputError(f"sigma must hold one standard deviation per observation, shape "
+                         f"{_shape(ydata)} like ydata, got {what} (a covariance matrix is not "
+                         "supported)")
+    if not (torch.isfinite(sigma).all() and (sigma > 0).all()):
+        raise InputError("sigma must be finite and > 0 everywhere, got "
+                         f"min {sigma.min().item():g}; drop observations with no uncertainty")
+    return ydata, sigma.to(ydata.dtype)
+
+
+def curve_fit(
+    model: Callable[..., Tensor],
+    xdata: Any,
+    ydata: Tensor,
+    p0: Tensor,
+    *,
+    sigma: Tensor | float | None = None,
+    absolute_sigma: bool = False,
+    rule: str | Rule | Any | None = None,
+    lr: float | str | Step | Any | None = None,
+    stop: Criterion | Iterable[Criterion] | None = None,
+    max_iter: int | None = None,
+    callback: Callable[[Any], Any] | None = None,
+    observers: Sequence[Observer] = (),
+    verbose: bool = False,
+    progress: bool = False,
+    record: str | os.PathLike[str] | bool | None = None,
+    on_divergence: str | None = None,
+) -> CurveFit:
+    """Fit ``ydata ~ model(xdata, p)`` by least squares, as ``scipy.optimize.curve_fit`` does.
+
+    Minimises ``1/2 sum_i ((model(xdata, p)_i - ydata_i) / sigma_i)^2`` with
+    :func:`least_squares` (Levenberg-Marquardt by default) and estimates the covariance of the
+    parameters at the optimum from the Jacobian ``J`` of the weighted residuals::
+
+        pcov = s^2 (J^T J)^{-1},   s^2 = ||r||^2 / (m - n)   (absolute_sigma=False)
+        pcov = (J^T J)^{-1}                                   (absolute_sigma=True)
+
+    With ``absolute_sigma=False`` only the relative sizes of ``sigma`` matter (the residual
+    variance rescales them); with ``True`` they are taken as the data's true standard deviations.
+
+    Migrating from scipy: ``scipy.optimize.curve_fit(f, xdata, ydata, p0)`` becomes
+    ``descend.curve_fit(f, xdata, ydata, p0)`` with tensors; ``popt, pcov = ...`` unpacks the
+    same. descend calls ``model(xdata, p)`` with the parameters as **one** 1-D tensor ``p``
+    (index it: ``p[0] * torch.exp(-p[1] * x)``); a model written scipy's way,
+    ``f(x, a, b, c)`` with exactly ``len(p0) + 1`` positional parameters (``len(p0) >= 2``), is
+    called as ``f(xdata, *p)``. The model must use torch operations.
+
+    Args:
+        model: ``model(xdata, p) -> predictions`` shaped like ``ydata``.
+        xdata: the independent variable, passed to ``model`` as is (a tensor of shape ``(m,)``
+            or ``(k, m)``, or anything the model reads).
+        ydata: the ``m`` observations (floating tensor).
+        p0: the starting parameters (1-D floating tensor; not mutated).
+        sigma: the observations' standard deviations (shaped like ``ydata``, or one number),
+            all finite and > 0; default 1.
+        absolute_sigma: whether ``sigma`` is absolute (see above).
+        rule, lr, stop, max_iter, callback, observers, verbose, progress, record,
+            on_divergence: as in :func:`least_squares`.
+
+    Returns:
+        A :class:`CurveFit` with ``popt``, ``pcov``, ``perr`` and the run's ``result``.
+
+    Raises:
+        InputError: before any work, on a bad ``p0``, ``ydata``, ``sigma``, mismatched
+            ``xdata``/``ydata`` or model output, or fewer observations than parameters.
+    """
+    if not callable(model):
+        raise InputTypeError(f"model must be callable, got {type(model).__name__}")
+    ydata, sigma_t = _check_data(xdata, ydata, p0, sigma)
+    n = p0.numel()
+    call = (lambda x, p: model(x, *p)) if _unpacks(model, n) else model
+    with torch.no_grad():
+        pred = call(xdata, p0)
+    if not isinstance(pred, Tensor) or pred.shape != ydata.shape:
+        what = _shape(pred) if isinstance(pred, Tensor) else type(pred).__name__
+        raise InputError(f"model(xdata, p0) returned {what}, but ydata has shape "
+                         f"{_shape(ydata)}; the model must predict one value per observation")
+
+    def residuals(p: Tensor) -> Tensor:
+        r = call(xdata, p) - ydata
+        return r if sigma_t is None else r / sigma_t
+
+    residuals.__name__ = getattr(model, "__name__", type(model).__name__)
+    res = least_squares(residuals, p0, rule=rule, lr=lr, stop=stop, max_iter=max_iter,
+                        callback=callback, observers=observers, verbose=verbose,
+                        progress=progress, record=record, on_divergence=on_divergence)
+    assert res.jac is not None
+    pcov = covariance(res.jac, res.loss, absolute_sigma)
+    return CurveFit(popt=res.x.detach().clone(), pcov=pcov, perr=pcov.diagonal().sqrt(),
+                    result=res)
