@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -91,7 +92,11 @@ def jacobian(fun: FlatResiduals, z: Tensor, mode: str = "auto") -> tuple[Tensor,
         mode = "fwd" if m > z.numel() else "rev"
     transform = torch.func.jacfwd if mode == "fwd" else torch.func.jacrev
     try:
-        J, r = transform(with_aux, has_aux=True)(z)
+        with warnings.catch_warnings():
+            # forward mode loads torch's jit decompositions once, with a warning not ours
+            warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated",
+                                    DeprecationWarning)
+            J, r = transform(with_aux, has_aux=True)(z)
     except (RuntimeError, NotImplementedError, TypeError):
         r = fun(z).detach()
         J = torch.autograd.functional.jacobian(fun, z)
@@ -106,18 +111,19 @@ def solve_damped(A: Tensor, r: Tensor, lam: float, rcond: float) -> Tensor:
         [ sqrt(lam) I ]  v =  [ 0 ]
 
     by an orthogonal factorisation (never forming ``A^T A``, whose condition number is the
-    square of ``A``'s). For ``lam = 0`` on CPU LAPACK's ``gelsy`` (QR with column pivoting,
-    ranks below ``rcond`` cut) gives the minimum-norm solution of a rank-deficient ``A``; on
-    other devices, whose ``lstsq`` assumes full rank, the pseudo-inverse does.
+    square of ``A``'s): Householder QR (LAPACK ``gels``) when ``lam > 0``, which makes the
+    system full rank. For ``lam = 0`` the minimum-norm solution of a possibly rank-deficient
+    ``A``, singular values below ``rcond * s_max`` cut: LAPACK ``gelsd`` (SVD) on CPU, the
+    pseudo-inverse elsewhere. (Not ``gelsy``, torch's CPU default: in torch 2.13 it returns 0
+    now and then for a rank-deficient ``A``.)
     """
     n = A.shape[1]
     if lam > 0:
         A = torch.cat([A, math.sqrt(lam) * torch.eye(n, dtype=A.dtype, device=A.device)])
         r = torch.cat([r, r.new_zeros(n)])
+        return torch.linalg.lstsq(A, r[:, None], driver="gels").solution[:, 0]
     if A.device.type == "cpu":
-        return torch.linalg.lstsq(A, r[:, None], rcond=rcond, driver="gelsy").solution[:, 0]
-    if lam > 0:
-        return torch.linalg.lstsq(A, r[:, None]).solution[:, 0]
+        return torch.linalg.lstsq(A, r[:, None], rcond=rcond, driver="gelsd").solution[:, 0]
     return torch.linalg.pinv(A, rtol=rcond) @ r
 
 
