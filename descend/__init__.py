@@ -19,19 +19,24 @@ from .errors import InputError
 from .fit import FitResult, fit  # eager: the function `fit` shares its name with its module
 from .history import History
 from .loop import DivergenceError
+from .lsq import CurveFit, LeastSquaresResult, curve_fit, least_squares
 from .minimize import minimize
 from .result import Result
 
 __all__ = [
+    "CurveFit",
     "Diagnosis",
     "DivergenceError",
     "FitResult",
     "History",
     "InputError",
+    "LeastSquaresResult",
     "Result",
     "__version__",
+    "curve_fit",
     "diagnose",
     "fit",
+    "least_squares",
     "minimize",
     "observers",
     "problems",
