@@ -319,6 +319,7 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
         line = Line(s, u)
         alpha = step(s, u, line)
         # restart?  (a restarted rule's u is a scaled gradient; for gd it is the same line)
+        first = line
         if alpha is None and u is not s.grads:
             rule.init(s.values)
             step.restarted()
@@ -326,7 +327,8 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
             line = Line(s, u)
             alpha = step(s, u, line)
         if alpha is None:  # nothing moves x: converged to round-off, or a failure with a hint
-            return s, no_step(s, line)
+            newton = first if getattr(rule, "newton_scaled", False) else None
+            return s, no_step(s, newton)
         s.lr = alpha
         # update
         new, known = line.accept(alpha)

@@ -169,6 +169,17 @@ class LoopState:
                     col.append(math.nan)
             self.info = {}
 
+    def loss_at(self, values: list[Tensor]) -> float:
+        """The loss at ``values`` (no gradient; counted in ``nfev``), on this iteration's batch;
+        the current point is put back. For checks that probe around the final point."""
+        self.params.set(values)
+        try:
+            with torch.no_grad():
+                self.objective.nfev += 1
+                return float(self.objective.fn(self.params.structure, *self.objective.args))
+        finally:
+            self.params.set(self.values)
+
     def __repr__(self) -> str:
         return (
             f"LoopState(iteration={self.iteration}, loss={self.loss:.4e}, "

@@ -66,6 +66,7 @@ __all__ = [
     "MaxIter",
     "NoImprovement",
     "NonFinite",
+    "Plateau",
     "RoundOff",
     "Stalled",
     "Stationary",
@@ -80,6 +81,7 @@ __all__ = [
     "message",
     "no_step",
     "pick",
+    "plateau",
     "succeeded",
 ]
 
@@ -113,6 +115,12 @@ REASONS: dict[str, tuple[bool, str]] = {
     "roundoff": (
         True,
         "converged to working precision at iteration {iteration} (loss {loss:.4e}): {what}",
+    ),
+    "plateau": (
+        False,
+        "stopped at iteration {iteration} where the gradient vanishes but x is no minimum: when "
+        "x moves by {move:g} of its size, {what} (loss {loss:.4e}); often a plateau far out, "
+        "where an exponential underflowed: try a smaller step or another start",
     ),
     "stalled": (
         False,
@@ -377,27 +385,68 @@ class StepFailed(Criterion):
         return False
 
 
-def no_step(s: LoopState, line: Line | None = None) -> Criterion:
+def no_step(s: LoopState, newton: Line | None = None) -> Criterion:
     """What the loop reports when no step length is acceptable along the search direction (the
     rule already restarted): :class:`RoundOff` when the point passes the first-order test at
-    round-off level, or when the decrease the local quadratic model predicts along the line
-    (:meth:`~descend.state.Line.predicted_decrease`) is below the loss's round-off,
-    ``64 eps max(|f|, sqrt(eps) |f_0|)`` (an ill-conditioned optimum: the gradient is not
-    small, yet no step could lower the loss measurably); else :class:`StepFailed` with a hint."""
+    round-off level, or (``newton``: the failed line of a quasi-Newton rule, whose direction
+    approximates Newton's) when the decrease its local quadratic model predicts
+    (:meth:`~descend.state.Line.predicted_decrease`, about ``f - f*``) is below the loss's
+    round-off ``64 eps |f|``: an ill-conditioned optimum, where the gradient is not small yet no
+    step can lower the loss measurably. Else :class:`StepFailed` with a hint. A round-off verdict
+    on a plateau (:func:`plateau`) is :class:`Plateau`, a failure."""
     eps = _eps(s)
     tol = eps ** (1 / 3)
     scaled = first_order(s, tol)
     if scaled <= tol:
-        return RoundOff("no step along the search direction lowers the loss beyond round-off, "
-                        f"and the scaled gradient {scaled:.3e} is within round-off ({tol:.3g})",
-                        scaled, tol)
-    floor = 64 * eps * max(abs(s.loss), math.sqrt(eps) * abs(s.loss0))
-    delta = line.predicted_decrease() if line is not None else math.inf
+        return plateau(s) or RoundOff(
+            "no step along the search direction lowers the loss beyond round-off, and the "
+            f"scaled gradient {scaled:.3e} is within round-off ({tol:.3g})", scaled, tol)
+    floor = 64 * eps * abs(s.loss)
+    delta = newton.predicted_decrease() if newton is not None else math.inf
     if delta <= floor:
-        return RoundOff("no step along the search direction lowers the loss: the decrease the "
-                        f"local model predicts, {delta:.2e}, is below the loss's round-off "
-                        f"{floor:.2e}", scaled, tol)
+        return plateau(s) or RoundOff(
+            "no step along the quasi-Newton direction lowers the loss: the decrease its local "
+            f"model predicts, {delta:.2e}, is below the loss's round-off {floor:.2e}",
+            scaled, tol)
     return StepFailed(scaled, tol, _hint(s))
+
+
+class Plateau(Criterion):
+    """Reported instead of a success when the gradient vanishes but the point is no minimum
+    (:func:`plateau`): the loss is flat around it, or still falls on one side (often far out,
+    where an exponential underflowed). A failure."""
+
+    reason = "plateau"
+
+    def __init__(self, move: float = 1e-3, what: str = "") -> None:
+        self.move, self.what = move, what
+
+    def __call__(self, s: LoopState) -> bool:
+        return False
+
+
+#: The relative move of :func:`plateau`'s probes.
+PLATEAU_MOVE = 1e-3
+
+
+def plateau(s: LoopState) -> Plateau | None:
+    """The check behind every success by a vanishing gradient: two probes
+    ``x +- 1e-3 d``, ``d_i = +-max(|x_i|, typ x_i)`` with seeded random signs (two evaluations,
+    counted). A minimum has the loss rise on at least one side and fall on neither (beyond
+    ``4 eps |f|``); else a :class:`Plateau`. None at a minimum."""
+    g = torch.Generator().manual_seed(0)
+    typx = _typical(s.start_values)
+    moves = []
+    for x, t in zip(s.values, typx):
+        sign = torch.randint(0, 2, x.shape, generator=g).to(x.device, x.real.dtype) * 2 - 1
+        moves.append(PLATEAU_MOVE * sign * torch.maximum(x.abs(), t))
+    band = 4 * _eps(s) * abs(s.loss)
+    probes = [s.loss_at([x + side * m for x, m in zip(s.values, moves)]) for side in (1.0, -1.0)]
+    if any(f < s.loss - band for f in probes):
+        return Plateau(PLATEAU_MOVE, "the loss still falls on one side")
+    if all(abs(f - s.loss) <= band for f in probes):
+        return Plateau(PLATEAU_MOVE, "the loss does not change on either side")
+    return None
 
 
 class Stationary(Criterion):
@@ -422,6 +471,9 @@ class Stationary(Criterion):
             self.tol = self.gtol if self.gtol is not None else math.sqrt(_eps(s))
         self.scaled = first_order(s, self.tol, self._typx)
         return self.scaled <= self.tol
+
+    def resolve(self, s: LoopState) -> Criterion:
+        return plateau(s) or self
 
 
 class Stalled(Criterion):
@@ -473,9 +525,10 @@ class Stalled(Criterion):
         self.tol = _eps(s) ** (1 / 3)
         self.scaled = first_order(s, self.tol, self._typx)
         if self.scaled <= self.tol:
-            return RoundOff(f"the loss and x have not changed beyond round-off in {self.window} "
-                            f"iterations, and the scaled gradient {self.scaled:.3e} is within "
-                            f"round-off ({self.tol:.3g})", self.scaled, self.tol)
+            return plateau(s) or RoundOff(
+                f"the loss and x have not changed beyond round-off in {self.window} "
+                f"iterations, and the scaled gradient {self.scaled:.3e} is within round-off "
+                f"({self.tol:.3g})", self.scaled, self.tol)
         self.hint = _hint(s)
         return self
 

@@ -415,3 +415,28 @@ def test_gauss_newton_solve_is_the_minimum_norm_solution_every_time():
         torch.testing.assert_close(solve_damped(A, r, 0.0, 1e-15), want)
     damped = solve_damped(A, r, 0.1, 1e-15)
     torch.testing.assert_close((A.T @ A + 0.1 * torch.eye(2, dtype=F64)) @ damped, A.T @ r)
+
+
+# ------------------------------------------- the badly scaled least-squares problems of the set
+
+BADLY_SCALED = [3, 4, 6, 8, 10, 12, 15, 16, 17, 19, 20]
+
+
+@pytest.mark.parametrize("number", BADLY_SCALED)
+def test_least_squares_reaches_the_optimum_of_the_mgh_problem_to_six_digits(number):
+    import scipy.optimize
+
+    from descend.mgh import MGH
+
+    p = MGH[number - 1]
+    res = descend.least_squares(p.residuals, p.x0.clone())
+    oracle = scipy.optimize.least_squares(
+        lambda x: p.residuals(torch.tensor(x)).numpy(), p.x0.numpy(), method="lm",
+        xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    f, f_ref = 2 * res.loss, 2 * oracle.cost
+    assert res.success, res.message
+    if f_ref > 1e-20:
+        assert abs(f - f_ref) <= 1e-6 * f_ref, (f, f_ref)
+        assert abs(f - p.f_star) <= 1e-5 * p.f_star  # the paper's six digits
+    else:
+        assert f <= 1e-20
