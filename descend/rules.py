@@ -357,6 +357,17 @@ def _unflat(v: Tensor, like: list[Tensor]) -> list[Tensor]:
     return out
 
 
+def _magnitudes(values: list[Tensor]) -> Tensor:
+    """The diagonal scaling of the quasi-Newton rules: ``d_i = |x_i|`` at the (re)start, the
+    tensor's RMS where ``x_i = 0``, 1 where all of it is 0 (flat, in the parameters' dtype)."""
+    parts = []
+    for v in values:
+        a = v.detach().abs().reshape(-1)
+        rms = float(torch.linalg.vector_norm(a)) / math.sqrt(max(a.numel(), 1))
+        parts.append(torch.where(a > 0, a, torch.full_like(a, rms if rms > 0 else 1.0)))
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def _check_real(name: str, values: list[Tensor]) -> None:
     if any(v.is_complex() for v in values):
         raise InputError(f"rule {name!r} needs real parameters, got a complex tensor; "
@@ -374,6 +385,13 @@ class LBFGS(Rule):
     Wolfe line search it is always paired with makes this rare. The pairs live in
     ``state`` (flattened, in the parameters' dtype) and are checkpointed by ``state_dict``.
 
+    With ``scale`` (the default) the rule works in the coordinates ``z = x / D``, ``D_i =
+    |x_i|`` at the (re)start (the tensor's RMS where ``x_i = 0``): the pairs, ``H_0`` and the
+    first move ``D^2 g / |D g|`` are in ``z``, so the iterates do not depend on the units of each
+    parameter, and a badly scaled curve fit (parameters of sizes 1e-2 and 1e3, say) is solved
+    from its usual start without rescaling by hand. A restart (after a failed line search or
+    the divergence guard) takes ``D`` afresh from the current point.
+
     Pick it for smooth deterministic problems of any size: it is the default of ``minimize``.
 
     References:
@@ -387,6 +405,7 @@ class LBFGS(Rule):
     newton_scaled: ClassVar[bool] = True
     history_size: int = 10
     eps: float = 1e-10
+    scale: bool = True
 
     def __post_init__(self) -> None:
         if (isinstance(self.history_size, bool) or not isinstance(self.history_size, int)
@@ -397,7 +416,7 @@ class LBFGS(Rule):
     def init(self, values: list[Tensor]) -> None:
         _check_real(self.name, values)
         self.state = {"step": 0, "s": [], "y": [], "rho": [], "x": None, "g": None,
-                      "skipped": 0}
+                      "skipped": 0, "d": _magnitudes(values) if self.scale else None}
 
     def _update(self, x: Tensor, g: Tensor) -> tuple[Tensor, Tensor, float] | None:
         """The new pair ``(s, y, s.y)`` if it passes the curvature test, else ``None``."""
@@ -416,14 +435,19 @@ class LBFGS(Rule):
 
     def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
         self.state["step"] += 1
-        g = _flat(grads)
-        pair = self._update(_flat(values), g)
+        d = self.state.get("d")
+        x, g = _flat(values), _flat(grads)
+        if d is not None:  # work in z = x / d, where the coordinates have similar sizes
+            x, g = x / d, g * d
+        pair = self._update(x, g)
         if pair is not None:
             self._remember(*pair)
         if not self._has_curvature():  # first step or after a restart: a unit-length move
             gn = torch.linalg.vector_norm(g)
-            return _unflat(g / gn if gn > 0 else g, values)
-        return _unflat(self._inverse_hessian_times(g), values)
+            u = g / gn if gn > 0 else g
+        else:
+            u = self._inverse_hessian_times(g)
+        return _unflat(u * d if d is not None else u, values)
 
     def _remember(self, s: Tensor, y: Tensor, sy: float) -> None:
         st = self.state
@@ -483,7 +507,8 @@ class BFGS(LBFGS):
                 f"rule 'bfgs' keeps an n x n matrix; n = {n} parameters is above "
                 f"{BFGS_MAX_NUMEL}: use rule='lbfgs'"
             )
-        self.state = {"step": 0, "H": None, "x": None, "g": None, "skipped": 0}
+        self.state = {"step": 0, "H": None, "x": None, "g": None, "skipped": 0,
+                      "d": _magnitudes(values) if self.scale else None}
 
     def _remember(self, s: Tensor, y: Tensor, sy: float) -> None:
         rho = 1.0 / sy

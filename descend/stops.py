@@ -118,9 +118,10 @@ REASONS: dict[str, tuple[bool, str]] = {
     ),
     "plateau": (
         False,
-        "stopped at iteration {iteration} where the gradient vanishes but x is no minimum: when "
+        "stopped at iteration {iteration} where the gradient is small but x is no minimum: when "
         "x moves by {move:g} of its size, {what} (loss {loss:.4e}); often a plateau far out, "
-        "where an exponential underflowed: try a smaller step or another start",
+        "where an exponential saturates: try another start, a smaller step, or, for a sum of "
+        "squares, descend.least_squares",
     ),
     "stalled": (
         False,
@@ -418,34 +419,60 @@ class Plateau(Criterion):
 
     reason = "plateau"
 
-    def __init__(self, move: float = 1e-3, what: str = "") -> None:
+    def __init__(self, move: float = math.nan, what: str = "") -> None:
         self.move, self.what = move, what
 
     def __call__(self, s: LoopState) -> bool:
         return False
 
 
-#: The relative move of :func:`plateau`'s probes.
-PLATEAU_MOVE = 1e-3
+def _probe_move(s: LoopState) -> float:
+    """The relative move of :func:`plateau`'s probes: ``eps^(1/4)`` (1.2e-4 in float64, 0.018
+    in float32), large enough that a minimum's quadratic rise clears the loss's round-off."""
+    return _eps(s) ** 0.25
+
+
+#: Up to this many parameters :func:`plateau` probes each coordinate; above, three directions.
+PLATEAU_COORDINATES = 32
 
 
 def plateau(s: LoopState) -> Plateau | None:
-    """The check behind every success by a vanishing gradient: two probes
-    ``x +- 1e-3 d``, ``d_i = +-max(|x_i|, typ x_i)`` with seeded random signs (two evaluations,
-    counted). A minimum has the loss rise on at least one side and fall on neither (beyond
-    ``4 eps |f|``); else a :class:`Plateau`. None at a minimum."""
-    g = torch.Generator().manual_seed(0)
+    """The check behind every success by a small gradient: probes that move coordinates by
+    ``h = eps^(1/4)`` of their size ``D_i = max(|x_i|, typ x_i)`` (evaluations, counted). With at
+    most :data:`PLATEAU_COORDINATES` parameters, one probe per coordinate, downhill
+    (``x_i - sign(g_i) h D_i``); above, one down the scaled gradient
+    (``x - h D^2 g / max_i |D_i g_i|``) and two at ``x +- h D r`` with seeded random signs ``r``.
+    At a minimum the loss falls at no probe (beyond ``4 eps |f|``) and rises at some; else a
+    :class:`Plateau`: the loss still falls (a slope that flattens out far away, as where an
+    exponential saturates) or does not change at all. None at a minimum."""
+    move = _probe_move(s)
     typx = _typical(s.start_values)
-    moves = []
-    for x, t in zip(s.values, typx):
-        sign = torch.randint(0, 2, x.shape, generator=g).to(x.device, x.real.dtype) * 2 - 1
-        moves.append(PLATEAU_MOVE * sign * torch.maximum(x.abs(), t))
+    sizes = [torch.maximum(x.abs(), t) for x, t in zip(s.values, typx)]
     band = 4 * _eps(s) * abs(s.loss)
-    probes = [s.loss_at([x + side * m for x, m in zip(s.values, moves)]) for side in (1.0, -1.0)]
+    probes: list[float] = []
+    if sum(x.numel() for x in s.values) <= PLATEAU_COORDINATES:
+        for k, (x, d, g) in enumerate(zip(s.values, sizes, s.grads)):
+            for i in range(x.numel()):
+                step = torch.zeros_like(x).reshape(-1)
+                step[i] = (-move if float(g.reshape(-1)[i]) >= 0 else move) * d.reshape(-1)[i]
+                moved = list(s.values)
+                moved[k] = x + step.reshape(x.shape)
+                probes.append(s.loss_at(moved))
+    else:
+        gen = torch.Generator().manual_seed(0)
+        scaled = [d * g for d, g in zip(sizes, s.grads)]
+        top = max(float(v.abs().max()) for v in scaled)
+        if top > 0:
+            probes.append(s.loss_at([x - move * d * v / top
+                                     for x, d, v in zip(s.values, sizes, scaled)]))
+        signs = [torch.randint(0, 2, x.shape, generator=gen).to(x.device, x.real.dtype) * 2 - 1
+                 for x in s.values]
+        probes += [s.loss_at([x + side * move * d * r for x, d, r in zip(s.values, sizes, signs)])
+                   for side in (1.0, -1.0)]
     if any(f < s.loss - band for f in probes):
-        return Plateau(PLATEAU_MOVE, "the loss still falls on one side")
+        return Plateau(move, "the loss still falls")
     if all(abs(f - s.loss) <= band for f in probes):
-        return Plateau(PLATEAU_MOVE, "the loss does not change on either side")
+        return Plateau(move, "the loss does not change")
     return None
 
 

@@ -153,7 +153,8 @@ def test_every_reason_has_one_message_and_a_success_flag():
                                 stops.TimeLimit(1), stops.Callback(print), stops.NonFinite(),
                                 stops.Diverged(), stops.MaxEpochs(1), stops.TrainLossBelow(0),
                                 stops.ValLossBelow(0), stops.EarlyStopping(), stops.StepFailed(),
-                                stops.RoundOff(), stops.Stationary(), stops.Stalled())}
+                                stops.RoundOff(), stops.Stationary(), stops.Stalled(),
+                                stops.Plateau())}
     assert fired == set(stops.REASONS)
 
 
