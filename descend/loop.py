@@ -31,6 +31,7 @@ the loop does what ``on_divergence`` says:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -247,12 +248,27 @@ def run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
         DivergenceError: with ``on_divergence="raise"``, when a guard fires.
     """
     try:
-        return _run(objective, parts)
+        s, fired = _run(objective, parts)
+        _warn_low_precision(s, fired)
+        return s, fired
     finally:
         for obs in parts.observers:
             close = getattr(obs, "close", None)
             if close is not None:
                 close()
+
+
+def _warn_low_precision(s: LoopState, fired: Criterion) -> None:
+    """Warn (once per place, Python's default) when a run in less than float64 stops because
+    nothing moves it while its point is not stationary: the problem is more ill-conditioned
+    than the dtype resolves."""
+    dtype = s.values[0].dtype
+    if fired.reason in ("step_failed", "stalled") and torch.finfo(dtype).eps > 1e-10:
+        warnings.warn(
+            f"descend: the run in {str(dtype).replace('torch.', '')} stopped at iteration "
+            f"{s.iteration} ({fired.reason}) where the point is not stationary: the problem is "
+            "likely more ill-conditioned than this precision resolves; try float64 "
+            "(x0.double(), model.double())", RuntimeWarning, stacklevel=4)
 
 
 def _backtrack(s: LoopState, parts: Parts) -> None:

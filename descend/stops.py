@@ -391,8 +391,9 @@ def no_step(s: LoopState, newton: Line | None = None) -> Criterion:
     rule already restarted): :class:`RoundOff` when the point passes the first-order test at
     round-off level, or (``newton``: the failed line of a quasi-Newton rule, whose direction
     approximates Newton's) when the decrease its local quadratic model predicts
-    (:meth:`~descend.state.Line.predicted_decrease`, about ``f - f*``) is below the loss's
-    round-off ``64 eps |f|``: an ill-conditioned optimum, where the gradient is not small yet no
+    (:meth:`~descend.state.Line.predicted_decrease`, about ``f - f*``) is below
+    ``eps^(3/4) |f|`` (1.8e-12 relative in float64), near the loss's round-off: an
+    ill-conditioned optimum, where the gradient is not small yet no
     step can lower the loss measurably. Else :class:`StepFailed` with a hint. A round-off verdict
     on a plateau (:func:`plateau`) is :class:`Plateau`, a failure."""
     eps = _eps(s)
@@ -402,12 +403,12 @@ def no_step(s: LoopState, newton: Line | None = None) -> Criterion:
         return plateau(s) or RoundOff(
             "no step along the search direction lowers the loss beyond round-off, and the "
             f"scaled gradient {scaled:.3e} is within round-off ({tol:.3g})", scaled, tol)
-    floor = 64 * eps * abs(s.loss)
+    floor = eps ** 0.75 * abs(s.loss)
     delta = newton.predicted_decrease() if newton is not None else math.inf
     if delta <= floor:
         return plateau(s) or RoundOff(
             "no step along the quasi-Newton direction lowers the loss: the decrease its local "
-            f"model predicts, {delta:.2e}, is below the loss's round-off {floor:.2e}",
+            f"model predicts, {delta:.2e}, is below eps^(3/4) |f| = {floor:.2e}",
             scaled, tol)
     return StepFailed(scaled, tol, _hint(s))
 
