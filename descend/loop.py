@@ -162,7 +162,9 @@ def assemble(
       without ``lr``: ``lr="auto"`` on a deterministic objective, else the rule's default lr.
       Any other ``lr`` without ``rule``: ``"gd"``.
     * Quasi-Newton rules (``lbfgs``, ``bfgs``) always get the strong-Wolfe search, and are
-      refused on mini-batches smaller than the data (``minibatch`` describes them).
+      refused on mini-batches smaller than the data (``minibatch`` describes them). Named, they
+      work in coordinates scaled by the start's magnitudes (``scale``), except for an
+      ``nn.Module``, whose starting weights are random draws rather than sizes.
     * ``on_divergence``: ``"backtrack"`` when the step was chosen for the caller, else
       ``"stop"``.
     * Criteria: the guards, the caller's ``stop`` (or, without one, on a deterministic
@@ -190,6 +192,8 @@ def assemble(
     if rule is None:  # no rule: the default method, unless a step is given (then gd)
         rule = ("adam" if minibatch else "lbfgs") if chosen else "gd"
     the_rule = make_rule(rule)
+    if isinstance(rule, str) and params.kind == "module" and hasattr(the_rule, "scale"):
+        the_rule.scale = False  # a module's starting weights are random draws, not sizes
     if minibatch and getattr(the_rule, "newton_scaled", False):
         raise InputError(
             f"rule {_rule_name(the_rule)!r} needs the full batch (its curvature pairs and line "

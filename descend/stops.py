@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
+from .convergence import eps_of, first_order, hint, not_a_minimum, probe_move, typical
 from .errors import InputError, InputTypeError, check_count, check_positive
 
 if TYPE_CHECKING:
@@ -314,50 +315,6 @@ class NonFinite(Criterion):
         return not (math.isfinite(s.loss) and math.isfinite(s.grad_norm))
 
 
-def _eps(s: LoopState) -> float:
-    return float(torch.finfo(s.values[0].dtype).eps)
-
-
-def _typical(values: Sequence[Tensor]) -> list[Tensor]:
-    """``typ x_i = |x0_i|``, the tensor's RMS where ``x0_i = 0``, 1 where all of it is 0."""
-    out = []
-    for v in values:
-        a = v.detach().abs()
-        if a.is_complex():
-            a = a.real
-        rms = float(torch.linalg.vector_norm(a)) / math.sqrt(max(a.numel(), 1))
-        out.append(torch.where(a > 0, a, torch.full_like(a, rms if rms > 0 else 1.0)))
-    return out
-
-
-def first_order(s: LoopState, c: float, typx: Sequence[Tensor] | None = None) -> float:
-    """The scaled gradient ``max_i |g_i| max(|x_i|, typ x_i) / max(|f|, c |f_0|)`` at the
-    current point (see the module docstring); ``typx`` from :func:`_typical` of the start."""
-    typx = typx if typx is not None else _typical(s.start_values)
-    num = 0.0
-    for g, x, t in zip(s.grads, s.values, typx):
-        num = max(num, float((g.abs() * torch.maximum(x.abs(), t)).max()))
-    den = max(abs(s.loss), c * abs(s.loss0))
-    if not (math.isfinite(den) and math.isfinite(num)):
-        return math.inf
-    if num == 0.0:
-        return 0.0
-    return num / den if den > 0 else math.inf
-
-
-#: What a run that cannot go on should try, by dtype.
-HINT_FLOAT32 = ("the problem may be badly scaled or too ill-conditioned for float32: try "
-                "float64 (x0.double()), rescaling the parameters to similar sizes, or another "
-                "start")
-HINT_FLOAT64 = ("the problem may be badly scaled or the gradient may not match the loss: try "
-                "rescaling the parameters to similar sizes, checking the gradient, or another "
-                "start")
-
-
-def _hint(s: LoopState) -> str:
-    return HINT_FLOAT32 if _eps(s) > 1e-10 else HINT_FLOAT64
-
-
 class RoundOff(Criterion):
     """Reported when nothing moves the point any more (a line search finds no acceptable step,
     or :class:`Stalled` sees no change beyond round-off) and the point passes the first-order
@@ -396,7 +353,7 @@ def no_step(s: LoopState, newton: Line | None = None) -> Criterion:
     ill-conditioned optimum, where the gradient is not small yet no
     step can lower the loss measurably. Else :class:`StepFailed` with a hint. A round-off verdict
     on a plateau (:func:`plateau`) is :class:`Plateau`, a failure."""
-    eps = _eps(s)
+    eps = eps_of(s)
     tol = eps ** (1 / 3)
     scaled = first_order(s, tol)
     if scaled <= tol:
@@ -410,7 +367,7 @@ def no_step(s: LoopState, newton: Line | None = None) -> Criterion:
             "no step along the quasi-Newton direction lowers the loss: the decrease its local "
             f"model predicts, {delta:.2e}, is below eps^(3/4) |f| = {floor:.2e}",
             scaled, tol)
-    return StepFailed(scaled, tol, _hint(s))
+    return StepFailed(scaled, tol, hint(s))
 
 
 class Plateau(Criterion):
@@ -427,54 +384,11 @@ class Plateau(Criterion):
         return False
 
 
-def _probe_move(s: LoopState) -> float:
-    """The relative move of :func:`plateau`'s probes: ``eps^(1/4)`` (1.2e-4 in float64, 0.018
-    in float32), large enough that a minimum's quadratic rise clears the loss's round-off."""
-    return _eps(s) ** 0.25
-
-
-#: Up to this many parameters :func:`plateau` probes each coordinate; above, three directions.
-PLATEAU_COORDINATES = 32
-
-
 def plateau(s: LoopState) -> Plateau | None:
-    """The check behind every success by a small gradient: probes that move coordinates by
-    ``h = eps^(1/4)`` of their size ``D_i = max(|x_i|, typ x_i)`` (evaluations, counted). With at
-    most :data:`PLATEAU_COORDINATES` parameters, one probe per coordinate, downhill
-    (``x_i - sign(g_i) h D_i``); above, one down the scaled gradient
-    (``x - h D^2 g / max_i |D_i g_i|``) and two at ``x +- h D r`` with seeded random signs ``r``.
-    At a minimum the loss falls at no probe (beyond ``4 eps |f|``) and rises at some; else a
-    :class:`Plateau`: the loss still falls (a slope that flattens out far away, as where an
-    exponential saturates) or does not change at all. None at a minimum."""
-    move = _probe_move(s)
-    typx = _typical(s.start_values)
-    sizes = [torch.maximum(x.abs(), t) for x, t in zip(s.values, typx)]
-    band = 4 * _eps(s) * abs(s.loss)
-    probes: list[float] = []
-    if sum(x.numel() for x in s.values) <= PLATEAU_COORDINATES:
-        for k, (x, d, g) in enumerate(zip(s.values, sizes, s.grads)):
-            for i in range(x.numel()):
-                step = torch.zeros_like(x).reshape(-1)
-                step[i] = (-move if float(g.reshape(-1)[i]) >= 0 else move) * d.reshape(-1)[i]
-                moved = list(s.values)
-                moved[k] = x + step.reshape(x.shape)
-                probes.append(s.loss_at(moved))
-    else:
-        gen = torch.Generator().manual_seed(0)
-        scaled = [d * g for d, g in zip(sizes, s.grads)]
-        top = max(float(v.abs().max()) for v in scaled)
-        if top > 0:
-            probes.append(s.loss_at([x - move * d * v / top
-                                     for x, d, v in zip(s.values, sizes, scaled)]))
-        signs = [torch.randint(0, 2, x.shape, generator=gen).to(x.device, x.real.dtype) * 2 - 1
-                 for x in s.values]
-        probes += [s.loss_at([x + side * move * d * r for x, d, r in zip(s.values, sizes, signs)])
-                   for side in (1.0, -1.0)]
-    if any(f < s.loss - band for f in probes):
-        return Plateau(move, "the loss still falls")
-    if all(abs(f - s.loss) <= band for f in probes):
-        return Plateau(move, "the loss does not change")
-    return None
+    """A :class:`Plateau` when :func:`~descend.convergence.not_a_minimum` finds the point is
+    no minimum; None at a minimum."""
+    what = not_a_minimum(s)
+    return None if what is None else Plateau(probe_move(s), what)
 
 
 class Stationary(Criterion):
@@ -495,8 +409,8 @@ class Stationary(Criterion):
 
     def __call__(self, s: LoopState) -> bool:
         if self._typx is None:
-            self._typx = _typical(s.start_values)
-            self.tol = self.gtol if self.gtol is not None else math.sqrt(_eps(s))
+            self._typx = typical(s.start_values)
+            self.tol = self.gtol if self.gtol is not None else math.sqrt(eps_of(s))
         self.scaled = first_order(s, self.tol, self._typx)
         return self.scaled <= self.tol
 
@@ -539,25 +453,25 @@ class Stalled(Criterion):
         if len(seen) <= self.window:
             return False
         f_old, x_old = seen[0]
-        eps = _eps(s)
+        eps = eps_of(s)
         if not abs(s.loss - f_old) <= 4 * eps * max(abs(s.loss), math.sqrt(eps) * abs(s.loss0)):
             return False
         if self._typx is None:
-            self._typx = _typical(s.start_values)
+            self._typx = typical(s.start_values)
         for x, xo, t in zip(s.values, x_old, self._typx):
             if x is not xo and float(((x - xo).abs() / torch.maximum(x.abs(), t)).max()) > 4 * eps:
                 return False
         return True
 
     def resolve(self, s: LoopState) -> Criterion:
-        self.tol = _eps(s) ** (1 / 3)
+        self.tol = eps_of(s) ** (1 / 3)
         self.scaled = first_order(s, self.tol, self._typx)
         if self.scaled <= self.tol:
             return plateau(s) or RoundOff(
                 f"the loss and x have not changed beyond round-off in {self.window} "
                 f"iterations, and the scaled gradient {self.scaled:.3e} is within round-off "
                 f"({self.tol:.3g})", self.scaled, self.tol)
-        self.hint = _hint(s)
+        self.hint = hint(s)
         return self
 
 
