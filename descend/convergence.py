@@ -90,15 +90,18 @@ def not_a_minimum(s: LoopState) -> str | None:
     most :data:`PLATEAU_COORDINATES` parameters, one probe per coordinate, downhill
     (``x_i - sign(g_i) h D_i``); above, one down the scaled gradient
     (``x - h D^2 g / max_i |D_i g_i|``) and two at ``x +- h D r`` with seeded random signs ``r``.
-    At a minimum the loss falls at no probe (beyond ``4 eps |f|``) and rises at some: None.
-    Else what the probes saw: the loss still falls (a slope that flattens out far away, as where
-    an exponential saturates) or does not change at all."""
+    At a minimum the loss falls at no probe (beyond ``4 eps |f|``) and rises at some (for a
+    small problem, at every coordinate whose gradient was not 0 at the start: a parameter that
+    mattered there and has no effect here has saturated): None. Else what the probes saw: the
+    loss still falls (a slope that flattens out far away, as where an exponential saturates)
+    or does not change."""
     move = probe_move(s)
     typx = typical(s.start_values)
     sizes = [torch.maximum(x.abs(), t) for x, t in zip(s.values, typx)]
     band = 4 * eps_of(s) * abs(s.loss)
     probes: list[float] = []
-    if sum(x.numel() for x in s.values) <= PLATEAU_COORDINATES:
+    small = sum(x.numel() for x in s.values) <= PLATEAU_COORDINATES
+    if small:
         for k, (x, d, g) in enumerate(zip(s.values, sizes, s.grads)):
             for i in range(x.numel()):
                 step = torch.zeros_like(x).reshape(-1)
@@ -121,4 +124,9 @@ def not_a_minimum(s: LoopState) -> str | None:
         return "the loss still falls"
     if all(abs(f - s.loss) <= band for f in probes):
         return "the loss does not change"
+    if small:  # a parameter that mattered at the start and has no effect here has saturated
+        mattered = [bool(v) for g0 in s.start_grads for v in (g0.reshape(-1) != 0).tolist()]
+        if any(abs(f - s.loss) <= band and m for f, m in zip(probes, mattered)):
+            return ("the loss does not change along a parameter that mattered at the start "
+                    "(it saturated)")
     return None

@@ -162,9 +162,9 @@ def assemble(
       without ``lr``: ``lr="auto"`` on a deterministic objective, else the rule's default lr.
       Any other ``lr`` without ``rule``: ``"gd"``.
     * Quasi-Newton rules (``lbfgs``, ``bfgs``) always get the strong-Wolfe search, and are
-      refused on mini-batches smaller than the data (``minibatch`` describes them). Named, they
-      work in coordinates scaled by the start's magnitudes (``scale``), except for an
-      ``nn.Module``, whose starting weights are random draws rather than sizes.
+      refused on mini-batches smaller than the data (``minibatch`` describes them). Their
+      rescaled restart (``scale=None``) is off for an ``nn.Module``, whose weights are random
+      draws rather than sizes.
     * ``on_divergence``: ``"backtrack"`` when the step was chosen for the caller, else
       ``"stop"``.
     * Criteria: the guards, the caller's ``stop`` (or, without one, on a deterministic
@@ -191,9 +191,9 @@ def assemble(
     chosen = lr is None or (isinstance(lr, str) and lr == "auto")
     if rule is None:  # no rule: the default method, unless a step is given (then gd)
         rule = ("adam" if minibatch else "lbfgs") if chosen else "gd"
-    the_rule = make_rule(rule)
-    if isinstance(rule, str) and params.kind == "module" and hasattr(the_rule, "scale"):
-        the_rule.scale = False  # a module's starting weights are random draws, not sizes
+    the_rule: Any = make_rule(rule)
+    if params.kind == "module" and getattr(the_rule, "scale", False) is None:
+        the_rule.scale = False  # a module's weights are random draws, not sizes: never rescale
     if minibatch and getattr(the_rule, "newton_scaled", False):
         raise InputError(
             f"rule {_rule_name(the_rule)!r} needs the full batch (its curvature pairs and line "
@@ -288,6 +288,29 @@ def _backtrack(s: LoopState, parts: Parts) -> None:
     s.record(torch.tensor(s.best_loss, dtype=torch.float64), s.best_grads)
 
 
+#: The failures after which a rule with ``scale=None`` restarts once under its scaling.
+RESCALE_ON = ("step_failed", "stalled", "plateau")
+
+
+def _rescale(s: LoopState, fired: Criterion, parts: Parts) -> bool:
+    """``# rescale?``: when the run would end in one of :data:`RESCALE_ON` and the rule can work
+    in scaled coordinates (``scale=None``: not yet), turn its scaling on and start it again from
+    the start, whose magnitudes are the sizes it scales by (the best point may be a saturation
+    the scaled rule cannot leave either); recorded as one row with ``rescaled = 1`` (not an
+    iteration). The run keeps its best point. True to go on."""
+    rule: Any = parts.rule
+    if fired.reason not in RESCALE_ON or getattr(rule, "scale", False) is not None:
+        return False
+    rule.scale = True
+    s.params.set(s.start_values)
+    rule.init(s.start_values)
+    parts.step.restarted()
+    s.lr = math.nan
+    s.info["rescaled"] = 1
+    s.record(torch.tensor(s.loss0, dtype=torch.float64), s.start_grads)
+    return True
+
+
 def _guard(s: LoopState, fired: Criterion, parts: Parts) -> bool:
     """What ``on_divergence`` says when ``fired`` is a guard: True to go on (after a
     backtrack), False to stop; raises for ``"raise"``."""
@@ -326,7 +349,7 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
         else:
             fired = None
         if fired is not None:
-            if _guard(s, fired, parts):
+            if _guard(s, fired, parts) or _rescale(s, fired, parts):
                 for obs in parts.observers:
                     obs(s)
                 continue
@@ -348,7 +371,12 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
             alpha = step(s, u, line)
         if alpha is None:  # nothing moves x: converged to round-off, or a failure with a hint
             newton = first if getattr(rule, "newton_scaled", False) else None
-            return s, no_step(s, newton)
+            verdict = no_step(s, newton)
+            if _rescale(s, verdict, parts):
+                for obs in parts.observers:
+                    obs(s)
+                continue
+            return s, verdict
         s.lr = alpha
         # update
         new, known = line.accept(alpha)

@@ -385,12 +385,14 @@ class LBFGS(Rule):
     Wolfe line search it is always paired with makes this rare. The pairs live in
     ``state`` (flattened, in the parameters' dtype) and are checkpointed by ``state_dict``.
 
-    With ``scale`` (the default) the rule works in the coordinates ``z = x / D``, ``D_i =
-    |x_i|`` at the (re)start (the tensor's RMS where ``x_i = 0``): the pairs, ``H_0`` and the
-    first move ``D^2 g / |D g|`` are in ``z``, so the iterates do not depend on the units of each
-    parameter, and a badly scaled curve fit (parameters of sizes 1e-2 and 1e3, say) is solved
-    from its usual start without rescaling by hand. A restart (after a failed line search or
-    the divergence guard) takes ``D`` afresh from the current point.
+    With ``scale=True`` the rule works in the coordinates ``z = x / D``, ``D_i = |x_i|`` at the
+    (re)start (the tensor's RMS where ``x_i = 0``): the pairs, ``H_0`` and the first move
+    ``D^2 g / |D g|`` are in ``z``, so the iterates do not depend on the units of each parameter,
+    and a badly scaled curve fit (parameters of sizes 1e-2 and 1e3, say) is solved from its usual
+    start without rescaling by hand. A restart takes ``D`` afresh from the current point. With
+    ``scale=None`` (the default) the rule starts unscaled (a random start's magnitudes are no
+    sizes), and the loop turns the scaling on once, restarting from the best point, when the
+    run would end in a failure (:func:`descend.loop.run`'s ``# rescale?``); ``False`` never.
 
     Pick it for smooth deterministic problems of any size: it is the default of ``minimize``.
 
@@ -405,7 +407,7 @@ class LBFGS(Rule):
     newton_scaled: ClassVar[bool] = True
     history_size: int = 10
     eps: float = 1e-10
-    scale: bool = True
+    scale: bool | None = None
 
     def __post_init__(self) -> None:
         if (isinstance(self.history_size, bool) or not isinstance(self.history_size, int)

@@ -78,6 +78,7 @@ class LoopState:
         elapsed: seconds since the run started, at the last record.
         values: the current point (list of detached tensors, one per parameter).
         start_values: the starting point (kept by reference: updates never write into it).
+        start_grads: the gradient there.
         grads: the gradient at the current point.
         history: the :class:`History` being recorded.
         info: numbers for the row being recorded (a line search's trial count, the guard's
@@ -108,6 +109,7 @@ class LoopState:
         "params",
         "rule",
         "start",
+        "start_grads",
         "start_values",
         "step",
         "values",
@@ -135,6 +137,7 @@ class LoopState:
         self.start = perf_counter()
         self.values: list[Tensor] = self.params.values
         self.start_values: list[Tensor] = self.values
+        self.start_grads: list[Tensor] = []
         self.grads: list[Tensor] = []
         self.info: dict[str, float] = {}
         self.backtracks = 0
@@ -149,6 +152,8 @@ class LoopState:
         ``# record`` phase)."""
         self.loss = loss = loss_t.item()
         self.grads = grads
+        if not self.start_grads:
+            self.start_grads = grads
         self.grad_norm = gn = grad_norm(grads)
         self.nfev = self.objective.nfev
         self.elapsed = perf_counter() - self.start

@@ -343,6 +343,11 @@ class StepFailed(Criterion):
         return False
 
 
+#: How far above the round-off tolerance the scaled gradient may be for :func:`no_step` to take
+#: the quasi-Newton model's predicted decrease as evidence of an ill-conditioned optimum.
+NEAR = 100.0
+
+
 def no_step(s: LoopState, newton: Line | None = None) -> Criterion:
     """What the loop reports when no step length is acceptable along the search direction (the
     rule already restarted): :class:`RoundOff` when the point passes the first-order test at
@@ -350,9 +355,10 @@ def no_step(s: LoopState, newton: Line | None = None) -> Criterion:
     approximates Newton's) when the decrease its local quadratic model predicts
     (:meth:`~descend.state.Line.predicted_decrease`, about ``f - f*``) is below
     ``eps^(3/4) |f|`` (1.8e-12 relative in float64), near the loss's round-off: an
-    ill-conditioned optimum, where the gradient is not small yet no
-    step can lower the loss measurably. Else :class:`StepFailed` with a hint. A round-off verdict
-    on a plateau (:func:`plateau`) is :class:`Plateau`, a failure."""
+    ill-conditioned optimum, where the gradient is not small yet no step can lower the loss
+    measurably (only while the scaled gradient is within :data:`NEAR` times the tolerance: far
+    from stationarity a poor direction predicts little). Else :class:`StepFailed` with a hint.
+    A round-off verdict on a plateau (:func:`plateau`) is :class:`Plateau`, a failure."""
     eps = eps_of(s)
     tol = eps ** (1 / 3)
     scaled = first_order(s, tol)
@@ -361,7 +367,8 @@ def no_step(s: LoopState, newton: Line | None = None) -> Criterion:
             "no step along the search direction lowers the loss beyond round-off, and the "
             f"scaled gradient {scaled:.3e} is within round-off ({tol:.3g})", scaled, tol)
     floor = eps ** 0.75 * abs(s.loss)
-    delta = newton.predicted_decrease() if newton is not None else math.inf
+    near = scaled <= NEAR * tol  # the model's verdict counts only near a stationary point
+    delta = newton.predicted_decrease() if newton is not None and near else math.inf
     if delta <= floor:
         return plateau(s) or RoundOff(
             "no step along the quasi-Newton direction lowers the loss: the decrease its local "

@@ -67,6 +67,18 @@ def test_without_the_scaling_a_saturated_fit_is_no_success():
     assert "x is no minimum" in res.message and "the loss still falls" in res.message
 
 
+def test_a_failed_unscaled_run_restarts_once_under_the_scaling():
+    model, starts, rss, x, y = _problem("BoxBOD")
+    res = descend.minimize(lambda b: ((model(b, x) - y) ** 2).sum(),
+                           torch.tensor(starts[1], dtype=T))
+    rows = res.history.extra["rescaled"]
+    assert rows.count(1) == 1 and res.success
+    k = rows.index(1)
+    assert res.history.loss[k] == res.history.loss[0]  # back at the start
+    assert res.history.iteration[k] == res.history.iteration[k - 1]  # not an iteration
+    assert abs(res.loss - rss) <= 1e-6 * rss
+
+
 def test_a_float32_failure_says_what_to_try_and_warns():
     model, starts, rss, x, y = _problem("Misra1a")
     with warnings.catch_warnings(record=True) as seen:

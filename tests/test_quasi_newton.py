@@ -167,20 +167,19 @@ def test_a_pair_without_positive_curvature_is_skipped():
 
 
 def test_lbfgs_with_a_number_uses_it_as_the_first_trial():
-    # f = |x|^2 / 2 from x0 = ones(4): the first direction is D^2 g / |D g| with D = |x0| = 1,
-    # i.e. g / |g|, and a move of 1.5 satisfies both Wolfe conditions, so the first trial is
-    # accepted as given
-    res = descend.minimize(lambda x: 0.5 * (x ** 2).sum(), torch.ones(4, dtype=torch.float64),
-                           rule="lbfgs", lr=1.5, max_iter=1)
-    assert res.step == "strong Wolfe line search (lr0=1.5, c1=0.0001, c2=0.9)"
-    assert res.history.lr[1] == 1.5
+    # f = |x|^2 / 2 from |x0| = 200: the first direction is g/|g|, and a unit-length move of
+    # 150 satisfies both Wolfe conditions, so the first trial is accepted as given
+    res = descend.minimize(lambda x: 0.5 * (x ** 2).sum(), torch.full((4,), 100.0),
+                           rule="lbfgs", lr=150.0, max_iter=1)
+    assert res.step == "strong Wolfe line search (lr0=150, c1=0.0001, c2=0.9)"
+    assert res.history.lr[1] == 150.0
     assert res.history.extra["ls_evals"][1] == 1
 
 
 @pytest.mark.parametrize("rule", [rules.LBFGS, rules.BFGS])
 def test_quasi_newton_steps_do_not_depend_on_the_units_of_x(rule):
-    # the same problem in x and in x' = c * x (c per coordinate): the scaled rules take the
-    # same iterates, up to the units, and the same number of evaluations
+    # the same problem in x and in x' = c * x (c per coordinate): with scale=True the rules take
+    # the same iterates, up to the units, and the same number of evaluations
     c = torch.tensor([1e-3, 1.0, 1e4], dtype=torch.float64)
     t = torch.tensor([2.0, -1.0, 0.5], dtype=torch.float64)
     A = torch.tensor([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 1.0]], dtype=torch.float64)
@@ -190,8 +189,9 @@ def test_quasi_newton_steps_do_not_depend_on_the_units_of_x(rule):
         return 0.5 * e @ A @ e + (e ** 4).sum()
 
     x0 = torch.tensor([5.0, 4.0, -3.0], dtype=torch.float64)
-    a = descend.minimize(f, x0, rule=rule(), stop=stops.GradNormBelow(1e-10))
-    b = descend.minimize(lambda z: f(z / c), x0 * c, rule=rule(), stop=stops.GradNormBelow(1e-10))
+    a = descend.minimize(f, x0, rule=rule(scale=True), stop=stops.GradNormBelow(1e-10))
+    b = descend.minimize(lambda z: f(z / c), x0 * c, rule=rule(scale=True),
+                         stop=stops.GradNormBelow(1e-10))
     unscaled = descend.minimize(lambda z: f(z / c), x0 * c, rule=rule(scale=False),
                                 stop=stops.GradNormBelow(1e-10), max_iter=200)
     torch.testing.assert_close(b.x / c, a.x, rtol=1e-8, atol=1e-8)
