@@ -303,7 +303,7 @@ class LeastSquaresResult(Result):
         njev: Jacobian evaluations (the rule's, one per iteration, and the final one).
     """
 
-    fun: Tensor | None = field(default=None, repr=False)
+    fun: Tensor | None = field(default=None, repr=False)  # type: ignore[assignment]
     jac: Tensor | None = field(default=None, repr=False)
     njev: int = 0
 
@@ -443,7 +443,8 @@ def least_squares(
     xf = [t.detach() for t in (s.finite_values or params.values)]
     r, J = jacobian(fun, _flat(xf), lsq_rule.jacobian if lsq_rule else "auto")
     njev = (lsq_rule.state.get("njev", 0) if lsq_rule else 0) + 1
-    res = LeastSquaresResult(**fields, diagnose=start, fun=r, jac=J, njev=njev)
+    fields["jac"] = J  # scipy's least_squares: jac is the Jacobian of the residuals
+    res = LeastSquaresResult(**fields, diagnose=start, fun=r, njev=njev)
     if snaps is not None:
         from .result import record_result
 

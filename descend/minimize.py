@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
 from time import perf_counter
 from typing import Any
 
+import torch
 from torch import Tensor
 
+from .errors import InputError, InputTypeError
 from .loop import Observer, assemble, run
 from .objective import Objective, Params
 from .result import Result, outcome, start_diagnosis
@@ -21,9 +24,10 @@ __all__ = ["minimize"]
 
 
 def minimize(
-    fn: Callable[..., Tensor],
-    x0: Any,
+    fn: Callable[..., Tensor] | None = None,
+    x0: Any = None,
     *,
+    fun: Callable[..., Tensor] | None = None,
     args: tuple = (),
     rule: str | Rule | Any | None = None,
     lr: float | str | Step | Callable[[int], float] | Any | None = None,
@@ -56,9 +60,11 @@ def minimize(
 
     Args:
         fn: the objective; receives the parameters in the structure of ``x0`` (plus ``args``) and
-            returns a scalar loss tensor built from them.
-        x0: the start: a floating-point tensor, a tuple/list/dict of them, or an ``nn.Module``.
-            Tensors are copied, never mutated; a module is trained in place.
+            returns a scalar loss tensor built from them. ``fun=`` is scipy's name for it.
+        x0: the start: a floating-point tensor, a tuple/list/dict of them, an ``nn.Module``, or
+            a numpy array (as scipy users pass it: ``fn`` then receives a float64 tensor, and
+            ``res.x``, ``res.best_x`` and ``res.jac`` come back as numpy arrays). Tensors are
+            copied, never mutated; a module is trained in place.
         args: extra positional arguments for ``fn``.
         rule: a name from :data:`descend.rules.RULES` (``"gd"``, ``"momentum"``,
             ``"nesterov"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adagrad"``, ``"lbfgs"``,
@@ -90,6 +96,7 @@ def minimize(
         InputError: on misuse, before any work, naming the bad value and the fix.
         DivergenceError: only with ``on_divergence="raise"``.
     """
+    fn, x0, numpy_in = _scipy_style(fn, fun, x0)
     params = Params(x0)
     objective = Objective(fn, params, args)
     parts = assemble(params, rule=rule, lr=lr, stop=stop, max_iter=max_iter, callback=callback,
@@ -110,6 +117,9 @@ def minimize(
     seconds = perf_counter() - t0
 
     res = Result(**outcome(s, fired, seconds, parts.step.describe()), diagnose=start)
+    if numpy_in:
+        res = dataclasses.replace(res, x=_numpy(res.x), best_x=_numpy(res.best_x),
+                                  jac=_numpy(res.jac))
     if snaps is not None:
         from .result import record_result
 
@@ -117,3 +127,31 @@ def minimize(
             "kind": "minimize", "problem": getattr(fn, "__name__", type(fn).__name__),
             "lr": parts.lr, "stop": [repr(c) for c in parts.criteria], "max_iter": max_iter})
     return res
+
+
+def _scipy_style(fn: Any, fun: Any, x0: Any) -> tuple[Callable[..., Tensor], Any, bool]:
+    """Accept scipy's spellings: ``fun=`` for ``fn``, a numpy ``x0`` (float64 unless it is
+    float32; integers become float64). Returns ``(fn, x0, numpy_in)``."""
+    if fun is not None:
+        if fn is not None:
+            raise InputError("give the objective once: as fn (the first argument) or as fun=, "
+                             "not both")
+        fn = fun
+    if fn is None:
+        raise InputTypeError("minimize needs the objective: minimize(fn, x0) or "
+                             "minimize(fun=fn, x0=x0)")
+    if x0 is None:
+        raise InputTypeError("minimize needs a start x0: a tensor, a numpy array, a "
+                             "tuple/list/dict of tensors or an nn.Module")
+    if type(x0).__module__ == "numpy" and hasattr(x0, "dtype"):
+        import numpy as np
+
+        a = np.asarray(x0)
+        if a.dtype.kind in "biu":
+            a = a.astype(np.float64)
+        return fn, torch.from_numpy(np.array(a, copy=True)), True
+    return fn, x0, False
+
+
+def _numpy(v: Any) -> Any:
+    return v.detach().cpu().numpy() if isinstance(v, Tensor) else v

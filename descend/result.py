@@ -17,7 +17,7 @@ import itertools
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
@@ -33,7 +33,22 @@ if TYPE_CHECKING:
     from .state import LoopState
     from .store import Run
 
-__all__ = ["NoObjectiveError", "Result", "StartDiagnosis", "explain", "outcome", "record_result"]
+__all__ = ["STATUS", "NoObjectiveError", "Result", "StartDiagnosis", "explain", "outcome",
+           "record_result", "status_of"]
+
+
+#: scipy-style ``status`` codes, by reason: 0 success; 1 a cap; 2 a divergence guard; 3 any
+#: other failure.
+STATUS = {
+    "success": 0,
+    "max_iter": 1, "max_evals": 1, "time_limit": 1, "max_epochs": 1,
+    "diverged": 2, "nonfinite": 2,
+}
+
+
+def status_of(reason: str, success: bool) -> int:
+    """The scipy-style termination code of a run that stopped with ``reason``."""
+    return 0 if success else STATUS.get(reason, 3)
 
 
 class NoObjectiveError(InputError):
@@ -91,7 +106,8 @@ class Result:
 
     Attributes:
         x: the final point, in the structure of ``x0`` (for an ``nn.Module``: the module, which
-            holds the final parameters). After a non-finite loss: the last finite iterate.
+            holds the final parameters; a numpy array for a numpy ``x0``). After a non-finite
+            loss: the last finite iterate.
         loss: ``f(x)``.
         best_x: the point with the lowest loss seen (a ``{name: tensor}`` dict for a module).
         best_loss: ``f(best_x)``.
@@ -108,6 +124,11 @@ class Result:
             at the start, with the run's fixed lr and loss threshold (local estimates from
             Hessian-vector products, computed on the first call and kept); ``None`` when the
             result was not made by :func:`descend.minimize`.
+        jac: the gradient at ``x``, in the structure of ``x0`` (scipy's name).
+
+    scipy's names work as well: ``res.fun`` (``loss``), ``res.jac``, ``res.nit``, ``res.nfev``,
+    ``res.status`` (:data:`STATUS`), ``res.message``, ``res.success``, and mapping access
+    ``res["x"]``, ``"fun" in res``, ``res.keys()``, as with ``scipy.optimize.OptimizeResult``.
     """
 
     x: Any
@@ -124,6 +145,37 @@ class Result:
     rule: str = "gd"
     step: str = ""
     diagnose: Callable[[], Diagnosis] | None = field(default=None, repr=False, compare=False)
+    jac: Any = field(default=None, repr=False, compare=False)
+
+    # ---- scipy.optimize.OptimizeResult's names, for scipy users (see :data:`STATUS`)
+
+    @property
+    def fun(self) -> float:
+        """scipy's name for :attr:`loss`."""
+        return self.loss
+
+    @property
+    def status(self) -> int:
+        """scipy-style termination code: 0 success, 1 a cap (iterations, evaluations, time,
+        epochs), 2 a divergence guard, 3 any other failure (see :data:`STATUS`)."""
+        return status_of(self.reason, self.success)
+
+    def keys(self) -> list[str]:
+        """The fields, and scipy's names, that ``res[name]`` answers (as ``OptimizeResult``)."""
+        names = [f.name for f in fields(self)]
+        return names + [n for n in ("fun", "status") if n not in names]
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.keys():
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.keys()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """``res[name]``, or ``default`` when the result has no such field."""
+        return getattr(self, name) if name in self.keys() else default
 
     def __repr__(self) -> str:
         ok = "success" if self.success else "no success"
@@ -179,6 +231,7 @@ def outcome(s: LoopState, fired: Criterion, seconds: float, step: str) -> dict[s
         "seconds": seconds,
         "rule": getattr(s.rule, "label", s.rule.name),
         "step": step,
+        "jac": params.build(s.grads) if s.grads else None,
     }
 
 
