@@ -52,3 +52,18 @@ def rosenbrock(n: int = 2, dtype: torch.dtype = torch.float64) -> Case:
 
     x0 = torch.tensor([-1.2, 1.0] * (n // 2), dtype=dtype)
     return Case(f"rosenbrock_{n}", rosen, x0, torch.ones(n, dtype=dtype), 1e-10)
+
+
+class Flip(torch.autograd.Function):
+    """``f(x) = x^2`` whose backward claims the gradient is ``-4x``: a gradient that does not
+    match its loss, so no step along ``-u`` decreases ``f``."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return -4 * x * g

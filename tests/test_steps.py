@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from steps_problems import NOTEBOOK_TARGET, Case, notebook, quadratic, rosenbrock
+from steps_problems import NOTEBOOK_TARGET, Case, Flip, notebook, quadratic, rosenbrock
 
 import descend
 from descend import steps, stops
@@ -268,27 +268,13 @@ def test_bad_strategy_arguments_get_their_message(make, msg):
 def test_a_failed_line_search_stops_with_its_reason():
     # a gradient that points the wrong way: no step along -u decreases f
     def lying(x: torch.Tensor) -> torch.Tensor:
-        return _Flip.apply(x).sum()
+        return Flip.apply(x).sum()
 
     res = descend.minimize(lying, torch.ones(3, dtype=torch.float64), rule="gd", lr="armijo")
     assert res.reason == "step_failed"
     assert not res.success
     assert res.nit == 0
     assert torch.equal(res.x, torch.ones(3, dtype=torch.float64))
-
-
-class _Flip(torch.autograd.Function):
-    """``f(x) = x^2`` whose backward claims the gradient is ``-4x``."""
-
-    @staticmethod
-    def forward(ctx, x):  # type: ignore[override]
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        return -4 * x * g
 
 
 def _below(threshold: float) -> stops.Criterion:

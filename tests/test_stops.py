@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from steps_problems import Flip
 
 import descend
 from descend import stops
@@ -254,17 +255,6 @@ def test_rollback_rows_are_not_iterations():
 
 def test_a_point_that_is_not_stationary_never_reports_success():
     # the lying gradient: a line search finds no step, and the point is far from stationary
-    class Flip(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):  # type: ignore[override]
-            ctx.save_for_backward(x)
-            return x * x
-
-        @staticmethod
-        def backward(ctx, g):  # type: ignore[override]
-            (x,) = ctx.saved_tensors
-            return -4 * x * g
-
     res = descend.minimize(lambda x: Flip.apply(x).sum(), torch.ones(3, dtype=torch.float64),
                            rule="gd", lr="armijo")
     assert (res.reason, res.success) == ("step_failed", False)
