@@ -187,8 +187,34 @@ def assemble(
     Raises:
         InputError: on any bad argument, before any work.
     """
-    fit = counts_epochs
     chosen = lr is None or (isinstance(lr, str) and lr == "auto")
+    the_rule, step, lr = _method(params, rule, lr, chosen, minibatch)
+    if on_divergence is None:
+        on_divergence = "backtrack" if chosen else "stop"
+    if on_divergence not in GUARD_ACTIONS:
+        raise InputError(
+            f"on_divergence must be one of {', '.join(GUARD_ACTIONS)}, got {on_divergence!r}"
+        )
+    given = _criteria(stop, minibatch, counts_epochs, epochs, patience, validation, max_iter)
+    if callback is not None:
+        given.append(Callback(callback))
+    parts = Parts(the_rule, step, criteria_list(given, max_iter), list(observers),
+                  on_divergence, lr, chosen)
+    if verbose:
+        parts.observers.append(Printer())
+    if progress:
+        if callable(progress):
+            parts.observers.append(progress(parts.max_epochs if counts_epochs
+                                            else parts.max_iter))
+        else:
+            parts.observers.append(Progress(total=parts.max_iter))
+    return parts
+
+
+def _method(params: Params, rule: Any, lr: Any, chosen: bool,
+            minibatch: str | None) -> tuple[Any, Step, Any]:
+    """The rule and the step size, by the policy of :func:`assemble`; returns the resolved
+    ``lr`` too."""
     if rule is None:  # no rule: the default method, unless a step is given (then gd)
         rule = ("adam" if minibatch else "lbfgs") if chosen else "gd"
     the_rule: Any = make_rule(rule)
@@ -205,17 +231,15 @@ def assemble(
         the_rule.leaves = params.leaves
     if lr is None:
         lr = "auto" if the_rule.scalable and not minibatch else type(the_rule).default_lr
-    step = make_step(lr, the_rule)
-    if on_divergence is None:
-        on_divergence = "backtrack" if chosen else "stop"
-    if on_divergence not in GUARD_ACTIONS:
-        raise InputError(
-            f"on_divergence must be one of {', '.join(GUARD_ACTIONS)}, got {on_divergence!r}"
-        )
+    return the_rule, make_step(lr, the_rule), lr
 
+
+def _criteria(stop: Any, minibatch: str | None, counts_epochs: bool, epochs: int | None,
+              patience: int | None, validation: bool, max_iter: int | None) -> list[Criterion]:
+    """The caller's criteria (or the defaults) with ``fit``'s epoch criteria, checked."""
     given = as_criteria(stop) if stop is not None else (
         [] if minibatch else default_criteria())
-    if not fit:
+    if not counts_epochs:
         for c in given:
             if isinstance(c, EPOCH_CRITERIA):
                 raise InputError(f"{type(c).__name__} counts epochs; it works only in "
@@ -226,20 +250,10 @@ def assemble(
         given.append(EarlyStopping(check_count("patience", patience)))
     if epochs is not None:
         given.append(MaxEpochs(check_count("epochs", epochs)))
-    if fit and max_iter is None and not any(isinstance(c, (MaxIter, MaxEpochs)) for c in given):
+    bounded = max_iter is not None or any(isinstance(c, (MaxIter, MaxEpochs)) for c in given)
+    if counts_epochs and not bounded:
         given.append(MaxEpochs(DEFAULT_EPOCHS))
-    if callback is not None:
-        given.append(Callback(callback))
-    parts = Parts(the_rule, step, criteria_list(given, max_iter), list(observers),
-                  on_divergence, lr, chosen)
-    if verbose:
-        parts.observers.append(Printer())
-    if progress:
-        if callable(progress):
-            parts.observers.append(progress(parts.max_epochs if fit else parts.max_iter))
-        else:
-            parts.observers.append(Progress(total=parts.max_iter))
-    return parts
+    return given
 
 
 def run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
