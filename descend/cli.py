@@ -75,17 +75,20 @@ def _lr(text: str) -> float | str:
         ) from None
 
 
-def _batch_size(text: str) -> int | None:
-    """argparse type of ``--batch-size``: a whole number >= 1, or ``full`` (every row)."""
+def _batch_size(text: str) -> int | str | None:
+    """argparse type of ``--batch-size``: a whole number >= 1, ``full`` (every row) or
+    ``auto``."""
     if text == "full":
         return None
+    if text == "auto":
+        return "auto"
     try:
         n = int(text)
     except ValueError:
         n = 0
     if n < 1:
         raise argparse.ArgumentTypeError(
-            f"invalid batch size {text!r}: give a whole number >= 1, or full for every row")
+            f"invalid batch size {text!r}: give a whole number >= 1, full for every row, or auto")
     return n
 
 
@@ -369,9 +372,7 @@ def _fit(a: argparse.Namespace) -> int:
     if a.time_limit is not None:
         stop.append(TimeLimit(a.time_limit))
     val = a.val_file if a.val_file is not None else (a.val or None)
-    # the default patience watches the validation loss; without validation data it is off
-    patience = a.patience if a.patience is not None else (10 if val is not None else None)
-    patience = patience or None
+    patience = a.patience  # None: fit's automatic method decides; 0: off
     root = None if a.no_record else _records(a)
     res = fit(
         a.model, a.file, target=_columns(a.target), features=_columns(a.features), val=val,
@@ -383,6 +384,7 @@ def _fit(a: argparse.Namespace) -> int:
     )
     prep = res.preprocessing
     assert prep is not None
+    print(f"method: {res.method}")
     print(f"stopped after {res.epochs} epochs ({res.nit} iterations, {res.seconds:.1f} s): "
           f"{res.message} [{res.reason}]")
     if res.restored_best:
@@ -552,26 +554,32 @@ def _parser() -> _Parser:
         help="activation of mlp models: relu, tanh, gelu, sigmoid, silu (default relu)")
     arg("--loss", metavar="NAME", help="mse, mae, huber, bce or cross_entropy (default: mse; "
         "for logistic: bce with 2 classes, else cross_entropy)")
-    arg("--rule", default="adam", metavar="NAME", help="update rule: gd (SGD), momentum, "
+    arg("--rule", default=None, metavar="NAME", help="update rule: gd (SGD), momentum, "
         "nesterov, adam, adamw, rmsprop, adagrad, or the quasi-Newton lbfgs, bfgs (these need "
-        "--batch-size full and always use the strong-Wolfe line search) (default adam)")
-    arg("--lr", type=_lr, default=0.01, metavar="X",
+        "the full batch and always use the strong-Wolfe line search) (default: lbfgs on the "
+        "full batch, adam on mini-batches)")
+    arg("--lr", type=_lr, default=None, metavar="X",
         help="step size: a number or a strategy name such as auto, armijo or wolfe; a line "
-        "search searches along each iteration's own batch (default 0.01)")
-    arg("--batch-size", type=_batch_size, default=64, metavar="N",
-        help="rows per batch, or full for every training row in one batch (default 64)")
+        "search searches along each iteration's own batch (default: auto on the full batch, "
+        "the rule's default on mini-batches)")
+    arg("--batch-size", type=_batch_size, default="auto", metavar="N",
+        help="rows per batch, full for every training row in one batch, or auto: the full "
+        "batch when the training features hold at most 10,000,000 numbers, else 64 (default "
+        "auto)")
     arg("--on-divergence", choices=("backtrack", "stop"), default=None,
         help="when the loss diverges or becomes non-finite: backtrack (return to the best "
         "point, halve the step, go on) or stop (default: backtrack with --lr auto, else stop)")
-    arg("--epochs", type=int, default=100, metavar="N",
-        help="most passes over the training rows (default 100)")
+    arg("--epochs", type=int, default=None, metavar="N",
+        help="most passes over the training rows (default: the full batch runs to convergence; "
+        "automatic mini-batches stop early, within 1000 epochs; other runs 100)")
     arg("--val", type=float, default=0.2, metavar="F",
         help="fraction of rows held out for validation, 0 for none (default 0.2)")
     arg("--val-file", metavar="FILE", help="a separate validation file instead of --val")
     arg("--patience", type=int, default=None, metavar="N",
-        help="stop when the validation loss has not improved for this many epochs and restore "
-        "the best epoch's weights; 0 turns it off (default 10 with validation data, off "
-        "without)")
+        help="stop when the validation loss (the training loss without validation data) has "
+        "not improved for this many epochs and restore the best epoch's weights; 0 turns it "
+        "off (default: 10 with automatic mini-batches, off on the full batch, which runs to "
+        "the optimum)")
     arg("--loss-below", type=float, metavar="X",
         help="stop at the end of an epoch whose mean training loss is at or below this")
     arg("--time-limit", type=float, metavar="S", help="stop after this many seconds")

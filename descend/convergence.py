@@ -74,6 +74,11 @@ def hint(s: LoopState) -> str:
     return HINT_FLOAT32 if eps_of(s) > 1e-10 else HINT_FLOAT64
 
 
+def _rms(x: Tensor) -> Tensor:
+    a = x.detach().abs()
+    return torch.linalg.vector_norm(a) / math.sqrt(max(a.numel(), 1))
+
+
 def probe_move(s: LoopState) -> float:
     """The relative move of :func:`not_a_minimum`'s probes: ``eps^(1/4)`` (1.2e-4 in float64, 0.018
     in float32), large enough that a minimum's quadratic rise clears the loss's round-off."""
@@ -86,41 +91,48 @@ PLATEAU_COORDINATES = 32
 
 def not_a_minimum(s: LoopState) -> str | None:
     """The check behind every success by a small gradient: probes that move coordinates by
-    ``h = eps^(1/4)`` of their size ``D_i = max(|x_i|, typ x_i)`` (evaluations, counted). With at
+    ``h = eps^(1/4)`` of their size ``D_i = max(|x_i|, typ x_i, RMS of its tensor)``
+    (evaluations, counted). With at
     most :data:`PLATEAU_COORDINATES` parameters, one probe per coordinate, downhill
     (``x_i - sign(g_i) h D_i``); above, one down the scaled gradient
     (``x - h D^2 g / max_i |D_i g_i|``) and two at ``x +- h D r`` with seeded random signs ``r``.
-    At a minimum the loss falls at no probe (beyond ``4 eps |f|``) and rises at some (for a
+    At a minimum the loss falls at no probe (beyond ``4 eps |f|``, and on at twice the move:
+    a slope, not the round-off of a large sum) and rises at some (for a
     small problem, at every coordinate whose gradient was not 0 at the start: a parameter that
     mattered there and has no effect here has saturated): None. Else what the probes saw: the
     loss still falls (a slope that flattens out far away, as where an exponential saturates)
     or does not change."""
     move = probe_move(s)
     typx = typical(s.start_values)
-    sizes = [torch.maximum(x.abs(), t) for x, t in zip(s.values, typx)]
+    # each coordinate's size, at least its tensor's RMS (a parameter near 0 is probed at the
+    # scale of its neighbours, or its quadratic rise would drown in round-off)
+    sizes = [torch.maximum(torch.maximum(x.abs(), t), _rms(x)) for x, t in zip(s.values, typx)]
     band = 4 * eps_of(s) * abs(s.loss)
-    probes: list[float] = []
+    moves: list[list[Tensor]] = []  # one probe: a step per parameter tensor
     small = sum(x.numel() for x in s.values) <= PLATEAU_COORDINATES
     if small:
         for k, (x, d, g) in enumerate(zip(s.values, sizes, s.grads)):
             for i in range(x.numel()):
                 step = torch.zeros_like(x).reshape(-1)
                 step[i] = (-move if float(g.reshape(-1)[i]) >= 0 else move) * d.reshape(-1)[i]
-                moved = list(s.values)
-                moved[k] = x + step.reshape(x.shape)
-                probes.append(s.loss_at(moved))
+                moves.append([step.reshape(x.shape) if j == k else torch.zeros_like(v)
+                              for j, v in enumerate(s.values)])
     else:
         gen = torch.Generator().manual_seed(0)
         scaled = [d * g for d, g in zip(sizes, s.grads)]
         top = max(float(v.abs().max()) for v in scaled)
         if top > 0:
-            probes.append(s.loss_at([x - move * d * v / top
-                                     for x, d, v in zip(s.values, sizes, scaled)]))
+            moves.append([-move * d * v / top for d, v in zip(sizes, scaled)])
         signs = [torch.randint(0, 2, x.shape, generator=gen).to(x.device, x.real.dtype) * 2 - 1
                  for x in s.values]
-        probes += [s.loss_at([x + side * move * d * r for x, d, r in zip(s.values, sizes, signs)])
-                   for side in (1.0, -1.0)]
-    if any(f < s.loss - band for f in probes):
+        moves += [[side * move * d * r for d, r in zip(sizes, signs)] for side in (1.0, -1.0)]
+
+    def at(step: list[Tensor], times: float = 1.0) -> float:
+        return s.loss_at([x + times * m for x, m in zip(s.values, step)])
+
+    probes = [at(m) for m in moves]
+    # a fall counts when it goes on at twice the move (a slope, not the loss's round-off noise)
+    if any(f < s.loss - band and at(m, 2.0) < f - band for f, m in zip(probes, moves)):
         return "the loss still falls"
     if all(abs(f - s.loss) <= band for f in probes):
         return "the loss does not change"

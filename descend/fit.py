@@ -50,13 +50,21 @@ from .observers import EpochProgress, Epochs
 from .result import Result, outcome
 from .rules import Rule
 from .steps import Step
-from .stops import Criterion, EarlyStopping
+from .stops import DEFAULT_MAX_ITER, Criterion, EarlyStopping
 from .tables import Preprocessing, read_table, to_table
 
 __all__ = ["FitResult", "fit", "record_fit"]
 
 #: ``batch_size=None``: one batch holding every training row.
 FULL_BATCH = 2**62
+#: ``batch_size="auto"``: the full batch when the training features hold at most this many
+#: numbers (rows x columns; 80 MB in float64), else mini-batches of :data:`AUTO_BATCH` rows.
+FULL_BATCH_NUMBERS = 10_000_000
+AUTO_BATCH = 64
+#: The automatic mini-batch method stops early on the monitored loss after this many epochs
+#: without improvement, within at most :data:`AUTO_EPOCHS` epochs.
+AUTO_PATIENCE = 10
+AUTO_EPOCHS = 1000
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class FitResult(Result):
         loss_name: the loss's name (or the callable's ``__name__``).
         spec: the model spec when ``fit`` built the model (``"linear"``, ``"mlp:64"``, ...).
         activation: the activation of an ``mlp`` spec.
+        method: the method in words, and why it was chosen: the rule, the step size, the
+            batches and how the run stops.
     """
 
     model: Any = None
@@ -91,6 +101,7 @@ class FitResult(Result):
     loss_name: str = ""
     spec: str = ""
     activation: str = "relu"
+    method: str = ""
 
     def __repr__(self) -> str:
         ok = "success" if self.success else "no success"
@@ -188,9 +199,9 @@ def fit(
     val: float | Any = None,
     loss: str | Callable[[Tensor, Tensor], Tensor] | None = None,
     metrics: Sequence[str | Callable[[Tensor, Tensor], float]] | None = None,
-    rule: str | Rule | Any = "adam",
-    lr: float | str | Step | Callable[[int], float] | None = 1e-2,
-    batch_size: int | None = 64,
+    rule: str | Rule | Any = None,
+    lr: float | str | Step | Callable[[int], float] | None = None,
+    batch_size: int | str | None = "auto",
     epochs: int | None = None,
     stop: Criterion | Iterable[Criterion] | None = None,
     max_iter: int | None = None,
@@ -272,11 +283,12 @@ def fit(
     Raises:
         InputError: on misuse or bad data, before any training, in one line naming the fix.
     """
-    if batch_size is not None:
+    if batch_size != "auto" and batch_size is not None:
         check_count("batch_size", batch_size)
-    for n, v in (("epochs", epochs), ("patience", patience)):
-        if v is not None:
-            check_count(n, v)
+    if epochs is not None:
+        check_count("epochs", epochs)
+    if patience is not None:
+        check_count("patience", patience, minimum=0)
     _check_loss_and_metrics(model, loss, metrics)
     dev, dtype = _placement(model, device)
     root = None
@@ -286,7 +298,7 @@ def fit(
         root = records_root(record)  # checked before any work
 
     d = prepare(model, data, val, target=target, features=features, loss=loss,
-                batch_size=FULL_BATCH if batch_size is None else batch_size,
+                batch_size=batch_size if isinstance(batch_size, int) else FULL_BATCH,
                 standardize=standardize, one_hot=one_hot, drop_missing=drop_missing,
                 drop_constant=drop_constant, shuffle=shuffle, seed=seed, dtype=dtype, device=dev)
     if isinstance(model, str):
@@ -301,7 +313,6 @@ def fit(
     metric_list = _metric_list(metrics, head, d.loss)
 
     params = Params(net)
-    objective = MiniBatchObjective(net, params, loss_fn, d.train)
     val_src = d.val
 
     def validate() -> dict[str, float]:
@@ -309,17 +320,30 @@ def fit(
         return evaluate(net, val_src, loss_fn, head, metric_list)
 
     names = [m if isinstance(m, str) else getattr(m, "__name__", "metric") for m in metric_list]
+    batching = _batching(d, batch_size, shuffle, seed)
     bpe = d.train.batches_per_epoch
     log = Epochs(bpe, d.train.sizes(), validate if val_src is not None else None, names)
+    objective = MiniBatchObjective(net, params, loss_fn, d.train)
     objective.epochs = log
+    automatic = batch_size == "auto" and stop is None and max_iter is None and epochs is None
+    stopping = ""
+    if automatic and bpe > 1 and patience is None:  # mini-batches: stop on the monitored loss
+        patience, epochs = AUTO_PATIENCE, AUTO_EPOCHS
+        stopping = (f"stops when the {log.monitor} has not improved for {patience} epochs "
+                    f"(at most {epochs})")
+    elif automatic and bpe == 1:  # the full batch: to convergence, as minimize
+        max_iter = DEFAULT_MAX_ITER
+        stopping = "runs to convergence"
     parts = assemble(
         params, rule=rule, lr=lr, stop=stop, max_iter=max_iter, callback=callback,
         observers=[log, *observers], on_divergence=on_divergence,
         progress=(lambda total: EpochProgress(log, total)) if progress else False,
         counts_epochs=True,
-        minibatch=None if bpe == 1 else (f"batch_size={batch_size} splits the training rows "
-                                         f"into {bpe} mini-batches"),
-        epochs=epochs, patience=patience, validation=val_src is not None)
+        minibatch=None if bpe == 1 else f"{batching} splits the training rows into {bpe} "
+                                        "mini-batches",
+        epochs=epochs, patience=patience or None, validation=val_src is not None)
+    method = f"{parts.rule.name} with {parts.step.describe()} on {batching}" + (
+        f"; {stopping}" if stopping else "")
 
     t0 = perf_counter()
     s, fired = run(objective, parts)
@@ -332,8 +356,7 @@ def fit(
         restored = True
     final = {}
     if metric_list:  # metrics=[] skips the final passes over the data
-        train_eval = InMemory(d.train.X, d.train.Y, FULL_BATCH if batch_size is None
-                              else batch_size, shuffle=False) \
+        train_eval = InMemory(d.train.X, d.train.Y, 65536, shuffle=False) \
             if isinstance(d.train, InMemory) else d.train
         final.update({f"train_{k}": v for k, v in
                       evaluate(net, train_eval, loss_fn, head, metric_list).items()})
@@ -356,14 +379,36 @@ def fit(
         loss_name=d.loss if d.loss is not None else getattr(loss, "__name__", "loss"),
         spec=model if isinstance(model, str) else "",
         activation=activation,
+        method=method,
     )
     if root is not None:
         record_fit(root, res, config={
             "kind": "fit", "problem": str(data) if isinstance(data, (str, os.PathLike))
             else type(data).__name__, "model": model if isinstance(model, str)
             else type(model).__name__, "lr": parts.lr, "batch_size": batch_size,
-            "epochs": epochs, "seed": seed, "stop": [repr(c) for c in parts.criteria]})
+            "epochs": epochs, "seed": seed, "stop": [repr(c) for c in parts.criteria],
+            "method": method})
     return res
+
+
+def _batching(d: Any, batch_size: int | str | None, shuffle: bool, seed: int) -> str:
+    """Settle ``batch_size="auto"`` on the prepared data (the full batch when the training
+    features hold at most :data:`FULL_BATCH_NUMBERS` numbers, else mini-batches of
+    :data:`AUTO_BATCH`), and say in words what the batches are and why."""
+    train = d.train
+    if not isinstance(train, InMemory):
+        return "the loader's batches"
+    rows = len(train.X)
+    cols = train.X.shape[1] if train.X.dim() > 1 else 1
+    if batch_size == "auto":
+        if rows * cols > FULL_BATCH_NUMBERS:
+            d.train = InMemory(train.X, train.Y, AUTO_BATCH, shuffle=shuffle, seed=seed)
+            return (f"mini-batches of {AUTO_BATCH} rows (the {rows} x {cols} training features "
+                    f"exceed {FULL_BATCH_NUMBERS:,} numbers)")
+        return f"the full batch ({rows} rows x {cols} features fit in memory)"
+    if train.batches_per_epoch == 1:
+        return f"the full batch ({rows} rows)"
+    return f"batch_size={batch_size}"
 
 
 def _check_loss_and_metrics(model: Any, loss: Any, metrics: Any) -> None:

@@ -121,8 +121,8 @@ REASONS: dict[str, tuple[bool, str]] = {
         False,
         "stopped at iteration {iteration} where the gradient is small but x is no minimum: when "
         "x moves by {move:g} of its size, {what} (loss {loss:.4e}); often a plateau far out, "
-        "where an exponential saturates: try another start, a smaller step, or, for a sum of "
-        "squares, descend.least_squares",
+        "where an exponential saturates, or a classifier that separates its data: try another "
+        "start, a smaller step, a penalty (l2), or, for a sum of squares, descend.least_squares",
     ),
     "stalled": (
         False,

@@ -79,7 +79,7 @@ def test_a_stochastic_line_search_reaches_the_optimum_where_batches_agree(lr):
     # along each iteration's own batch converges to it
     X, Y, optimum = _linear(0.0)
     net = torch.nn.Linear(4, 1)
-    res = descend.fit(net, (X, Y), rule="gd", lr=lr, metrics=[], epochs=5)
+    res = descend.fit(net, (X, Y), rule="gd", lr=lr, metrics=[], epochs=5, batch_size=64)
     with torch.no_grad():
         loss = F.mse_loss(net(X), Y).item()
     # the optimum is 0 up to round-off: within 1e-6 of the target's variance (r2 > 1 - 1e-6)
@@ -92,7 +92,7 @@ def test_a_stochastic_line_search_on_noisy_data_no_longer_stops_after_three_step
     # the old fit drew a new batch for every trial: step_failed after 3 iterations, r2 0.56
     X, Y, optimum = _linear(0.1)
     net = torch.nn.Linear(4, 1)
-    res = descend.fit(net, (X, Y), rule="gd", lr=lr, metrics=[], epochs=5)
+    res = descend.fit(net, (X, Y), rule="gd", lr=lr, metrics=[], epochs=5, batch_size=64)
     with torch.no_grad():
         loss = F.mse_loss(net(X), Y).item()
     r2 = 1 - loss / Y.var(unbiased=False).item()

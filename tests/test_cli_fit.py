@@ -330,17 +330,18 @@ def test_out_is_refused_unless_overwrite_then_replaced(tmp_path, capsys):
 def test_fit_summary_and_early_stopping(tmp_path, capsys):
     _regression_file(tmp_path / "d.csv", n=200)
     rc, out, _ = run(["fit", tmp_path / "d.csv", "--target", "y", "--features", "a,b,c",
-                      "--patience", "2", "--lr", "0.05", "--epochs", "300", "--out",
-                      tmp_path / "m", "--quiet"], capsys)
+                      "--patience", "2", "--rule", "adam", "--lr", "0.05", "--batch-size", "64",
+                      "--epochs", "300", "--out", tmp_path / "m", "--quiet"], capsys)
     assert rc == 0
     lines = out.splitlines()
     config = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert lines[0].startswith(f"stopped after {config['epochs_run']} epochs")
+    assert lines[0] == "method: adam with lr=0.05 on batch_size=64"
+    assert lines[1].startswith(f"stopped after {config['epochs_run']} epochs")
     assert config["reason"] == "early_stopping"
-    assert lines[0].endswith(" in 2 epochs; best "
+    assert lines[1].endswith(" in 2 epochs; best "
                              f"{config_best(tmp_path):.4e} at epoch {config['best_epoch']} "
                              "[early_stopping]")
-    assert lines[1] == f"restored the weights of the best epoch, {config['best_epoch']}"
+    assert lines[2] == f"restored the weights of the best epoch, {config['best_epoch']}"
     assert lines[-4].startswith("train: loss ") and lines[-3].startswith("val:   loss ")
     assert lines[-2] == f"saved the model to {tmp_path / 'm'}"
     epochs = pd.read_csv(tmp_path / "m" / "epochs.csv")
@@ -367,7 +368,7 @@ def test_parquet_training_file_with_a_separate_validation_file(tmp_path, capsys)
                       "--epochs", "5", "--batch-size", "16", "--out", tmp_path / "m", "--quiet"],
                      capsys)
     assert rc == 0
-    assert out.splitlines()[0] == ("stopped after 5 epochs (25 iterations, "
+    assert out.splitlines()[1] == ("stopped after 5 epochs (25 iterations, "
                                    f"{out.split('iterations, ')[1].split(' s)')[0]} s): "
                                    "completed 5 epochs [max_epochs]")
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())

@@ -165,10 +165,25 @@ def test_max_iter_and_time_limit_bound_a_fit():
 
 
 def test_default_bound_is_100_epochs():
+    # mini-batches the caller chose, nothing else bounding the run: 100 epochs
     X, Y, _, _ = linear_data(n=20)
-    res = descend.fit(linear_model(), (X, Y), batch_size=20)
-    assert (res.reason, res.epochs, res.nit) == ("max_epochs", 100, 100)
+    res = descend.fit(linear_model(), (X, Y), batch_size=5, rule="adam", lr=1e-3)
+    assert (res.reason, res.epochs, res.nit) == ("max_epochs", 100, 400)
     assert isinstance(res, FitResult) and isinstance(res, descend.Result)
+
+
+def test_the_automatic_method_says_what_it_chose_and_why():
+    X, Y, _, _ = linear_data(n=20)
+    full = descend.fit(linear_model(), (X, Y))
+    assert full.method == ("lbfgs with strong Wolfe line search (lr0=1, c1=0.0001, c2=0.9) on "
+                           "the full batch (20 rows x 5 features fit in memory); runs to "
+                           "convergence")
+    assert full.success and full.reason in ("converged", "roundoff")
+    big = torch.randn(2_300_000, 5), torch.randn(2_300_000, 1)  # 0.9 x 11.5e6 numbers > 1e7
+    mini = descend.fit("linear", big, val=0.1, max_iter=3)
+    assert mini.method.startswith("adam with lr=0.001 on mini-batches of 64 rows (the ")
+    auto = descend.fit("linear", (big[0][:100], big[1][:100]), batch_size=10, metrics=[])
+    assert auto.method == "adam with lr=0.001 on batch_size=10" and auto.reason == "max_epochs"
 
 
 # ------------------------------------------------------------------------------- data forms
@@ -288,7 +303,8 @@ def test_cross_entropy_classifier_on_tensors():
     g = torch.Generator().manual_seed(0)
     X = torch.randn(300, 4, generator=g)
     y = (X @ torch.randn(4, 3, generator=g)).argmax(1)  # 3 linearly separable classes
-    res = descend.fit("logistic", (X, y), loss="cross_entropy", lr=0.1, epochs=40, val=0.2)
+    res = descend.fit("logistic", (X, y), loss="cross_entropy", rule="adam", lr=0.1, epochs=40,
+                      val=0.2, batch_size=64)
     assert res.metrics["train_accuracy"] > 0.95 and res.metrics["val_accuracy"] > 0.9
     prob = res.predict(X)
     assert prob.shape == (300, 3)
