@@ -221,13 +221,93 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
+#: the fields of ``runs list`` (the index's columns), for --json, --filter and --sort
+_FIELDS = ("id", "created", "problem", "rule", "step", "nit", "loss", "reason", "success",
+           "label")
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _field_value(key: str, text: str) -> Any:
+    """``text`` as a value of the field ``key``: whole numbers for nit, numbers for loss,
+    true/false for success, text otherwise."""
+    if key == "success":
+        if text.lower() not in _TRUE + _FALSE:
+            raise argparse.ArgumentTypeError(f"success takes true or false, got {text!r}")
+        return text.lower() in _TRUE
+    try:
+        return int(text) if key == "nit" else float(text) if key == "loss" else text
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{key} takes {'a whole number' if key == 'nit' else 'a number'}, got {text!r}"
+        ) from None
+
+
+def _filter(text: str) -> tuple[str, Any]:
+    """argparse type of ``--filter``: ``KEY=VALUE`` on a listed field."""
+    key, eq, value = text.partition("=")
+    key = key.strip()
+    if not eq:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. reason=converged, got "
+                                         f"{text!r}")
+    if key not in _FIELDS:
+        raise argparse.ArgumentTypeError(f"unknown key {key!r}; keys: {', '.join(_FIELDS)}")
+    return key, _field_value(key, value)
+
+
+def _sort_key(text: str) -> str:
+    """argparse type of ``--sort``: a listed field, with ``-`` in front for descending."""
+    if text.lstrip("-") not in _FIELDS:
+        raise argparse.ArgumentTypeError(f"unknown key {text.lstrip('-')!r}; keys: "
+                                         f"{', '.join(_FIELDS)} (prefix - for descending)")
+    return text
+
+
+def _count(text: str) -> int:
+    """argparse type of ``--limit``: a whole number >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: give a whole number >= 0")
+    return n
+
+
+def _matches(value: Any, wanted: Any) -> bool:
+    if isinstance(wanted, float) and isinstance(value, (int, float)):
+        return value == wanted or (math.isnan(wanted) and math.isnan(value))
+    return bool(value == wanted)
+
+
+def _select(rows: list[dict[str, Any]], a: argparse.Namespace) -> list[dict[str, Any]]:
+    """``rows`` filtered (every --filter holds), sorted by --sort, cut to --limit."""
+    rows = [r for r in rows if all(_matches(r[k], v) for k, v in a.filter)]
+    if a.sort:
+        key, desc = a.sort.lstrip("-"), a.sort.startswith("-")
+        missing = [r for r in rows if r[key] is None or r[key] != r[key]]  # NaN: last
+        present = [r for r in rows if not (r[key] is None or r[key] != r[key])]
+        rows = sorted(present, key=lambda r: r[key], reverse=desc) + missing
+    return rows if a.limit is None else rows[:a.limit]
+
+
+def _json_row(r: dict[str, Any]) -> dict[str, Any]:
+    # strict JSON has no NaN or infinity: a loss that is not finite is written as null
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in r.items()}
+
+
 def _runs_list(a: argparse.Namespace) -> int:
+    import json
+
     from .store import list_runs
 
     root = _records(a)
-    rows = list_runs(root)
+    rows = _select(list_runs(root), a)
+    if a.json:
+        print(json.dumps([_json_row(r) for r in rows], indent=1))
+        return 0
     if not rows:
-        print(f"no runs in {root}")
+        print(f"no runs in {root}" + (" match" if a.filter else ""))
         return 0
     out = [["id", "when (UTC)", "problem", "rule", "step", "iterations", "final loss", "reason"]]
     for r in rows:
@@ -286,14 +366,39 @@ def _runs_compare(a: argparse.Namespace) -> int:
 
 
 def _runs_rm(a: argparse.Namespace) -> int:
-    from .store import open_run, remove_run
+    from .store import remove_run, run_path
 
     root = _records(a)
-    for i in a.ids:  # all must exist before any is removed
-        open_run(root, i)
-    for i in dict.fromkeys(a.ids):
-        remove_run(root, i)
-        print(f"removed {i}")
+    ids = [run_path(root, i).name for i in a.ids]  # all must exist before any is removed
+    for i in dict.fromkeys(ids):
+        print(f"removed {remove_run(root, i)}")
+    return 0
+
+
+def _runs_export(a: argparse.Namespace) -> int:
+    from .export import check_format, export_runs
+    from .store import open_run
+
+    to, folder = (a.to[0], a.to[1]) if a.to else ("csv", a.csv)
+    check_format(to)  # before the runs are read: a missing library is the first thing said
+    root = _records(a)
+    runs = [open_run(root, i) for i in a.ids]
+    path = export_runs(runs, to, folder, overwrite=a.overwrite)
+    print(f"exported {len(runs)} run{'s' if len(runs) != 1 else ''} to {path} ({to})")
+    if to == "tensorboard":
+        print(f"view: tensorboard --logdir {path}")
+    elif to == "mlflow":
+        print(f"view: MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri "
+              f"{path.resolve().as_uri()}")
+    return 0
+
+
+def _completion(a: argparse.Namespace) -> int:
+    try:
+        import shtab
+    except ImportError:
+        raise InputError("shell completion needs shtab: pip install shtab") from None
+    print(shtab.complete(_parser(), shell=a.shell), end="")
     return 0
 
 
@@ -480,12 +585,22 @@ def _parser() -> _Parser:
     d.add_argument("--no-record", action="store_true", help="write no run record")
     d.set_defaults(run=_demo)
 
-    r = sub.add_parser("runs", help="list, show, compare or remove recorded runs",
+    r = sub.add_parser("runs", help="list, show, compare, remove or export recorded runs",
                        description="The run records in the records folder.")
     rsub = r.add_subparsers(dest="action", required=True, metavar="ACTION")
     common = _Parser(add_help=False)
     common.add_argument("--runs", metavar="DIR", help=runs_help)
-    rl = rsub.add_parser("list", parents=[common], help="a table of the runs, oldest first")
+    rl = rsub.add_parser("list", parents=[common], help="a table of the runs, oldest first",
+                         description="The runs in the records folder, oldest first. Keys of "
+                         f"--filter and --sort: {', '.join(_FIELDS)}.")
+    rl.add_argument("--json", action="store_true",
+                    help="print one JSON array of the runs' fields instead of the table")
+    rl.add_argument("--filter", type=_filter, action="append", default=[], metavar="KEY=VALUE",
+                    help="only runs whose KEY equals VALUE, e.g. reason=converged or rule=lbfgs "
+                    "(repeatable: all must hold)")
+    rl.add_argument("--sort", type=_sort_key, metavar="KEY",
+                    help="sort by KEY, e.g. loss; -KEY for descending, e.g. -nit")
+    rl.add_argument("--limit", type=_count, metavar="N", help="at most N runs")
     rl.set_defaults(run=_runs_list)
     rs = rsub.add_parser("show", parents=[common], help="everything recorded about one run")
     rs.add_argument("id", help="run id")
@@ -496,6 +611,20 @@ def _parser() -> _Parser:
     rr = rsub.add_parser("rm", parents=[common], help="remove runs (folder and index row)")
     rr.add_argument("ids", nargs="+", metavar="ID", help="run ids")
     rr.set_defaults(run=_runs_rm)
+    ex = rsub.add_parser("export", parents=[common], help="write runs for TensorBoard, MLflow "
+                         "or as CSV", description="Writes runs into a new folder: TensorBoard "
+                         "event files (every history column a scalar per iteration, the config "
+                         "as hyper-parameters), a local MLflow tracking folder (params, metrics "
+                         "by step, the final parameters as an artifact) or CSV histories.")
+    ex.add_argument("ids", nargs="+", metavar="RUN", help="run ids (or unique prefixes) or run "
+                    "folders")
+    to = ex.add_mutually_exclusive_group(required=True)
+    to.add_argument("--to", nargs=2, metavar=("FORMAT", "DIR"),
+                    help="tensorboard DIR (needs descend[tensorboard]) or mlflow DIR (needs "
+                    "descend[mlflow]) or csv DIR")
+    to.add_argument("--csv", metavar="DIR", help="the histories as DIR/<run id>.csv")
+    ex.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
+    ex.set_defaults(run=_runs_export)
 
     rep = sub.add_parser("report", parents=[common], help="one self-contained HTML report of "
                          "runs, overlaid", description="Writes one HTML file that works "
@@ -611,6 +740,15 @@ def _parser() -> _Parser:
     ev.add_argument("folder", metavar="DIR", help="a model folder written by descend fit --out")
     ev.add_argument("file", metavar="FILE", help="labelled rows: a CSV or Parquet file")
     ev.set_defaults(run=_evaluate)
+
+    co = sub.add_parser("completion", help="print a shell completion script (bash, zsh, fish)",
+                        description="Prints the completion script for SHELL, made from this "
+                        "command line by shtab. bash: descend completion bash > "
+                        "~/.local/share/bash-completion/completions/descend; zsh: descend "
+                        "completion zsh > ~/.zfunc/_descend; fish: descend completion fish > "
+                        "~/.config/fish/completions/descend.fish")
+    co.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
+    co.set_defaults(run=_completion)
     return p
 
 
@@ -620,14 +758,26 @@ def _version() -> str:
     return f"descend {__version__}"
 
 
+def _descending(argv: list[str]) -> list[str]:
+    """``--sort -loss`` as ``--sort=-loss``: argparse would take ``-loss`` for an option."""
+    out: list[str] = []
+    for tok in argv:
+        if out and out[-1] == "--sort" and tok[:1] == "-" and tok[1:] in _FIELDS:
+            out[-1] = f"--sort={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     parser = _parser()
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        a = parser.parse_args(argv)
+        a = parser.parse_args(_descending(args))
     except SystemExit as e:
         return int(e.code or 0)
-    a.argv = list(sys.argv[1:] if argv is None else argv)
+    a.argv = args
     try:
         return int(a.run(a))
     except InputError as e:
