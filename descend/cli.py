@@ -398,7 +398,7 @@ def _completion(a: argparse.Namespace) -> int:
         import shtab
     except ImportError:
         raise InputError("shell completion needs shtab: pip install shtab") from None
-    print(shtab.complete(_parser(), shell=a.shell), end="")
+    print(shtab.complete(_parser(), shell=a.shell).rstrip("\n"))
     return 0
 
 
@@ -749,7 +749,29 @@ def _parser() -> _Parser:
                         "~/.config/fish/completions/descend.fish")
     co.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
     co.set_defaults(run=_completion)
+    _path_hints(p)
     return p
+
+
+# What shtab completes for an argument: its own FILE and DIRECTORY hints, written out here so
+# that building the parser does not import shtab.
+_FILE = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f",
+         "fish": "(__fish_complete_path (commandline -ct))"}
+_DIR = {"bash": "_shtab_compgen_dirs", "zsh": "_files -/", "tcsh": "d",
+        "fish": "(__fish_complete_directories)"}
+
+
+def _path_hints(parser: argparse.ArgumentParser) -> None:
+    """Complete files for FILE arguments and folders for DIR (and RUN) ones, in every
+    sub-command."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _path_hints(sub)
+        elif action.metavar in ("FILE", "OUT.csv"):
+            action.complete = _FILE  # type: ignore[attr-defined]
+        elif action.metavar in ("DIR", "RUN"):
+            action.complete = _DIR  # type: ignore[attr-defined]
 
 
 def _version() -> str:
@@ -762,7 +784,7 @@ def _descending(argv: list[str]) -> list[str]:
     """``--sort -loss`` as ``--sort=-loss``: argparse would take ``-loss`` for an option."""
     out: list[str] = []
     for tok in argv:
-        if out and out[-1] == "--sort" and tok[:1] == "-" and tok[1:] in _FIELDS:
+        if out and out[-1] == "--sort" and tok[:1] == "-" and tok[:2] != "--":
             out[-1] = f"--sort={tok}"
         else:
             out.append(tok)
