@@ -10,18 +10,23 @@
 """
 
 import importlib as _importlib
+import sys as _sys
+import types as _types
+import typing as _typing
 from typing import Any as _Any
 
-from . import observers, rules, steps, stops
 from ._version import __version__
-from .diagnose import Diagnosis, diagnose
 from .errors import InputError
-from .fit import FitResult, fit  # eager: the function `fit` shares its name with its module
-from .history import History
-from .loop import DivergenceError
-from .lsq import CurveFit, LeastSquaresResult, curve_fit, least_squares
-from .minimize import minimize
-from .result import Result
+
+if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name comes lazily
+    from . import observers, problems, report, rules, steps, stops, store
+    from .diagnose import Diagnosis, diagnose
+    from .fit import FitResult, fit
+    from .history import History
+    from .loop import DivergenceError
+    from .lsq import CurveFit, LeastSquaresResult, curve_fit, least_squares
+    from .minimize import minimize
+    from .result import Result
 
 __all__ = [
     "CurveFit",
@@ -47,14 +52,50 @@ __all__ = [
     "store",
 ]
 
-# Modules that only some runs need are imported on first use, to keep `import descend` (and the
-# start-up of every short run) at the cost of `import torch`.
-_LAZY = {"problems", "report", "store"}
+# Every public name that needs torch is imported on first use (PEP 562), so that commands that
+# need no tensors (`descend --help`, `descend runs list`) start without paying `import torch`.
+# name -> (module, attribute); attribute None: the name is the module itself.
+_FROM: dict[str, tuple[str, str | None]] = {
+    "CurveFit": ("lsq", "CurveFit"),
+    "Diagnosis": ("diagnose", "Diagnosis"),
+    "DivergenceError": ("loop", "DivergenceError"),
+    "FitResult": ("fit", "FitResult"),
+    "History": ("history", "History"),
+    "LeastSquaresResult": ("lsq", "LeastSquaresResult"),
+    "Result": ("result", "Result"),
+    "curve_fit": ("lsq", "curve_fit"),
+    "diagnose": ("diagnose", "diagnose"),
+    "fit": ("fit", "fit"),
+    "least_squares": ("lsq", "least_squares"),
+    "minimize": ("minimize", "minimize"),
+    **{m: (m, None) for m in ("observers", "problems", "report", "rules", "steps", "stops",
+                              "store")},
+}
+_LAZY = frozenset(_FROM)
+# Functions that share their name with their module (`fit` in `fit.py`): importing the module
+# binds the module on the package; the package keeps the function instead.
+_SHADOWED = frozenset(n for n, (m, attr) in _FROM.items() if attr == m)
 
 
 def __getattr__(name: str) -> _Any:
-    if name in _LAZY:
-        module = _importlib.import_module(f".{name}", __name__)
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'descend' has no attribute {name!r}")
+    where = _FROM.get(name)
+    if where is None:
+        raise AttributeError(f"module 'descend' has no attribute {name!r}")
+    module = _importlib.import_module(f".{where[0]}", __name__)
+    value = module if where[1] is None else getattr(module, where[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)
+
+
+class _Package(_types.ModuleType):
+    def __setattr__(self, name: str, value: _Any) -> None:
+        if name in _SHADOWED and isinstance(value, _types.ModuleType):
+            value = getattr(value, name)  # `import descend.fit` leaves descend.fit the function
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package

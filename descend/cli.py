@@ -6,13 +6,13 @@ Every user error becomes one line on standard error and exit status 2, never a t
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import InputError
+from .runs import add_runs_parser, descending, records
 
 if TYPE_CHECKING:
     from .store import Run
@@ -26,12 +26,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
-
-
-def _records(a: argparse.Namespace) -> Path:
-    from .store import records_root
-
-    return records_root(a.runs or True)
 
 
 def _env(a: argparse.Namespace, seed: int | None = None) -> dict[str, Any]:
@@ -131,7 +125,7 @@ def _demo(a: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         # --no-record still needs records for a report: they go to a folder deleted at the end
         root = (Path(stack.enter_context(tempfile.TemporaryDirectory())) if a.no_record
-                else _records(a))
+                else records(a))
         p = notebook(a.seed)
         runs: list[Run] = []
 
@@ -212,91 +206,12 @@ def _demo_model(a: argparse.Namespace, stop: Any, root: Path) -> Run:
     return run
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4e}" if math.isfinite(v) and v != 0 and not 1e-3 <= abs(v) < 1e4 \
-            else f"{v:.6g}"
-    return str(v)
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
-
-
-def _runs_list(a: argparse.Namespace) -> int:
-    from .store import list_runs
-
-    root = _records(a)
-    rows = list_runs(root)
-    if not rows:
-        print(f"no runs in {root}")
-        return 0
-    out = [["id", "when (UTC)", "problem", "rule", "step", "iterations", "final loss", "reason"]]
-    for r in rows:
-        out.append([r["id"], r["created"].replace("T", " ").rstrip("Z")[:16], r["problem"],
-                    r["rule"], r["step"], str(r["nit"]), _fmt(r["loss"]), r["reason"]])
-    print(_table(out))
-    return 0
-
-
-def _runs_show(a: argparse.Namespace) -> int:
-    from .store import open_run
-
-    r = open_run(_records(a), a.id)
-    R, h = r.result, r.history
-    loss = h.get("loss", [])
-    print(f"run {r.id}  ({r.path})")
-    rows = [
-        ["label", r.label],
-        ["created", str(r.environment.get("created", ""))],
-        ["problem", str(r.config.get("problem", ""))],
-        ["stopped", f"{R.get('reason')} ({'success' if R.get('success') else 'no success'}): "
-                    f"{R.get('message', '')}"],
-        ["iterations", f"{R.get('nit')} ({R.get('nfev')} evaluations, "
-                       f"{_fmt(R.get('seconds'))} s)"],
-        ["loss", (f"{_fmt(loss[0])} -> {_fmt(R.get('loss'))}" if loss else _fmt(R.get("loss")))
-         + f" (best {_fmt(R.get('best_loss'))})"],
-        ["history", f"{len(loss)} rows: {', '.join(h)}"],
-    ]
-    rows += [[f"config.{k}", _fmt(v)] for k, v in r.config.items()]
-    rows += [[f"env.{k}", " ".join(v) if isinstance(v, list) else _fmt(v)]
-             for k, v in r.environment.items()]
-    if r.diagnostics:
-        rows += [[f"diagnostics.{k}", _fmt(v)] for k, v in r.diagnostics.items()]
-    rows.append(["files", " ".join(sorted(p.name for p in r.path.iterdir()))])
-    print(_table(rows))
-    return 0
-
-
-def _runs_compare(a: argparse.Namespace) -> int:
-    from .store import open_run
-
-    root = _records(a)
-    runs = [open_run(root, i) for i in a.ids]
-    keys = ["label", "problem", "rule", "step", "nit", "nfev", "loss", "best_loss", "reason",
-            "success", "seconds"]
-    cfg_keys = [k for k in dict.fromkeys(k for r in runs for k in r.config)
-                if k not in ("label", "problem", "rule", "step")]
-    out = [["", *[r.id for r in runs]]]
-    for k in keys:
-        vals = [r.label if k == "label" else r.result.get(k, r.config.get(k, "")) for r in runs]
-        out.append([k, *[_fmt(v) for v in vals]])
-    for k in cfg_keys:
-        out.append([f"config.{k}", *[_fmt(r.config.get(k, "")) for r in runs]])
-    print(_table(out))
-    return 0
-
-
-def _runs_rm(a: argparse.Namespace) -> int:
-    from .store import open_run, remove_run
-
-    root = _records(a)
-    for i in a.ids:  # all must exist before any is removed
-        open_run(root, i)
-    for i in dict.fromkeys(a.ids):
-        remove_run(root, i)
-        print(f"removed {i}")
+def _completion(a: argparse.Namespace) -> int:
+    try:
+        import shtab
+    except ImportError:
+        raise InputError("shell completion needs shtab: pip install shtab") from None
+    print(shtab.complete(_parser(), shell=a.shell).rstrip("\n"))
     return 0
 
 
@@ -304,7 +219,7 @@ def _report(a: argparse.Namespace) -> int:
     from .report import write_report
     from .store import open_run
 
-    root = _records(a)
+    root = records(a)
     runs = [open_run(root, i) for i in a.runs_]
     path = write_report(runs, a.output, title=a.title)
     print(f"report: {path}")
@@ -315,7 +230,7 @@ def _plot(a: argparse.Namespace) -> int:
     from .report import plot_runs
     from .store import open_run
 
-    root = _records(a)
+    root = records(a)
     runs = [open_run(root, i) for i in a.runs_]
     cols = [c.strip() for c in a.columns.split(",") if c.strip()]
     path = plot_runs(runs, a.output, columns=cols)
@@ -373,7 +288,7 @@ def _fit(a: argparse.Namespace) -> int:
         stop.append(TimeLimit(a.time_limit))
     val = a.val_file if a.val_file is not None else (a.val or None)
     patience = a.patience  # None: fit's automatic method decides; 0: off
-    root = None if a.no_record else _records(a)
+    root = None if a.no_record else records(a)
     res = fit(
         a.model, a.file, target=_columns(a.target), features=_columns(a.features), val=val,
         loss=a.loss, rule=a.rule, lr=a.lr, batch_size=a.batch_size, epochs=a.epochs,
@@ -482,28 +397,16 @@ def _parser() -> _Parser:
     d.add_argument("--no-record", action="store_true", help="write no run record")
     d.set_defaults(run=_demo)
 
-    r = sub.add_parser("runs", help="list, show, compare or remove recorded runs",
-                       description="The run records in the records folder.")
-    rsub = r.add_subparsers(dest="action", required=True, metavar="ACTION")
     common = _Parser(add_help=False)
     common.add_argument("--runs", metavar="DIR", help=runs_help)
-    rl = rsub.add_parser("list", parents=[common], help="a table of the runs, oldest first")
-    rl.set_defaults(run=_runs_list)
-    rs = rsub.add_parser("show", parents=[common], help="everything recorded about one run")
-    rs.add_argument("id", help="run id")
-    rs.set_defaults(run=_runs_show)
-    rc = rsub.add_parser("compare", parents=[common], help="runs side by side")
-    rc.add_argument("ids", nargs="+", metavar="ID", help="run ids")
-    rc.set_defaults(run=_runs_compare)
-    rr = rsub.add_parser("rm", parents=[common], help="remove runs (folder and index row)")
-    rr.add_argument("ids", nargs="+", metavar="ID", help="run ids")
-    rr.set_defaults(run=_runs_rm)
+    add_runs_parser(sub, common)
 
     rep = sub.add_parser("report", parents=[common], help="one self-contained HTML report of "
                          "runs, overlaid", description="Writes one HTML file that works "
                          "offline: loss, gradient norm, step size, validation, stop reasons, "
                          "diagnostics, and a heatmap of small parameters walking the iterations.")
-    rep.add_argument("runs_", nargs="+", metavar="RUN", help="run ids or run folders")
+    rep.add_argument("runs_", nargs="+", metavar="RUN",
+                     help="run ids (or unique prefixes) or run folders")
     rep.add_argument("-o", "--output", default="report.html", metavar="FILE",
                      help="where to write (default report.html)")
     rep.add_argument("--title", help="the page title (default from the runs)")
@@ -512,7 +415,8 @@ def _parser() -> _Parser:
     pl = sub.add_parser("plot", parents=[common], help="PNG plot of runs' curves (matplotlib)",
                         description="Draws history columns of runs, overlaid, one panel per "
                         "column; loss and gradient norm on a log scale.")
-    pl.add_argument("runs_", nargs="+", metavar="RUN", help="run ids or run folders")
+    pl.add_argument("runs_", nargs="+", metavar="RUN",
+                     help="run ids (or unique prefixes) or run folders")
     pl.add_argument("-o", "--output", default="loss.png", metavar="FILE",
                     help="where to write; the suffix picks the format (default loss.png)")
     pl.add_argument("--columns", default="loss", metavar="COLS",
@@ -619,7 +523,38 @@ def _parser() -> _Parser:
     ev.add_argument("folder", metavar="DIR", help="a model folder written by descend fit --out")
     ev.add_argument("file", metavar="FILE", help="labelled rows: a CSV or Parquet file")
     ev.set_defaults(run=_evaluate)
+
+    co = sub.add_parser("completion", help="print a shell completion script (bash, zsh, fish)",
+                        description="Prints the completion script for SHELL, made from this "
+                        "command line by shtab. bash: descend completion bash > "
+                        "~/.local/share/bash-completion/completions/descend; zsh: descend "
+                        "completion zsh > ~/.zfunc/_descend; fish: descend completion fish > "
+                        "~/.config/fish/completions/descend.fish")
+    co.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
+    co.set_defaults(run=_completion)
+    _path_hints(p)
     return p
+
+
+# What shtab completes for an argument: its own FILE and DIRECTORY hints, written out here so
+# that building the parser does not import shtab.
+_FILE = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f",
+         "fish": "(__fish_complete_path (commandline -ct))"}
+_DIR = {"bash": "_shtab_compgen_dirs", "zsh": "_files -/", "tcsh": "d",
+        "fish": "(__fish_complete_directories)"}
+
+
+def _path_hints(parser: argparse.ArgumentParser) -> None:
+    """Complete files for FILE arguments and folders for DIR (and RUN) ones, in every
+    sub-command."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _path_hints(sub)
+        elif action.metavar in ("FILE", "OUT.csv"):
+            action.complete = _FILE  # type: ignore[attr-defined]
+        elif action.metavar in ("DIR", "RUN"):
+            action.complete = _DIR  # type: ignore[attr-defined]
 
 
 def _version() -> str:
@@ -631,11 +566,12 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     parser = _parser()
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        a = parser.parse_args(argv)
+        a = parser.parse_args(descending(args))
     except SystemExit as e:
         return int(e.code or 0)
-    a.argv = list(sys.argv[1:] if argv is None else argv)
+    a.argv = args
     try:
         return int(a.run(a))
     except InputError as e:

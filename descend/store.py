@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import glob
 import json
 import math
 import os
@@ -46,13 +47,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import InputError
-
-if TYPE_CHECKING:
-    pass
-
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -65,6 +62,7 @@ __all__ = [
     "record_run",
     "records_root",
     "remove_run",
+    "run_path",
 ]
 
 #: The records folder when none is given (relative to the working directory);
@@ -424,21 +422,44 @@ def _read_csv(path: Path) -> dict[str, list[Any]]:
     return cols
 
 
-def open_run(root: str | os.PathLike[str], ref: str | os.PathLike[str]) -> Run:
-    """Read a run: ``ref`` is a run id in ``root`` or the path of a run folder.
+def run_path(root: str | os.PathLike[str], ref: str | os.PathLike[str]) -> Path:
+    """The folder of the run ``ref``: a run id in ``root``, any unique prefix of one, or the
+    path of a run folder.
 
     Raises:
-        InputError: when there is no such run.
+        InputError: when there is no such run, or when a prefix matches several runs (the
+            message lists them).
     """
     root = Path(root)
     ref_s = os.fspath(ref)
-    path = root / ref_s if _ID.match(ref_s) and (root / ref_s).is_dir() else Path(ref_s)
+    if _ID.match(ref_s) and _is_run(root / ref_s):
+        return root / ref_s
+    if _ID.match(ref_s) and not Path(ref_s).exists():
+        ids = sorted(p.name for p in root.glob(f"{glob.escape(ref_s)}*") if _is_run(p)) \
+            if root.is_dir() else []
+        if len(ids) == 1:
+            return root / ids[0]
+        if ids:
+            shown = ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "")
+            raise InputError(f"run id prefix {ref_s!r} is ambiguous: it matches {len(ids)} runs "
+                             f"in {root}: {shown}; give more of the id")
+        raise InputError(f"no run {ref_s!r} in {root} (`descend runs list --runs {root}` "
+                         f"shows the ids)")
+    path = Path(ref_s)
     if not (path / "result.json").is_file():
-        if _ID.match(ref_s) and not path.exists():
-            raise InputError(f"no run {ref_s!r} in {root} (`descend runs list --runs {root}` "
-                             f"shows the ids)")
         raise InputError(f"no run at {ref_s!r}: a run folder holds result.json (`descend runs "
                          f"list --runs {root}` shows the ids in {root})")
+    return path
+
+
+def open_run(root: str | os.PathLike[str], ref: str | os.PathLike[str]) -> Run:
+    """Read a run: ``ref`` is a run id in ``root``, any unique prefix of one, or the path of a
+    run folder.
+
+    Raises:
+        InputError: when there is no such run, or when a prefix matches several runs.
+    """
+    path = run_path(root, ref)
     diag = path / "diagnostics.json"
     return Run(
         id=path.name,
@@ -521,18 +542,25 @@ def list_runs(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def remove_run(root: str | os.PathLike[str], run_id: str) -> None:
-    """Remove a run: its folder disappears in one rename, then its index row and files go.
+def remove_run(root: str | os.PathLike[str], run_id: str) -> str:
+    """Remove a run (``run_id``: its id or any unique prefix of one): its folder disappears in
+    one rename, then its index row and files go. Returns the removed run's id.
 
     Raises:
-        InputError: when there is no such run.
+        InputError: when there is no such run, or when a prefix matches several runs.
     """
     root = Path(root)
-    if not _ID.match(run_id) or not _is_run(root / run_id):
+    if not _ID.match(run_id):
         raise InputError(f"no run {run_id!r} in {root} (`descend runs list --runs {root}` "
                          f"shows the ids)")
-    trash = root / f".trash-{run_id}-{secrets.token_hex(3)}"
-    os.rename(root / run_id, trash)
+    path = run_path(root, run_id)
+    if path.parent != root:  # a folder path that happens to look like an id
+        raise InputError(f"no run {run_id!r} in {root} (`descend runs list --runs {root}` "
+                         f"shows the ids)")
+    rid = path.name
+    trash = root / f".trash-{rid}-{secrets.token_hex(3)}"
+    os.rename(root / rid, trash)
     with _index(root) as db:
-        db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        db.execute("DELETE FROM runs WHERE id = ?", (rid,))
     shutil.rmtree(trash, ignore_errors=True)
+    return rid

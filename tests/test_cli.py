@@ -27,7 +27,7 @@ BAD = [
     (["demo", "--nope"], "descend: error: unrecognized arguments: --nope"),
     (["frobnicate"], "descend: error: argument COMMAND: invalid choice: 'frobnicate' (choose "
      "from 'demo', 'runs', 'report', 'plot', 'diagnose', 'fit', 'predict', "
-     "'evaluate')"),
+     "'evaluate', 'completion')"),
     ([], "descend: error: the following arguments are required: COMMAND"),
 ]
 

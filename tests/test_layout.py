@@ -127,3 +127,8 @@ def test_no_module_past_the_split_point():
     sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines())
              for p in PACKAGE.glob("*.py")}
     assert {n: k for n, k in sizes.items() if k > MAX_LINES} == {}
+
+
+def test_export_imports_only_the_store_and_errors():
+    assert import_graph()["descend.export"] <= {"descend.store", "descend.errors",
+                                                "descend._version"}
