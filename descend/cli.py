@@ -292,7 +292,8 @@ def _fit(a: argparse.Namespace) -> int:
     res = fit(
         a.model, a.file, target=_columns(a.target), features=_columns(a.features), val=val,
         loss=a.loss, rule=a.rule, lr=a.lr, batch_size=a.batch_size, epochs=a.epochs,
-        stop=stop, max_iter=a.max_iter, patience=patience, standardize=not a.no_standardize,
+        stop=stop or None, max_iter=a.max_iter, patience=patience,
+        standardize=not a.no_standardize,
         one_hot=a.one_hot, drop_missing=a.drop_missing, drop_constant=a.drop_constant,
         activation=a.activation, seed=a.seed, device=a.device, progress=not a.quiet,
         on_divergence=a.on_divergence,
@@ -476,8 +477,9 @@ def _parser() -> _Parser:
     arg("--epochs", type=int, default=None, metavar="N",
         help="most passes over the training rows (default: the full batch runs to convergence; "
         "automatic mini-batches stop early, within 1000 epochs; other runs 100)")
-    arg("--val", type=float, default=0.2, metavar="F",
-        help="fraction of rows held out for validation, 0 for none (default 0.2)")
+    arg("--val", type=float, default=0.0, metavar="F",
+        help="fraction of rows held out at random for validation (validation curves, early "
+        "stopping on the validation loss), 0 for none (default 0: every row trains)")
     arg("--val-file", metavar="FILE", help="a separate validation file instead of --val")
     arg("--patience", type=int, default=None, metavar="N",
         help="stop when the validation loss (the training loss without validation data) has "

@@ -210,7 +210,8 @@ def _regression_file(path: Path, n: int = 120) -> pd.DataFrame:
 
 def test_predict_in_a_fresh_process(tmp_path, capsys):
     df = _regression_file(tmp_path / "d.csv")
-    rc, out, err = run(["fit", tmp_path / "d.csv", "--target", "y,z", "--model", "mlp:16",
+    rc, out, err = run(["fit", tmp_path / "d.csv", "--val", "0.2",
+                        "--target", "y,z", "--model", "mlp:16",
                         "--activation", "tanh", "--epochs", "30", "--out", tmp_path / "m"],
                        capsys)
     assert rc == 0
@@ -255,7 +256,8 @@ def test_classifier_predictions_and_probabilities(tmp_path, capsys):
     labels = np.array(["cat", "dog", "eel"])[(X @ rng.normal(size=(2, 3))).argmax(1)]
     df = pd.DataFrame({"u": X[:, 0], "v": X[:, 1], "kind": labels})
     df.to_csv(tmp_path / "d.csv", index=False)
-    rc, out, _ = run(["fit", tmp_path / "d.csv", "--target", "kind", "--model", "logistic",
+    rc, out, _ = run(["fit", tmp_path / "d.csv", "--val", "0.2",
+                        "--target", "kind", "--model", "logistic",
                       "--lr", "0.1", "--epochs", "60", "--out", tmp_path / "m", "--quiet"],
                      capsys)
     assert rc == 0 and "val:   loss" in out and "accuracy" in out
@@ -329,7 +331,8 @@ def test_out_is_refused_unless_overwrite_then_replaced(tmp_path, capsys):
 
 def test_fit_summary_and_early_stopping(tmp_path, capsys):
     _regression_file(tmp_path / "d.csv", n=200)
-    rc, out, _ = run(["fit", tmp_path / "d.csv", "--target", "y", "--features", "a,b,c",
+    rc, out, _ = run(["fit", tmp_path / "d.csv", "--val", "0.2",
+                        "--target", "y", "--features", "a,b,c",
                       "--patience", "2", "--rule", "adam", "--lr", "0.05", "--batch-size", "64",
                       "--epochs", "300", "--out", tmp_path / "m", "--quiet"], capsys)
     assert rc == 0
