@@ -246,7 +246,7 @@ class Classifier(ClassifierMixin, _Estimator):
         classes, codes = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise InputError(f"a classifier needs at least 2 classes; y holds one class "
-                             f"({classes[0]!r})")
+                             f"({classes.tolist()[0]!r})")
         loss = self.loss
         if loss is None:
             loss = "bce" if len(classes) == 2 else "cross_entropy"
