@@ -17,6 +17,10 @@ It is written by :func:`descend.store.atomic_folder`: into a temporary sibling f
 and renamed into place, so a reader never sees a half-written model; replacing an existing
 folder (``overwrite``) renames the old one aside first and deletes it only after the new one is
 in place.
+
+:func:`load_model` (``descend.load``) reads it back as a :class:`Saved` model with ``predict``,
+``predict_proba`` and ``evaluate``; :class:`Predictor` is the one path from raw inputs to
+predictions, shared with :meth:`descend.FitResult.predict`.
 """
 
 from __future__ import annotations
