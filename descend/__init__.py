@@ -19,13 +19,14 @@ from ._version import __version__
 from .errors import InputError
 
 if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name comes lazily
-    from . import observers, problems, report, rules, steps, stops, store
+    from . import observers, problems, report, rules, sklearn, steps, stops, store
     from .diagnose import Diagnosis, diagnose
     from .fit import FitResult, fit
     from .history import History
     from .loop import DivergenceError
     from .lsq import CurveFit, LeastSquaresResult, curve_fit, least_squares
     from .minimize import minimize
+    from .models import load_model as load
     from .result import Result
 
 __all__ = [
@@ -42,11 +43,13 @@ __all__ = [
     "diagnose",
     "fit",
     "least_squares",
+    "load",
     "minimize",
     "observers",
     "problems",
     "report",
     "rules",
+    "sklearn",
     "steps",
     "stops",
     "store",
@@ -67,9 +70,10 @@ _FROM: dict[str, tuple[str, str | None]] = {
     "diagnose": ("diagnose", "diagnose"),
     "fit": ("fit", "fit"),
     "least_squares": ("lsq", "least_squares"),
+    "load": ("models", "load_model"),
     "minimize": ("minimize", "minimize"),
-    **{m: (m, None) for m in ("observers", "problems", "report", "rules", "steps", "stops",
-                              "store")},
+    **{m: (m, None) for m in ("observers", "problems", "report", "rules", "sklearn", "steps",
+                              "stops", "store")},
 }
 _LAZY = frozenset(_FROM)
 # Functions that share their name with their module (`fit` in `fit.py`): importing the module

@@ -187,11 +187,13 @@ def is_table(data: Any) -> bool:
 
 
 def as_tensor(name: str, a: Any) -> Tensor:
-    """``a`` (a tensor or a numpy array, shared without a copy) as a tensor."""
+    """``a`` (a tensor or a numpy array, shared without a copy; a read-only array, such as
+    pandas' ``to_numpy()`` under copy-on-write, is copied: torch tensors are writable) as a
+    tensor."""
     if isinstance(a, Tensor):
         return a
     if type(a).__module__.split(".")[0] == "numpy":
-        return torch.from_numpy(a)
+        return torch.from_numpy(a if a.flags.writeable else a.copy())
     raise InputTypeError(f"{name} must be a tensor or a numpy array, got {type(a).__name__}")
 
 

@@ -35,23 +35,26 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from .data import CLASSIFIER_LOSSES, InMemory, as_tensor, is_table, prepare
+from .data import CLASSIFIER_LOSSES, InMemory, prepare
 from .errors import InputError, InputTypeError, check_count
 from .history import History
 from .loop import Observer, assemble, run
-from .models import DEFAULT_METRICS, LOSSES, METRICS, Head, build_model, evaluate
+from .models import DEFAULT_METRICS, LOSSES, METRICS, Head, Predictor, build_model, evaluate
 from .objective import MiniBatchObjective, Params
 from .observers import EpochProgress, Epochs
 from .result import Result, outcome
 from .rules import Rule
 from .steps import Step
 from .stops import DEFAULT_MAX_ITER, Criterion, EarlyStopping
-from .tables import Preprocessing, read_table, to_table
+from .tables import Preprocessing
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["FitResult", "fit", "record_fit"]
 
@@ -148,32 +151,27 @@ class FitResult(Result):
         except OSError as e:
             raise InputError(f"cannot save the model to {out}: {e.strerror or e}") from None
 
-    def predict(self, data: Any) -> Tensor:
-        """Predictions for new inputs: a tensor or array of raw features, or (for a model fitted
-        on a table) a DataFrame or a file path. Regression: values in the targets' units;
-        classification: probabilities, one column per class."""
-        prep = self.preprocessing
-        device = next(self.model.parameters()).device
-        if isinstance(data, (str, Path)) or is_table(data):
-            if prep is None or not prep.targets:
-                raise InputError("predict on a table needs a model fitted on a table; pass "
-                                 "a tensor or an array of features")
-            table = read_table(data) if isinstance(data, (str, Path)) else to_table(data)
-            X = prep.features_of(table, str(data) if isinstance(data, (str, Path)) else "data")
-        else:
-            X = as_tensor("data", data)
-            if prep is not None:
-                X = prep.scale_x(X.double())
-        dtype = next(self.model.parameters()).dtype
-        head = Head(self.loss_name, prep)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                out = self.model(X.to(device=device, dtype=dtype))
-        finally:
-            self.model.train(was_training)
-        return head.predictions(out)
+    def predict(self, data: Any) -> np.ndarray:
+        """Predictions for new inputs, as a numpy array: a tensor or array of raw features, or
+        (for a model fitted on a table) a DataFrame, a pyarrow Table or a CSV/Parquet path.
+        Classifier: the predicted labels (as in the table: strings, ints, ...; class indices
+        for a model fitted on tensors); regressor: values in the targets' units, 1-D for one
+        target, 2-D for several. The same as ``descend.load(folder).predict`` after
+        :meth:`save`.
+
+        Raises:
+            InputError: a table for a model fitted on tensors, or bad inputs.
+        """
+        return Predictor(self.model, self.loss_name, self.preprocessing).predict(data)
+
+    def predict_proba(self, data: Any) -> np.ndarray:
+        """A classifier's class probabilities for new inputs (as :meth:`predict` takes them),
+        as a numpy array with one column per class, in the order of the class labels.
+
+        Raises:
+            InputError: the model is a regressor, or bad inputs.
+        """
+        return Predictor(self.model, self.loss_name, self.preprocessing).predict_proba(data)
 
 
 def _device(device: str | torch.device) -> torch.device:

@@ -17,6 +17,10 @@ It is written by :func:`descend.store.atomic_folder`: into a temporary sibling f
 and renamed into place, so a reader never sees a half-written model; replacing an existing
 folder (``overwrite``) renames the old one aside first and deletes it only after the new one is
 in place.
+
+:func:`load_model` (``descend.load``) reads it back as a :class:`Saved` model with ``predict``,
+``predict_proba`` and ``evaluate``; :class:`Predictor` is the one path from raw inputs to
+predictions, shared with :meth:`descend.FitResult.predict`.
 """
 
 from __future__ import annotations
@@ -35,13 +39,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import CLASSIFIER_LOSSES, FromLoader, InMemory
+from .data import CLASSIFIER_LOSSES, FromLoader, InMemory, as_tensor, is_table
 from .errors import InputError
 from .history import History
 from .store import _write_json, _write_torch, atomic_folder
-from .tables import Preprocessing
+from .tables import Preprocessing, read_table, to_table
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
 __all__ = [
@@ -50,6 +55,7 @@ __all__ = [
     "LOSSES",
     "METRICS",
     "Head",
+    "Predictor",
     "Saved",
     "build_model",
     "evaluate",
@@ -116,6 +122,15 @@ class Head:
         out = out.double()
         return self.prep.unscale_y(out) if self.prep is not None else out
 
+    def labels(self, prob: Tensor) -> np.ndarray:
+        """The most probable class of each row of ``prob``: the class labels seen in training
+        (their own type: strings, ints, ...), or class indices when there are none (tensors)."""
+        import numpy as np
+
+        idx = prob.argmax(1).cpu().numpy()
+        classes = self.prep.classes if self.prep is not None else []
+        return np.asarray(classes)[idx] if classes else idx
+
     def truth(self, y: Tensor, out: Tensor) -> Tensor:
         if self.loss == "bce":
             return y.reshape(-1).round().long()
@@ -156,6 +171,91 @@ def evaluate(model: nn.Module, source: InMemory | FromLoader, loss_fn: Callable[
                 scores[m] = METRICS[m][1](pred, y)
     return scores
 
+
+
+class Predictor:
+    """Predictions of a trained model from raw inputs: the one path behind
+    :meth:`descend.FitResult.predict` and a loaded model's :meth:`Saved.predict`.
+
+    Args:
+        model: the trained module (any device and dtype; run in eval mode, without gradients).
+        loss: the loss's name (decides the task: ``bce``/``cross_entropy`` make a classifier).
+        prep: the preprocessing applied in training (None: inputs go in as given).
+    """
+
+    def __init__(self, model: nn.Module, loss: str | None, prep: Preprocessing | None) -> None:
+        self.model = model
+        self.head = Head(loss, prep)
+        self.prep = prep
+
+    def inputs(self, data: Any) -> Tensor:
+        """``data`` as the model's inputs, scaled as in training, in float64.
+
+        ``data``: a pandas DataFrame, a pyarrow Table or a CSV/Parquet path (for a model
+        fitted on a table), or a tensor / numpy array of raw features (the encoded features,
+        in the training order: ``prep.encoded_features``).
+
+        Raises:
+            InputError: a table for a model fitted on tensors, a missing column, a wrong
+                number of features, or bad values (see :meth:`Preprocessing.features_of`).
+        """
+        prep = self.prep
+        if isinstance(data, (str, Path)) or is_table(data):
+            if prep is None or not prep.targets:
+                raise InputError("predict on a table needs a model fitted on a table; pass "
+                                 "a tensor or an array of features")
+            if isinstance(data, (str, Path)):
+                return prep.features_of(read_table(data), Path(data).name, torch.float64)
+            return prep.features_of(to_table(data), "data", torch.float64)
+        X = as_tensor("data", data)
+        if prep is None:
+            return X
+        n = len(prep.encoded_features)
+        if X.dim() == 1 and n == 1:
+            X = X[:, None]
+        if X.dim() != 2 or X.shape[1] != n:
+            raise InputError(
+                f"data must be a 2-D array of {n} feature column(s) "
+                f"({', '.join(prep.encoded_features)}), got shape {tuple(X.shape)}")
+        return prep.scale_x(X.double())
+
+    def outputs(self, data: Any) -> Tensor:
+        """Regression: values in the targets' units; classification: class probabilities
+        (float64, one column per class)."""
+        X = self.inputs(data)
+        p0 = next(self.model.parameters(), None)
+        if p0 is not None and not X.is_complex():
+            X = X.to(device=p0.device, dtype=p0.dtype)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                out = torch.cat([self.model(X[i:i + 65536]) for i in range(0, len(X), 65536)])
+        finally:
+            self.model.train(was_training)
+        return self.head.predictions(out)
+
+    def predict(self, data: Any) -> np.ndarray:
+        """Classifier: the predicted labels (as in training: strings, ints, ...; class indices
+        for a model fitted on tensors). Regressor: the values in the targets' units, 1-D for
+        one target, 2-D for several."""
+        out = self.outputs(data)
+        if self.head.task == "classification":
+            return self.head.labels(out)
+        if out.dim() == 2 and out.shape[1] == 1:
+            out = out[:, 0]
+        return out.cpu().numpy()
+
+    def predict_proba(self, data: Any) -> np.ndarray:
+        """Class probabilities, one column per class (in the order of the class labels).
+
+        Raises:
+            InputError: the model is a regressor.
+        """
+        if self.head.task != "classification":
+            raise InputError(f"predict_proba is for classifiers; this model is a regressor "
+                             f"(loss {self.head.loss}): use predict")
+        return self.outputs(data).cpu().numpy()
 
 
 #: Activations for ``mlp:...`` by name.
@@ -250,14 +350,90 @@ def save_model(out: str | Path, model: nn.Module, config: dict[str, Any],
     return out
 
 
-@dataclass
+@dataclass(repr=False)
 class Saved:
-    """A model folder loaded back: the model (in eval mode), its config and preprocessing."""
+    """A model folder loaded back (:func:`load_model`, ``descend.load``): the model (in eval
+    mode), its config and preprocessing, with ``predict``, ``predict_proba`` and ``evaluate``.
+
+    Attributes:
+        model: the ``nn.Module``, rebuilt from its spec, with the saved weights.
+        config: ``config.json``: model spec and sizes, loss, training options, stop reason.
+        prep: the :class:`~descend.tables.Preprocessing` applied to inputs.
+        metrics: the final ``train_*`` / ``val_*`` scores of training.
+    """
 
     model: nn.Module
     config: dict[str, Any]
     prep: Preprocessing
     metrics: dict[str, Any]
+
+    def __repr__(self) -> str:
+        what = (f"classifier of {self.targets[0]} ({len(self.prep.classes)} classes)"
+                if self.task == "classification" else f"regressor of {', '.join(self.targets)}")
+        return (f"Saved({self.config.get('model')!r}, {what}, "
+                f"{len(self.features)} features, loss {self.config.get('loss')})")
+
+    @property
+    def features(self) -> list[str]:
+        """The feature columns, in the training order."""
+        return list(self.prep.features)
+
+    @property
+    def targets(self) -> list[str]:
+        """The target column(s)."""
+        return list(self.prep.targets)
+
+    @property
+    def task(self) -> str:
+        """``"classification"`` or ``"regression"``."""
+        return self.prep.task
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """A classifier's class labels, in the order of ``predict_proba``'s columns (no such
+        attribute on a regressor)."""
+        import numpy as np
+
+        if self.task != "classification":
+            raise AttributeError("a regressor has no classes_")
+        return np.asarray(self.prep.classes)
+
+    def _predictor(self) -> Predictor:
+        return Predictor(self.model, self.config.get("loss"), self.prep)
+
+    def predict(self, data: Any) -> np.ndarray:
+        """Predictions for ``data``: a DataFrame, a pyarrow Table, a CSV/Parquet path, or a
+        2-D array/tensor of raw features in the order of ``prep.encoded_features``.
+        Classifier: the labels (in their training type); regressor: values in the targets'
+        units, 1-D for one target, 2-D for several (see :class:`Predictor`).
+
+        Raises:
+            InputError: a missing feature column, unseen values, a wrong shape.
+        """
+        return self._predictor().predict(data)
+
+    def predict_proba(self, data: Any) -> np.ndarray:
+        """Class probabilities, one column per class in ``classes_`` order.
+
+        Raises:
+            InputError: the model is a regressor, or as :meth:`predict`.
+        """
+        return self._predictor().predict_proba(data)
+
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """The loss and the task's default metrics on labelled data: a DataFrame, a pyarrow
+        Table or a CSV/Parquet path holding the feature and target columns.
+
+        Raises:
+            InputError: ``data`` is not a table, or as :meth:`evaluate_table`.
+        """
+        if isinstance(data, (str, Path)):
+            return self.evaluate_table(read_table(data), Path(data).name)
+        if not is_table(data):
+            raise InputError(f"evaluate needs a DataFrame, a pyarrow Table or a file holding "
+                             f"the target column(s) {', '.join(self.targets)}, got "
+                             f"{type(data).__name__}")
+        return self.evaluate_table(to_table(data), "data")
 
     def outputs(self, X: Tensor) -> Tensor:
         """Model outputs for scaled features ``X``, without gradients, in chunks."""

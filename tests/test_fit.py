@@ -265,8 +265,8 @@ def test_standardisation_is_fitted_on_the_training_rows_only():
     with torch.no_grad():
         raw = res.model(scaled.float()).double()
     want = raw * torch.tensor(prep.y_std) + torch.tensor(prep.y_mean)
-    torch.testing.assert_close(res.predict(df), want, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(res.predict(X.numpy()), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(res.predict(df), want.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(res.predict(X.numpy()), want.numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_standardize_on_tensors_scales_inputs_and_predict_applies_it():
@@ -276,7 +276,7 @@ def test_standardize_on_tensors_scales_inputs_and_predict_applies_it():
     m, s = X.double().mean(0), X.double().std(0, correction=0)
     with torch.no_grad():
         want = res.model(((X.double() - m) / s).float()).double()
-    torch.testing.assert_close(res.predict(X), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(res.predict(X), want.numpy(), rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------- metrics and losses
@@ -306,9 +306,11 @@ def test_cross_entropy_classifier_on_tensors():
     res = descend.fit("logistic", (X, y), loss="cross_entropy", rule="adam", lr=0.1, epochs=40,
                       val=0.2, batch_size=64)
     assert res.metrics["train_accuracy"] > 0.95 and res.metrics["val_accuracy"] > 0.9
-    prob = res.predict(X)
+    prob = res.predict_proba(X)
     assert prob.shape == (300, 3)
-    torch.testing.assert_close(prob.sum(1), torch.ones(300, dtype=prob.dtype))
+    np.testing.assert_allclose(prob.sum(1), np.ones(300))
+    labels = res.predict(X)  # class indices on tensors
+    assert labels.dtype == np.int64 and np.array_equal(labels, prob.argmax(1))
 
 
 def test_a_callable_loss_and_metric():
@@ -423,7 +425,8 @@ def test_a_spec_model_takes_1d_inputs_and_targets():
     w, b = res.model.weight.item(), res.model.bias.item()
     assert w == pytest.approx(3, abs=1e-3) and b == pytest.approx(-1, abs=1e-3)
     res = descend.fit("logistic", (x, (x > 0).float()), loss="bce", epochs=5)
-    assert res.predict(x[:, None]).shape == (50, 2)
+    assert res.predict_proba(x[:, None]).shape == (50, 2)
+    assert set(res.predict(x[:, None]).tolist()) <= {0, 1}
 
 
 def test_save_from_python_and_load_back(tmp_path):
@@ -438,7 +441,7 @@ def test_save_from_python_and_load_back(tmp_path):
     assert saved.config["in_features"] == 6 and saved.config["out_features"] == 2
     assert saved.prep == res.preprocessing and saved.metrics == res.metrics
     feats = saved.prep.features_of(to_table(df), "df")
-    torch.testing.assert_close(saved.prep.unscale_y(saved.outputs(feats).double()),
+    np.testing.assert_allclose(saved.prep.unscale_y(saved.outputs(feats).double()).numpy(),
                                res.predict(df))
     with pytest.raises(InputError) as e:
         res.save(tmp_path / "m")
