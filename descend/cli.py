@@ -296,15 +296,17 @@ def _fit(a: argparse.Namespace) -> int:
         standardize=not a.no_standardize,
         one_hot=a.one_hot, drop_missing=a.drop_missing, drop_constant=a.drop_constant,
         activation=a.activation, seed=a.seed, device=a.device, progress=not a.quiet,
-        on_divergence=a.on_divergence,
+        on_divergence=a.on_divergence, task=a.task, l2=a.l2, encoding=a.encoding,
     )
     prep = res.preprocessing
     assert prep is not None
+    _notes("fit", prep.notes)
     print(f"method: {res.method}")
     print(f"stopped after {res.epochs} epochs ({res.nit} iterations, {res.seconds:.1f} s): "
           f"{res.message} [{res.reason}]")
     if res.restored_best:
         print(f"restored the weights of the best epoch, {res.best_epoch}")
+    print(f"task: {prep.task}, loss {res.loss_name}, l2 penalty {prep.l2:.4g}")
     print(f"train: {_fmt_scores(res.metrics, 'train_')}")
     if val is not None:
         print(f"val:   {_fmt_scores(res.metrics, 'val_')}")
@@ -313,6 +315,7 @@ def _fit(a: argparse.Namespace) -> int:
         "val_file": a.val_file, "patience": patience, "seed": a.seed,
         "standardize": not a.no_standardize, "one_hot": a.one_hot,
         "drop_missing": a.drop_missing, "drop_constant": a.drop_constant, "data": str(a.file),
+        "task": prep.task, "l2": prep.l2, "encoding": a.encoding,
     }
     res.save(out, overwrite=a.overwrite, options=options)
     print(f"saved the model to {out}")
@@ -325,24 +328,36 @@ def _fit(a: argparse.Namespace) -> int:
     return 0
 
 
+def _notes(command: str, notes: list[str]) -> None:
+    for note in notes:
+        print(f"descend {command}: note: {note}", file=sys.stderr)
+
+
 def _predict(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     import pyarrow.csv as pacsv
 
     from .models import load_model
-    from .tables import read_table
+    from .tables import read_table, write_table
 
-    table = load_model(a.folder).predict_table(read_table(a.file), Path(a.file).name)
-    if a.output in (None, "-"):
+    out = None if a.output in (None, "-") else Path(a.output)
+    if out is not None:  # refuse before any work
+        if out.exists() and not a.overwrite:
+            raise InputError(f"{out} already exists; pass --overwrite to replace it")
+        if not out.parent.is_dir():
+            raise InputError(f"cannot write {out}: the folder {out.parent} does not exist")
+    saved = load_model(a.folder)
+    notes: list[str] = []
+    table = read_table(a.file, encoding=a.encoding, notes=notes)
+    table = saved.predict_table(table, Path(a.file).name, missing=a.missing, notes=notes)
+    _notes("predict", notes)
+    if out is None:
         pacsv.write_csv(table, sys.stdout.buffer)
         sys.stdout.flush()
     else:
-        try:
-            pacsv.write_csv(table, a.output)
-        except OSError as e:
-            raise InputError(f"cannot write {a.output}: {e.strerror or e}") from None
-        print(f"wrote {table.num_rows} predictions to {a.output}", file=sys.stderr)
+        write_table(table, out, overwrite=a.overwrite)
+        print(f"wrote {table.num_rows} predictions to {out}", file=sys.stderr)
     return 0
 
 
@@ -352,7 +367,9 @@ def _evaluate(a: argparse.Namespace) -> int:
     from .models import load_model
     from .tables import read_table
 
-    table = read_table(a.file)
+    notes: list[str] = []
+    table = read_table(a.file, encoding=a.encoding, notes=notes)
+    _notes("evaluate", notes)
     scores = load_model(a.folder).evaluate_table(table, Path(a.file).name)
     print(f"rows {table.num_rows}")
     for k, v in scores.items():
@@ -365,6 +382,8 @@ def _parser() -> _Parser:
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     runs_help = "the records folder (default $DESCEND_RUNS or runs)"
+    encoding_help = ("text encoding of a CSV file, e.g. utf-8, cp949, cp1252 (default: "
+                     "detected: UTF-8, UTF-8 with a BOM, else CP949/EUC-KR with a note)")
 
     d = sub.add_parser("demo", help="run the notebook: a 3x3 x pulled to a target, then "
                        "nn.Linear(5, 3) fitted with SGD",
@@ -497,9 +516,18 @@ def _parser() -> _Parser:
     arg("--drop-missing", action="store_true",
         help="drop rows with missing values instead of refusing the file")
     arg("--drop-constant", action="store_true",
-        help="drop constant feature columns instead of refusing the file")
+        help="drop constant feature columns (default: keep them, with a note)")
     arg("--no-standardize", action="store_true",
-        help="do not scale features (and regression targets) to mean 0, std 1")
+        help="do not scale the numeric features (and regression targets) to mean 0, std 1 "
+        "(one-hot columns are never scaled)")
+    arg("--task", choices=("classify", "regress"), default=None,
+        help="fit the target as class labels or as amounts; needed for a whole-number target "
+        "with at most 20 distinct values and a linear or mlp model (default: from the target, "
+        "model and loss)")
+    arg("--l2", type=float, default=None, metavar="X",
+        help="L2 penalty X * sum(w^2) / 2 on the weights (not the biases), added to the mean "
+        "training loss (default 0; 1/n_train for classifiers, like scikit-learn's C=1)")
+    arg("--encoding", metavar="NAME", help=encoding_help)
     arg("--device", metavar="DEV", help="cpu, cuda, cuda:1, ... (default cpu)")
     arg("--out", required=True, metavar="DIR",
         help="folder to save the model in (must not exist)")
@@ -515,8 +543,16 @@ def _parser() -> _Parser:
     pr.add_argument("folder", metavar="DIR", help="a model folder written by descend fit --out")
     pr.add_argument("file", metavar="FILE",
                     help="rows to predict: a CSV or Parquet file with the feature columns")
-    pr.add_argument("-o", "--output", metavar="OUT.csv",
-                    help="CSV file to write (default: standard output)")
+    pr.add_argument("-o", "--output", metavar="OUT",
+                    help="file to write: Parquet for .parquet/.pq, else CSV; written to a "
+                    "temporary file and renamed into place; an existing file needs --overwrite "
+                    "(default: CSV on standard output)")
+    pr.add_argument("--overwrite", action="store_true", help="replace the -o file if it exists")
+    pr.add_argument("--missing", choices=("refuse", "drop", "impute"), default="refuse",
+                    help="rows with an empty or NaN feature cell: refuse the file, drop those "
+                    "rows, or impute (fill numeric features with the training means) "
+                    "(default refuse)")
+    pr.add_argument("--encoding", metavar="NAME", help=encoding_help)
     pr.set_defaults(run=_predict)
 
     ev = sub.add_parser("evaluate", help="score a saved model on labelled rows",
@@ -524,6 +560,7 @@ def _parser() -> _Parser:
                         "which must hold the feature and target columns.")
     ev.add_argument("folder", metavar="DIR", help="a model folder written by descend fit --out")
     ev.add_argument("file", metavar="FILE", help="labelled rows: a CSV or Parquet file")
+    ev.add_argument("--encoding", metavar="NAME", help=encoding_help)
     ev.set_defaults(run=_evaluate)
 
     co = sub.add_parser("completion", help="print a shell completion script (bash, zsh, fish)",

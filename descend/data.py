@@ -25,6 +25,7 @@ from torch import Tensor
 
 from .errors import InputError, InputTypeError, check_fraction
 from .tables import Preprocessing, read_table, to_table
+from .tasks import CLASSIFIER_LOSSES, check_task, choose_task
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -35,14 +36,12 @@ __all__ = [
     "InMemory",
     "Prepared",
     "as_tensor",
+    "default_l2",
     "default_loss",
     "is_table",
     "prepare",
     "split_indices",
 ]
-
-#: Losses that make the task a classification (their targets are class labels).
-CLASSIFIER_LOSSES = ("bce", "cross_entropy")
 
 
 # --------------------------------------------------------------------------------------- batches
@@ -208,16 +207,35 @@ class Prepared:
     n_in: int
     n_out: int
     loss: str | None
+    l2: float = 0.0
 
 
-def default_loss(model: Any, loss: Any, classes: int) -> str | None:
-    """The loss name: ``loss`` as given (None for a callable), else ``bce`` (2 classes) or
-    ``cross_entropy`` for a ``logistic`` model with ``classes`` classes, else ``mse``."""
+def default_loss(model: Any, loss: Any, classes: int,
+                 task: str | None = None) -> str | None:
+    """The loss name: ``loss`` as given (None for a callable), else for a classifier (the
+    ``logistic`` model, or ``task`` ``"classification"``) ``bce`` with 2 classes and
+    ``cross_entropy`` otherwise, else ``mse``."""
     if loss is not None:
         return loss if isinstance(loss, str) else None
-    if model == "logistic":
+    if model == "logistic" or task == "classification":
         return "bce" if classes == 2 else "cross_entropy"
     return "mse"
+
+
+def default_l2(l2: float | None, model: Any, loss_name: str | None, n_train: int) -> float:
+    """The L2 penalty: ``l2`` as given (checked), else ``1 / n_train`` for a classifier built
+    from a spec (``logistic``, ``linear``, ``mlp:...`` with ``bce``/``cross_entropy``: with a
+    mean loss this is scikit-learn's ``LogisticRegression(C=1)``), else 0."""
+    if l2 is not None:
+        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not math.isfinite(l2) \
+                or l2 < 0:
+            raise InputError(f"l2 must be a finite number >= 0, got {l2!r}")
+        return float(l2)
+    spec = isinstance(model, str) and (model in ("linear", "logistic") or model == "mlp"
+                                       or model.startswith("mlp:"))
+    if spec and loss_name in CLASSIFIER_LOSSES and n_train > 0:
+        return 1.0 / n_train
+    return 0.0
 
 
 def _tensor_pair(name: str, data: Any) -> tuple[Tensor, Tensor]:
@@ -239,35 +257,50 @@ def _tensor_pair(name: str, data: Any) -> tuple[Tensor, Tensor]:
 def prepare(model: Any, data: Any, val: Any, *, target: Any, features: Any, loss: Any,
             batch_size: int, standardize: bool | None, one_hot: bool, drop_missing: bool,
             drop_constant: bool, shuffle: bool, seed: int, dtype: torch.dtype,
-            device: torch.device) -> Prepared:
+            device: torch.device, task: str | None = None, l2: float | None = None,
+            encoding: str | None = None) -> Prepared:
     """Turn ``data`` and ``val`` (any form :func:`descend.fit` takes) into batch sources.
 
-    Tables are checked and encoded by :class:`~descend.tables.Preprocessing`; the validation
-    split is drawn before standardisation, whose statistics come from the training rows only.
-    In-memory data is moved to ``device`` once and served by :class:`InMemory`; a ``Dataset``
-    or ``DataLoader`` by :class:`FromLoader`.
+    Tables are checked and encoded by :class:`~descend.tables.Preprocessing`, their task
+    chosen by :func:`~descend.tasks.choose_task`; the validation split is drawn before
+    standardisation, whose statistics come from the training rows only. In-memory data is moved
+    to ``device`` once and served by :class:`InMemory`; a ``Dataset`` or ``DataLoader`` by
+    :class:`FromLoader`. ``l2`` becomes :func:`default_l2`'s value.
     """
     from torch.utils.data import Dataset, TensorDataset
 
+    check_task(task, model, loss)
+    if l2 is not None:
+        default_l2(l2, model, None, 0)  # checked before any work
     val_frac = None
     if isinstance(val, (int, float)) and not isinstance(val, bool):
         val_frac = check_fraction("val", val) or None
         val = None
     if isinstance(data, (str, Path)) or is_table(data):
-        return _prepare_table(
+        d = _prepare_table(
             model, data, val, val_frac, target=target, features=features, loss=loss,
             batch_size=batch_size, standardize=standardize, one_hot=one_hot,
             drop_missing=drop_missing, drop_constant=drop_constant, shuffle=shuffle, seed=seed,
-            dtype=dtype, device=device)
-    if isinstance(data, TensorDataset) and len(data.tensors) == 2:
-        data = tuple(data.tensors)
-    if isinstance(data, Dataset) or (hasattr(data, "__iter__") and hasattr(data, "dataset")):
-        return _prepare_loader(model, data, val, val_frac, loss=loss, batch_size=batch_size,
-                               standardize=standardize, shuffle=shuffle, seed=seed,
-                               device=device)
-    return _prepare_tensors(model, data, val, val_frac, loss=loss, batch_size=batch_size,
-                            standardize=standardize, shuffle=shuffle, seed=seed, dtype=dtype,
-                            device=device)
+            dtype=dtype, device=device, task=task, encoding=encoding)
+    else:
+        if isinstance(data, TensorDataset) and len(data.tensors) == 2:
+            data = tuple(data.tensors)
+        if isinstance(data, Dataset) or (hasattr(data, "__iter__")
+                                         and hasattr(data, "dataset")):
+            d = _prepare_loader(model, data, val, val_frac, loss=loss, batch_size=batch_size,
+                                standardize=standardize, shuffle=shuffle, seed=seed,
+                                device=device)
+        else:
+            if task == "classify" and loss is None and model != "logistic":
+                loss = "cross_entropy"
+            d = _prepare_tensors(model, data, val, val_frac, loss=loss, batch_size=batch_size,
+                                 standardize=standardize, shuffle=shuffle, seed=seed,
+                                 dtype=dtype, device=device)
+    n_train = d.train.n if isinstance(d.train, InMemory) else 0
+    d.l2 = default_l2(l2, model, d.loss, n_train)
+    if d.prep is not None:
+        d.prep.l2 = d.l2
+    return d
 
 
 def _in_memory(X: Tensor, Y: Tensor, Xv: Tensor | None, Yv: Tensor | None, *, batch_size: int,
@@ -279,35 +312,42 @@ def _in_memory(X: Tensor, Y: Tensor, Xv: Tensor | None, Yv: Tensor | None, *, ba
     return train, InMemory(Xv.to(device), Yv.to(device), batch_size, shuffle=False)
 
 
-def _read(data: Any, name: str) -> tuple[pa.Table, str]:
-    """A path (read as CSV/Parquet) or a DataFrame as a table, and its name in messages (the
-    file's name, else ``name``)."""
+def _read(data: Any, name: str, encoding: str | None = None,
+          notes: list[str] | None = None) -> tuple[pa.Table, str]:
+    """A path (read as CSV/Parquet, in ``encoding`` or the one detected, noted in ``notes``)
+    or a DataFrame as a table, and its name in messages (the file's name, else ``name``)."""
     if isinstance(data, (str, Path)):
-        return read_table(data), Path(data).name
+        return read_table(data, encoding=encoding, notes=notes), Path(data).name
     return to_table(data), name
 
 
 def _prepare_table(model: Any, data: Any, val: Any, val_frac: float | None, *, target: Any,
                    features: Any, loss: Any, batch_size: int, standardize: bool | None,
                    one_hot: bool, drop_missing: bool, drop_constant: bool, shuffle: bool,
-                   seed: int, dtype: torch.dtype, device: torch.device) -> Prepared:
-    """:func:`prepare` for a path, a DataFrame or a pyarrow Table: check and encode it, split
-    off validation rows, then standardise with statistics of the training rows."""
+                   seed: int, dtype: torch.dtype, device: torch.device, task: str | None,
+                   encoding: str | None) -> Prepared:
+    """:func:`prepare` for a path, a DataFrame or a pyarrow Table: read it, choose the task,
+    check and encode it, split off validation rows, then standardise with statistics of the
+    training rows."""
     if target is None:
         raise InputError("give target=COLUMN(S) when data is a table or a file")
-    classifier = model == "logistic" or loss in CLASSIFIER_LOSSES
     targets = [target] if isinstance(target, str) else list(target)
-    table, name = _read(data, "the DataFrame")
+    notes: list[str] = []
+    table, name = _read(data, "the DataFrame", encoding, notes)
+    task_name = choose_task(table, name, targets, model=model, loss=loss, task=task)
+    classifier = task_name == "classification"
     prep, table = Preprocessing.fit(
-        table, name, targets, features, task="classification" if classifier else "regression",
+        table, name, targets, features, task=task_name,
         one_hot=one_hot, drop_missing=drop_missing, drop_constant=drop_constant)
+    prep.notes = notes + prep.notes
     X = prep.features_of(table, name, torch.float64)
     Y = prep.targets_of(table, name, torch.float64)
-    loss_name = default_loss(model, loss, len(prep.classes))
+    loss_name = default_loss(model, loss, len(prep.classes), task_name)
     if val_frac:
         tr, va = split_indices(len(X), val_frac, seed)
     else:
         tr, va = torch.arange(len(X)), None
+    prep.fit_fill(X[tr])
     if standardize is not False:
         prep.fit_scaling(X[tr], Y[tr].double() if not classifier else None)
     X = prep.scale_x(X).to(dtype)
@@ -320,7 +360,7 @@ def _prepare_table(model: Any, data: Any, val: Any, val_frac: float | None, *, t
     if va is not None:
         Xv, Yv = X[va], Y[va]
     elif val is not None:
-        vtable, vname = _read(val, "the validation DataFrame")
+        vtable, vname = _read(val, "the validation DataFrame", encoding, prep.notes)
         Xv = prep.features_of(vtable, vname).to(dtype)
         Yv = prep.targets_of(vtable, vname)
         if loss_name == "bce":

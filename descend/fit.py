@@ -44,7 +44,16 @@ from .data import CLASSIFIER_LOSSES, InMemory, prepare
 from .errors import InputError, InputTypeError, check_count
 from .history import History
 from .loop import Observer, assemble, run
-from .models import DEFAULT_METRICS, LOSSES, METRICS, Head, Predictor, build_model, evaluate
+from .models import (
+    DEFAULT_METRICS,
+    LOSSES,
+    METRICS,
+    Head,
+    Predictor,
+    build_model,
+    evaluate,
+    penalized,
+)
 from .objective import MiniBatchObjective, Params
 from .observers import EpochProgress, Epochs
 from .result import Result, outcome
@@ -217,6 +226,9 @@ def fit(
     progress: bool = False,
     record: str | os.PathLike[str] | bool | None = None,
     on_divergence: str | None = None,
+    task: str | None = None,
+    l2: float | None = None,
+    encoding: str | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data`` by mini-batch gradient descent, on the loop of ``minimize``.
 
@@ -274,6 +286,13 @@ def fit(
         record: write a run record (:mod:`descend.store`) into this records folder, or into
             the default one (``$DESCEND_RUNS`` or ``runs``) for ``True``; validation curves
             appear as ``val_*`` columns on each epoch's last iteration.
+        task: ``"classify"`` or ``"regress"``: how to fit a table's target when its values
+            alone do not say (whole numbers with few distinct values); see
+            :func:`descend.tasks.choose_task`. Default: decided by the target, model and loss.
+        l2: L2 penalty ``l2 * sum(w**2) / 2`` on the weights (not the biases), added to the
+            training loss; validation and final scores report the loss without it. Default: 0,
+            and ``1 / n_train`` for classifiers built from a spec (scikit-learn's ``C=1``).
+        encoding: the text encoding of a CSV file (default: detected; UTF-8 or CP949).
 
     Returns:
         A :class:`FitResult`.
@@ -298,7 +317,8 @@ def fit(
     d = prepare(model, data, val, target=target, features=features, loss=loss,
                 batch_size=batch_size if isinstance(batch_size, int) else FULL_BATCH,
                 standardize=standardize, one_hot=one_hot, drop_missing=drop_missing,
-                drop_constant=drop_constant, shuffle=shuffle, seed=seed, dtype=dtype, device=dev)
+                drop_constant=drop_constant, shuffle=shuffle, seed=seed, dtype=dtype, device=dev,
+                task=task, l2=l2, encoding=encoding)
     if isinstance(model, str):
         with torch.random.fork_rng(devices=[]):  # seed the weights, not the caller's generator
             torch.manual_seed(seed)
@@ -307,6 +327,7 @@ def fit(
         net = model
     net.train()
     loss_fn: Callable[..., Tensor] = LOSSES[d.loss] if d.loss is not None else loss  # type: ignore[assignment]
+    loss_fn = penalized(loss_fn, net, d.l2)
     head = Head(d.loss, d.prep)
     metric_list = _metric_list(metrics, head, d.loss)
 

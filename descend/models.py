@@ -60,6 +60,7 @@ __all__ = [
     "build_model",
     "evaluate",
     "load_model",
+    "penalized",
     "save_model",
 ]
 
@@ -72,6 +73,44 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "bce": F.binary_cross_entropy_with_logits,
     "cross_entropy": F.cross_entropy,
 }
+
+
+class Penalized:
+    """A loss with an L2 penalty on the weights: ``loss(out, y) + l2 * sum(w**2) / 2``, the
+    sum over every parameter with two or more dimensions (weight matrices and kernels; biases
+    and norm scales are not penalised), read at each call (the loop moves them in place).
+
+    With a mean loss over ``n`` rows, ``l2 = 1/n`` is scikit-learn's ``LogisticRegression(C=1)``
+    (which minimises ``sum(log_loss) + ||w||**2 / (2 C)``) divided by ``n``.
+
+    Attributes:
+        base: the loss without the penalty (what validation and the final scores report).
+        l2: the penalty's factor.
+    """
+
+    def __init__(self, base: Callable[[Tensor, Tensor], Tensor], model: nn.Module,
+                 l2: float) -> None:
+        self.base = base
+        self.l2 = l2
+        self.weights = [p for p in model.parameters() if p.dim() >= 2]
+        self.__name__ = getattr(base, "__name__", "loss")
+
+    def penalty(self) -> Tensor:
+        """``l2 * sum(w**2) / 2`` at the current weights."""
+        return 0.5 * self.l2 * sum((w * w).sum() for w in self.weights)  # type: ignore[return-value]
+
+    def __call__(self, out: Tensor, y: Tensor) -> Tensor:
+        return self.base(out, y) + self.penalty()
+
+    def __repr__(self) -> str:
+        return f"Penalized({self.__name__}, l2={self.l2:g})"
+
+
+def penalized(loss_fn: Callable[..., Tensor], model: nn.Module,
+              l2: float) -> Callable[..., Tensor]:
+    """``loss_fn`` with the L2 penalty of :class:`Penalized` (``loss_fn`` itself when
+    ``l2 = 0``): the training loss ``fit``'s one loop minimises."""
+    return Penalized(loss_fn, model, l2) if l2 else loss_fn
 
 
 
@@ -142,7 +181,16 @@ class Head:
 
 def evaluate(model: nn.Module, source: InMemory | FromLoader, loss_fn: Callable[..., Tensor],
              head: Head, metrics: Sequence[str | Callable[..., float]]) -> dict[str, float]:
-    """The loss (in the model's units) and the metrics over all of ``source``, in eval mode."""
+    """The loss (in the model's units, without an L2 penalty) and the metrics over all of
+    ``source``, in eval mode.
+
+    For a classifier (``bce``/``cross_entropy``) the loss is computed from the logits in
+    float64, so ``loss`` and ``log_loss`` are the same number: the mean negative natural log of
+    the probability of the true class, unclipped.
+    """
+    loss_fn = getattr(loss_fn, "base", loss_fn)
+    if head.task == "classification" and head.loss in CLASSIFIER_LOSSES:
+        loss_fn = _float64(loss_fn)
     was_training = model.training
     model.eval()
     total = None
@@ -167,9 +215,20 @@ def evaluate(model: nn.Module, source: InMemory | FromLoader, loss_fn: Callable[
         for m in metrics:
             if callable(m):
                 scores[getattr(m, "__name__", "metric")] = float(m(pred, y))
+            elif m == "log_loss" and head.loss in CLASSIFIER_LOSSES:
+                scores[m] = scores["loss"]  # the same quantity, unclipped
             else:
                 scores[m] = METRICS[m][1](pred, y)
     return scores
+
+
+def _float64(loss_fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``loss_fn`` evaluated on float64 logits (and float targets, for ``bce``)."""
+
+    def loss64(out: Tensor, y: Tensor) -> Tensor:
+        return loss_fn(out.double(), y if not y.is_floating_point() else y.double())
+
+    return loss64
 
 
 
@@ -440,18 +499,27 @@ class Saved:
         with torch.no_grad():
             return torch.cat([self.model(X[i:i + 65536]) for i in range(0, len(X), 65536)])
 
-    def predict_table(self, table: pa.Table, name: str) -> pa.Table:
+    def predict_table(self, table: pa.Table, name: str, *, missing: str = "refuse",
+                      notes: list[str] | None = None) -> pa.Table:
         """``table`` with one ``<target>_pred`` column per target; a classifier's holds the
         label and ``<target>_prob_<class>`` columns follow, one per class.
 
+        Rows with a missing feature cell are refused (``missing="refuse"``), left out
+        (``"drop"``) or predicted from the training means of those features (``"impute"``;
+        the cells stay empty in the output); a line saying so goes to ``notes``.
+
         Raises:
-            InputError: ``table`` (read from ``name``) lacks a feature column or holds missing,
-                infinite or unseen values.
+            InputError: ``table`` (read from ``name``) lacks a feature column or holds missing
+                (with ``refuse``), infinite or unseen values.
         """
         import pyarrow as pa
 
         prep = self.prep
-        X = prep.features_of(table, name)
+        prep.check_columns(table, name)  # the columns, before looking at cells
+        table, filled, note = prep.handle_missing(table, name, missing)
+        if note is not None and notes is not None:
+            notes.append(note)
+        X = prep.features_of(filled, name)
         pred = Head(self.config.get("loss"), prep).predictions(self.outputs(X))
         if prep.task == "classification":
             t = prep.targets[0]

@@ -1,8 +1,11 @@
 """Tables for ``fit`` and ``predict``: CSV/Parquet files and DataFrames read, checked and turned
 into a float feature matrix and targets by a preprocessing saved as plain data.
 
-* **Reading.** :func:`read_table` reads CSV or Parquet (by extension) with pyarrow, imported
-  only here; :func:`to_table` takes a pandas DataFrame or a pyarrow Table.
+* **Reading and writing.** :func:`read_table` reads CSV or Parquet (by extension) with pyarrow,
+  imported only here, in the encoding given or the one it detects (UTF-8, UTF-8 with a BOM,
+  CP949/EUC-KR); :func:`to_table` takes a pandas DataFrame or a pyarrow Table. Both leave out a
+  pandas index stored as columns. :func:`write_table` writes CSV or Parquet (by the suffix)
+  atomically.
 * **Checks with one-line fixes.** Every problem is explained in one line naming the file, the
   columns and the fix: empty file, header only, missing target column, non-numeric columns,
   missing or infinite values, a single row, constant columns, unseen labels.
@@ -33,6 +36,7 @@ __all__ = [
     "Preprocessing",
     "read_table",
     "to_table",
+    "write_table",
 ]
 
 #: Extensions read as Parquet; anything else is read as CSV.
@@ -50,13 +54,70 @@ def _import_pyarrow() -> Any:
     return pyarrow
 
 
-def read_table(path: str | Path) -> pa.Table:
+def _encoding(p: Path, encoding: str | None, notes: list[str] | None) -> str:
+    """The encoding to read the CSV file ``p`` in: ``encoding`` when given (checked), else
+    UTF-8 (a BOM is skipped by the reader) when the bytes decode as UTF-8, else CP949 (which
+    covers EUC-KR, the encoding of Korean Excel's CSV export) when they decode as that; a note
+    says so.
+
+    Raises:
+        InputError: an unknown encoding name, or bytes that are neither UTF-8 nor CP949.
+    """
+    import codecs
+
+    if encoding is not None:
+        try:
+            return codecs.lookup(encoding).name
+        except LookupError:
+            raise InputError(f"unknown encoding {encoding!r}; use a Python codec name such as "
+                             "utf-8, cp949, euc-kr, cp1252, latin-1") from None
+    raw = p.read_bytes()
+    try:
+        raw.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as e:
+        bad = e.start
+    try:
+        raw.decode("cp949")
+    except UnicodeDecodeError:
+        raise InputError(
+            f"cannot read {p.name}: it is not UTF-8 text (byte 0x{raw[bad]:02x} at offset "
+            f"{bad}); pass --encoding NAME (encoding=NAME), e.g. cp1252 or latin-1"
+        ) from None
+    if notes is not None:
+        notes.append(f"{p.name} is not UTF-8; read it as cp949 (CP949/EUC-KR, Korean Excel's "
+                     "CSV export); pass --encoding NAME if that is wrong")
+    return "cp949"
+
+
+def _without_pandas_index(table: pa.Table) -> pa.Table:
+    """``table`` less the columns pandas stored its index in (``__index_level_0__``, or a named
+    index), as listed under ``index_columns`` in the schema's ``b'pandas'`` metadata."""
+    import json
+
+    meta = (table.schema.metadata or {}).get(b"pandas")
+    if not meta:
+        return table
+    try:
+        index = json.loads(meta).get("index_columns", [])
+    except (ValueError, AttributeError):
+        return table
+    drop = [c for c in index if isinstance(c, str) and c in table.column_names]
+    return table.drop_columns(drop) if drop else table
+
+
+def read_table(path: str | Path, *, encoding: str | None = None,
+               notes: list[str] | None = None) -> pa.Table:
     """Read a CSV or Parquet file (by extension) into a ``pyarrow.Table``.
 
     Empty cells and ``NaN``/``NA``/``null`` are read as missing values, in text columns too.
+    A CSV file is read in ``encoding``, or in the one detected (UTF-8, UTF-8 with a BOM, else
+    CP949/EUC-KR, with a line appended to ``notes``). The columns a pandas index was stored in
+    are left out.
 
     Raises:
-        InputError: the file does not exist, is empty, has only a header, or cannot be parsed.
+        InputError: the file does not exist, is empty, has only a header, or cannot be parsed
+            or decoded.
     """
     pa = _import_pyarrow()
     import pyarrow.csv as pacsv
@@ -66,33 +127,81 @@ def read_table(path: str | Path) -> pa.Table:
     name = p.name
     if not p.is_file():
         raise InputError(f"{path} does not exist" if not p.exists() else f"{path} is not a file")
-    if p.stat().st_size == 0 or (p.suffix not in PARQUET_SUFFIXES
-                                 and not p.read_bytes()[:65536].strip()):
+    parquet = p.suffix.lower() in PARQUET_SUFFIXES
+    if p.stat().st_size == 0 or (not parquet and not p.read_bytes()[:65536].strip()):
         raise InputError(f"{name} is empty: no header and no rows")
     try:
-        if p.suffix.lower() in PARQUET_SUFFIXES:
+        if parquet:
             table = pq.read_table(p)
         else:
             table = pacsv.read_csv(
-                p, convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
+                p, read_options=pacsv.ReadOptions(encoding=_encoding(p, encoding, notes)),
+                convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
             )
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"cannot read {name}: {first}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"cannot read {name} as {e.encoding}: {e.reason} at byte {e.start}; "
+                         "pass --encoding NAME (encoding=NAME)") from None
     if table.num_rows == 0:
         raise InputError(f"{name} has a header but no data rows")
-    return table
+    return _without_pandas_index(table)
 
 
 def to_table(df: Any) -> pa.Table:
-    """A pandas DataFrame (or a pyarrow Table) as a ``pyarrow.Table``."""
+    """A pandas DataFrame (or a pyarrow Table) as a ``pyarrow.Table``, without the index."""
     pa = _import_pyarrow()
     if isinstance(df, pa.Table):
-        return df
+        return _without_pandas_index(df)
     try:
         return pa.Table.from_pandas(df, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise InputError(f"cannot convert the DataFrame: {str(e).splitlines()[0]}") from None
+
+
+def write_table(table: pa.Table, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``table`` as Parquet (suffix ``.parquet``/``.pq``) or CSV (any other suffix),
+    atomically: into a temporary file in the same folder, fsynced, then renamed over ``path``.
+
+    Raises:
+        InputError: ``path`` exists and ``overwrite`` is false, is a folder, or cannot be
+            written.
+    """
+    import os
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p} is a folder; give a file name ending in .csv or .parquet")
+    if p.exists() and not overwrite:
+        raise InputError(f"{p} already exists; pass --overwrite to replace it")
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    try:
+        if p.suffix.lower() in PARQUET_SUFFIXES:
+            pq.write_table(table, tmp)
+        else:
+            pacsv.write_csv(table, tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, p)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write {p}: {e.strerror or e}") from None
+    try:
+        fd = os.open(p.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # pragma: no cover - some file systems cannot fsync a folder
+        pass
+    return p
 
 
 # ---------------------------------------------------------------------------------------- columns
@@ -150,8 +259,15 @@ class Preprocessing:
         task: ``"regression"`` or ``"classification"``.
         categories: one-hot encoded columns and their values seen in training.
         classes: the class labels seen in training (classification).
-        x_mean, x_std: per encoded feature, fitted on the training rows (empty: no scaling).
+        x_mean, x_std: per encoded feature, fitted on the training rows (empty: no scaling);
+            one-hot columns keep mean 0, std 1 (they are not scaled).
         y_mean, y_std: per target, for regression targets (empty: no scaling).
+        fill: per numeric feature, its mean over the training rows, in the column's units
+            (what ``predict --missing impute`` fills empty cells with; empty in folders saved
+            before it was kept).
+        notes: one-line notes about the data (constant columns kept or dropped, the
+            encoding read), printed by ``descend fit``.
+        l2: the L2 penalty the model was trained with (recorded; predictions ignore it).
     """
 
     features: list[str]
@@ -163,6 +279,9 @@ class Preprocessing:
     x_std: list[float] = field(default_factory=list)
     y_mean: list[float] = field(default_factory=list)
     y_std: list[float] = field(default_factory=list)
+    fill: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    l2: float = 0.0
 
     # -------------------------------------------------------------------------------- building
 
@@ -200,8 +319,8 @@ class Preprocessing:
             raise InputError(
                 f"{name} has only {table.num_rows} data row; fitting needs at least 2"
             )
-        feats = _without_constant(table, name, feats, drop=drop_constant)
-        prep = cls(features=feats, targets=target, task=task)
+        feats, note = _without_constant(table, name, feats, drop=drop_constant)
+        prep = cls(features=feats, targets=target, task=task, notes=[note] if note else [])
         prep.categories = {c: sorted(table.column(c).unique().to_pylist())
                            for c in text if c in feats}
         if task == "classification":
@@ -228,12 +347,18 @@ class Preprocessing:
     def fit_scaling(self, X: Tensor, Y: Tensor | None) -> None:
         """Fit standardisation on training rows ``X`` (and regression targets ``Y``).
 
-        ``x' = (x - mean) / std``; a column with ``std = 0`` on these rows keeps ``std = 1``.
-        One-hot columns are scaled too: the model sees zero-mean inputs throughout.
+        ``x' = (x - mean) / std``; a column with ``std = 0`` on these rows (a constant one)
+        keeps ``std = 1``. Only the numeric input columns are scaled: one-hot columns stay 0/1
+        (mean 0, std 1), so a categorical column with many levels does not get huge inputs
+        for its rare levels.
         """
         mean = X.double().mean(0)
         std = X.double().std(0, correction=0)
         std[std == 0] = 1.0
+        onehot = torch.tensor(self._one_hot_mask(), dtype=torch.bool)
+        if len(onehot) == len(mean):
+            mean[onehot] = 0.0
+            std[onehot] = 1.0
         self.x_mean, self.x_std = mean.tolist(), std.tolist()
         if Y is not None and self.task == "regression":
             ym = Y.double().mean(0)
@@ -241,7 +366,95 @@ class Preprocessing:
             ys[ys == 0] = 1.0
             self.y_mean, self.y_std = ym.tolist(), ys.tolist()
 
+    def _one_hot_mask(self) -> list[bool]:
+        """Per encoded feature: whether it is a one-hot column."""
+        return [m for c in self.features
+                for m in ([True] * len(self.categories[c]) if c in self.categories else [False])]
+
+    def fit_fill(self, X: Tensor) -> None:
+        """Keep the mean of each numeric feature over the training rows ``X`` (unscaled
+        encoded features), for ``predict --missing impute``."""
+        numeric = [i for i, m in enumerate(self._one_hot_mask()) if not m]
+        names = [c for c in self.features if c not in self.categories]
+        means = X.double()[:, numeric].mean(0).tolist() if numeric else []
+        self.fill = dict(zip(names, means))
+
+    def handle_missing(self, table: pa.Table, name: str,
+                       how: str = "refuse") -> tuple[pa.Table, pa.Table, str | None]:
+        """Rows of ``table`` with a missing (empty or NaN) feature cell: refused (``how =
+        "refuse"``), dropped (``"drop"``) or filled with the training means (``"impute"``,
+        numeric features only). Returns the rows kept as they were, the same rows with cells
+        filled (what the model sees), and a one-line note (None when nothing was missing).
+
+        Raises:
+            InputError: ``how`` is unknown; there are missing cells and ``how`` is refuse;
+                impute is asked for a categorical column or with a model saved without the
+                training means; every row has a missing cell.
+        """
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if how not in ("refuse", "drop", "impute"):
+            raise InputError(f"missing must be refuse, drop or impute, got {how!r}")
+        cols = [c for c in self.features if c in table.column_names]
+        bad = np.zeros(table.num_rows, dtype=bool)
+        counts = {}
+        for c in cols:
+            col = table.column(c)
+            miss = ~pc.fill_null(pc.is_valid(col), False).to_numpy(zero_copy_only=False)
+            if _floating(col.type):
+                miss |= np.isnan(_numbers(col))
+            if miss.any():
+                counts[c] = int(miss.sum())
+                bad |= miss
+        if not counts:
+            return table, table, None
+        rows = (np.flatnonzero(bad) + 1).tolist()
+        shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+        where = f"{len(rows)} row(s) (data rows {shown})"
+        if how == "refuse":
+            raise InputError(
+                f"missing values (empty or NaN cells) in {name}: {where}; {_counts(counts)}; "
+                "pass --missing drop (missing='drop') to skip those rows or --missing impute "
+                "to fill numeric features with the training means"
+            )
+        if how == "drop":
+            if len(rows) == table.num_rows:
+                raise InputError(f"every row of {name} has a missing value; nothing is left "
+                                 "to predict")
+            kept = table.filter(pa.array(~bad))
+            return kept, kept, f"dropped {where} of {name} with missing values"
+        text = [c for c in counts if c in self.categories]
+        if text:
+            raise InputError(
+                f"--missing impute fills numeric features only; column {text[0]!r} of {name} "
+                "is categorical: pass --missing drop"
+            )
+        if not self.fill:
+            raise InputError(
+                "this model was saved without the training means (by an older descend); "
+                "--missing impute needs them: fit it again, or pass --missing drop"
+            )
+        filled = table
+        for c in counts:
+            values = _numbers(table.column(c))
+            values[np.isnan(values)] = self.fill[c]
+            filled = filled.set_column(filled.column_names.index(c), c, pa.array(values))
+        return table, filled, (f"filled {sum(counts.values())} missing cell(s) in {where} of "
+                               f"{name} with the training means")
+
     # ------------------------------------------------------------------------------- applying
+
+    def check_columns(self, table: pa.Table, name: str) -> None:
+        """Raise when ``table`` lacks a feature column."""
+        cols = table.column_names
+        lacking = [c for c in self.features if c not in cols]
+        if lacking:
+            raise InputError(
+                f"{name} lacks the feature column(s) {', '.join(lacking)} the model was trained "
+                f"on; its columns are: {', '.join(cols)}"
+            )
 
     def features_of(self, table: pa.Table, name: str,
                     dtype: torch.dtype = torch.float32) -> Tensor:
@@ -252,13 +465,7 @@ class Preprocessing:
         """
         import numpy as np
 
-        cols = table.column_names
-        lacking = [c for c in self.features if c not in cols]
-        if lacking:
-            raise InputError(
-                f"{name} lacks the feature column(s) {', '.join(lacking)} the model was trained "
-                f"on; its columns are: {', '.join(cols)}"
-            )
+        self.check_columns(table, name)
         table = table.select(self.features)
         _check_missing(table, name, drop=None)
         _check_infinite(table, name, [c for c in self.features if c not in self.categories])
@@ -389,33 +596,38 @@ def _text_columns(table: pa.Table, name: str, feats: list[str], target: list[str
         bad = [t for t in target if _kind(table.column(t).type) == "text"]
         if bad:
             raise InputError(
-                f"target column {bad[0]!r} of {name} is not numeric; for class labels use "
-                "--model logistic or --loss cross_entropy"
+                f"target column {bad[0]!r} of {name} is not numeric; a regression needs "
+                "numbers (class labels: one target column, --task classify)"
             )
     return text
 
 
-def _without_constant(table: pa.Table, name: str, feats: list[str], *, drop: bool) -> list[str]:
-    """``feats`` less the columns holding one value throughout.
+def _without_constant(table: pa.Table, name: str, feats: list[str], *,
+                      drop: bool) -> tuple[list[str], str | None]:
+    """``feats`` less the columns holding one value throughout when ``drop``, else all of them
+    (a constant column gets scale 1 under standardisation); and a one-line note naming them.
 
     Raises:
-        InputError: there are constant columns and ``drop`` is off, or none is left.
+        InputError: ``drop`` leaves no feature column.
     """
     constant = {}
     for c in feats:
         uniq = table.column(c).unique()
         if len(uniq) == 1:
             constant[c] = uniq[0].as_py()
-    if constant and not drop:
-        which = ", ".join(f"{c} (always {_fmt(v)})" for c, v in constant.items())
-        raise InputError(
-            f"constant feature column(s) in {name}: {which}; they carry no information: "
-            "leave them out with --features or pass --drop-constant (drop_constant=True)"
-        )
+    if not constant:
+        return feats, None
+    shown = list(constant.items())[:5]
+    which = ", ".join(f"{c} (always {_fmt(v)})" for c, v in shown)
+    if len(constant) > len(shown):
+        which += f" and {len(constant) - len(shown)} more"
+    if not drop:
+        return feats, (f"kept {len(constant)} constant feature column(s) of {name}: {which}; "
+                       "they carry no information (--drop-constant drops them)")
     feats = [c for c in feats if c not in constant]
     if not feats:
         raise InputError(f"{name} has no feature columns left after dropping constant ones")
-    return feats
+    return feats, f"dropped {len(constant)} constant feature column(s) of {name}: {which}"
 
 
 def _classes(table: pa.Table, name: str, target: str) -> list[Any]:

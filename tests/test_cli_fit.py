@@ -108,11 +108,8 @@ COLORS = "a,color,y\n1,red,1\n2,blue,2\n3,red,3\n4,blue,1\n"
         ("a,b,y\n1,2,3\n", [], "data.csv has only 1 data row; fitting needs at least 2"),
         ("a,b,y\n1,,3\n2,3,\n", ["--drop-missing"],
          "every row of data.csv has a missing value; nothing is left to fit"),
-        ("a,b,y\n1,5,1\n2,5,2\n3,5,3\n", [],
-         "constant feature column(s) in data.csv: b (always 5); they carry no information: "
-         "leave them out with --features or pass --drop-constant (drop_constant=True)"),
-        ("a,b,y\n1,2,x\n2,3,z\n", [], "target column 'y' of data.csv is not numeric; for class "
-         "labels use --model logistic or --loss cross_entropy"),
+        ("a,b,y\n1,2,x\n2,3,z\n", [], "target column 'y' of data.csv is not numeric; a "
+         "regression needs numbers (class labels: one target column, --task classify)"),
         ("a,b,y\n1,2,x\n2,3,x\n", ["--model", "logistic"],
          "target column 'y' of data.csv holds only one class (x); a classifier needs at "
          "least 2"),
@@ -134,11 +131,13 @@ COLORS = "a,color,y\n1,red,1\n2,blue,2\n3,red,3\n4,blue,1\n"
          "'nosuchpkg_xyz'"),
     ],
     ids=["empty", "header-only", "no-target", "no-feature", "non-numeric", "missing", "nan",
-         "inf", "one-row", "all-missing", "constant", "text-target", "one-class", "malformed",
+         "inf", "one-row", "all-missing", "text-target", "one-class", "malformed",
          "model", "mlp-widths", "activation", "loss", "lr", "val", "import"],
 )
 def test_bad_data_files_get_one_line_and_status_2(tmp_path, capsys, content, args, msg):
     (tmp_path / "data.csv").write_text(content)
+    if "--model" not in args and "--loss" not in args:
+        args = [*args, "--task", "regress"]  # whole-number targets: say which task
     rc, out, err = run(["fit", tmp_path / "data.csv", "--target", "y", "--out",
                         tmp_path / "m", "--quiet", *args], capsys)
     assert (rc, err) == (2, f"descend fit: error: {msg}\n")
@@ -155,11 +154,12 @@ def test_bad_data_files_get_one_line_and_status_2(tmp_path, capsys, content, arg
          "was trained on; its columns are: a, y"),
         (GOOD, [], "evaluate", "a,b\n1,2\n", "target column 'y' is not in new.csv; its columns "
          "are: a, b"),
-        (COLORS, ["--one-hot"], "predict", "a,color\n1,green\n",
+        (COLORS, ["--one-hot", "--task", "regress"], "predict", "a,color\n1,green\n",
          "value 'green' in column 'color' of new.csv was never seen in training; known "
          "values: blue, red"),
         (GOOD, [], "predict", "a,b\n1,\n", "missing values (empty or NaN cells) in new.csv: "
-         "b: 1; fill or remove those cells"),
+         "1 row(s) (data rows 1); b: 1; pass --missing drop (missing='drop') to skip those "
+         "rows or --missing impute to fill numeric features with the training means"),
         (GOOD, [], "evaluate", "a,b,y\n1,2,inf\n", "infinite values in new.csv: y: 1; replace "
          "or remove those cells"),
         (GOOD, [], "predict", "", "new.csv is empty: no header and no rows"),
@@ -188,7 +188,8 @@ def test_predict_from_a_folder_that_is_not_a_model(tmp_path, capsys):
 def test_drop_options_fit(tmp_path, capsys):
     (tmp_path / "d.csv").write_text("a,b,c,y\n1,,7,1\n2,3,7,2\n4,5,7,1\n6,1,7,3\n5,2,7,2\n")
     rc, _, _ = run(["fit", tmp_path / "d.csv", "--target", "y", "--drop-missing",
-                    "--drop-constant", "--val", "0", "--epochs", "2", "--out", tmp_path / "m",
+                    "--drop-constant", "--task", "regress", "--val", "0", "--epochs", "2",
+                    "--out", tmp_path / "m",
                     "--quiet"], capsys)
     assert rc == 0
     prep = json.loads((tmp_path / "m" / "preprocessing.json").read_text())
@@ -283,7 +284,8 @@ def test_one_hot_columns_and_a_user_module(tmp_path, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "d.csv").write_text(COLORS * 1 + "5,red,2\n6,blue,3\n")
     rc, _, err = run(["fit", "d.csv", "--target", "y", "--one-hot", "--model", "mynet:Net",
-                      "--val", "0", "--epochs", "3", "--out", "m", "--quiet"], capsys)
+                      "--task", "regress", "--val", "0", "--epochs", "3", "--out", "m",
+                      "--quiet"], capsys)
     assert rc == 0, err
     prep = json.loads((tmp_path / "m" / "preprocessing.json").read_text())
     assert prep["categories"] == {"color": ["blue", "red"]}
@@ -345,6 +347,7 @@ def test_fit_summary_and_early_stopping(tmp_path, capsys):
                              f"{config_best(tmp_path):.4e} at epoch {config['best_epoch']} "
                              "[early_stopping]")
     assert lines[2] == f"restored the weights of the best epoch, {config['best_epoch']}"
+    assert lines[3] == "task: regression, loss mse, l2 penalty 0"
     assert lines[-4].startswith("train: loss ") and lines[-3].startswith("val:   loss ")
     assert lines[-2] == f"saved the model to {tmp_path / 'm'}"
     epochs = pd.read_csv(tmp_path / "m" / "epochs.csv")

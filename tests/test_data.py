@@ -93,8 +93,8 @@ def test_preprocessing_one_hot_scaling_and_round_trip():
     want = torch.tensor([[1, 1, 0, 0], [2, 0, 1, 0], [3, 1, 0, 0], [4, 0, 0, 1.0]])
     assert torch.equal(X, want)
     prep.fit_scaling(X[:2].double(), prep.targets_of(t, "t")[:2].double())
-    # statistics of the two rows given; a column constant on them keeps std 1
-    assert prep.x_mean == [1.5, 0.5, 0.5, 0.0] and prep.x_std == [0.5, 0.5, 0.5, 1.0]
+    # statistics of the two rows given; one-hot columns are not scaled
+    assert prep.x_mean == [1.5, 0.0, 0.0, 0.0] and prep.x_std == [0.5, 1.0, 1.0, 1.0]
     assert prep.y_mean == [0.5] and prep.y_std == [0.5]
     again = Preprocessing.from_state_dict(json.loads(json.dumps(prep.state_dict())))
     assert again == prep
