@@ -147,6 +147,7 @@ class FitResult(Result):
             "in_features": len(prep.encoded_features),
             "out_features": int(last[-1].out_features) if last else 0,
             "parameters": sum(p.numel() for p in self.model.parameters()),
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
             "loss": self.loss_name, "task": prep.task, "rule": self.rule, "step": self.step,
             **(options or {}),
             "reason": self.reason, "message": self.message, "epochs_run": self.epochs,
@@ -256,11 +257,16 @@ def fit(
             callable ``k -> lr``, or a :mod:`descend.steps` strategy); a line search searches
             along the batch of its iteration. None: ``"auto"`` on the full batch, else the
             rule's default lr. Resolved by :func:`descend.loop.assemble`, as in ``minimize``.
-        batch_size: rows per mini-batch; None (or a batch >= the row count) is the full batch:
-            the objective is then the whole training loss, and every rule, quasi-Newton
-            included, runs as in :func:`descend.minimize`.
-        epochs: passes over the training data (:class:`~descend.stops.MaxEpochs`); default 100
-            when neither ``stop`` nor ``max_iter`` bounds the run.
+        batch_size: ``"auto"`` (default): the full batch when the training features hold at
+            most :data:`FULL_BATCH_NUMBERS` numbers, else mini-batches of :data:`AUTO_BATCH`
+            rows; a number of rows; None (or a batch >= the row count): the full batch. On the
+            full batch the objective is the whole training loss, every rule (quasi-Newton
+            included) runs as in :func:`descend.minimize`, and a spec model trains in float64,
+            as scikit-learn does (mini-batches: float32). ``result.method`` says which.
+        epochs: passes over the training data (:class:`~descend.stops.MaxEpochs`). Default: the
+            automatic full batch runs to convergence; automatic mini-batches stop early
+            (:data:`AUTO_PATIENCE`) within :data:`AUTO_EPOCHS`; other runs stop after 100 epochs
+            when neither ``stop`` nor ``max_iter`` bounds them.
         stop: extra criteria from :mod:`descend.stops` (LossBelow, ValLossBelow, TimeLimit, ...).
         max_iter: an iteration (batch) cap.
         patience: early stopping: stop when the validation loss (the epoch's training loss
@@ -308,6 +314,8 @@ def fit(
         check_count("patience", patience, minimum=0)
     _check_loss_and_metrics(model, loss, metrics)
     dev, dtype = _placement(model, device)
+    if isinstance(model, str) and batch_size in ("auto", None):
+        dtype = torch.float64  # the full batch to the optimum, as scikit-learn computes it
     root = None
     if record is not None and record is not False:
         from .store import records_root
@@ -319,10 +327,11 @@ def fit(
                 standardize=standardize, one_hot=one_hot, drop_missing=drop_missing,
                 drop_constant=drop_constant, shuffle=shuffle, seed=seed, dtype=dtype, device=dev,
                 task=task, l2=l2, encoding=encoding)
+    batching, dtype = _batching(d, batch_size, shuffle, seed, dtype)
     if isinstance(model, str):
         with torch.random.fork_rng(devices=[]):  # seed the weights, not the caller's generator
             torch.manual_seed(seed)
-            net = build_model(model, d.n_in, d.n_out, activation).to(dev)
+            net = build_model(model, d.n_in, d.n_out, activation).to(dev, dtype)
     else:
         net = model
     net.train()
@@ -339,7 +348,6 @@ def fit(
         return evaluate(net, val_src, loss_fn, head, metric_list)
 
     names = [m if isinstance(m, str) else getattr(m, "__name__", "metric") for m in metric_list]
-    batching = _batching(d, batch_size, shuffle, seed)
     bpe = d.train.batches_per_epoch
     log = Epochs(bpe, d.train.sizes(), validate if val_src is not None else None, names)
     objective = MiniBatchObjective(net, params, loss_fn, d.train)
@@ -410,24 +418,34 @@ def fit(
     return res
 
 
-def _batching(d: Any, batch_size: int | str | None, shuffle: bool, seed: int) -> str:
+def _batching(d: Any, batch_size: int | str | None, shuffle: bool, seed: int,
+              dtype: torch.dtype) -> tuple[str, torch.dtype]:
     """Settle ``batch_size="auto"`` on the prepared data (the full batch when the training
     features hold at most :data:`FULL_BATCH_NUMBERS` numbers, else mini-batches of
-    :data:`AUTO_BATCH`), and say in words what the batches are and why."""
+    :data:`AUTO_BATCH` rows, in float32 for a spec model); say in words what the batches are and
+    why. Returns that and the dtype to train in."""
     train = d.train
     if not isinstance(train, InMemory):
-        return "the loader's batches"
+        return "the loader's batches", dtype
     rows = len(train.X)
     cols = train.X.shape[1] if train.X.dim() > 1 else 1
     if batch_size == "auto":
         if rows * cols > FULL_BATCH_NUMBERS:
-            d.train = InMemory(train.X, train.Y, AUTO_BATCH, shuffle=shuffle, seed=seed)
+            low = torch.float32 if dtype == torch.float64 else dtype
+
+            def cast(t: Tensor) -> Tensor:
+                return t.to(low) if t.is_floating_point() else t
+
+            d.train = InMemory(cast(train.X), cast(train.Y), AUTO_BATCH, shuffle=shuffle,
+                               seed=seed)
+            if isinstance(d.val, InMemory):
+                d.val = InMemory(cast(d.val.X), cast(d.val.Y), d.val.batch_size, shuffle=False)
             return (f"mini-batches of {AUTO_BATCH} rows (the {rows} x {cols} training features "
-                    f"exceed {FULL_BATCH_NUMBERS:,} numbers)")
-        return f"the full batch ({rows} rows x {cols} features fit in memory)"
+                    f"exceed {FULL_BATCH_NUMBERS:,} numbers)"), low
+        return f"the full batch ({rows} rows x {cols} features fit in memory)", dtype
     if train.batches_per_epoch == 1:
-        return f"the full batch ({rows} rows)"
-    return f"batch_size={batch_size}"
+        return f"the full batch ({rows} rows)", dtype
+    return f"batch_size={batch_size}", dtype
 
 
 def _check_loss_and_metrics(model: Any, loss: Any, metrics: Any) -> None:

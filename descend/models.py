@@ -494,8 +494,14 @@ class Saved:
                              f"{type(data).__name__}")
         return self.evaluate_table(to_table(data), "data")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the model was trained (and runs) in."""
+        return next(self.model.parameters()).dtype
+
     def outputs(self, X: Tensor) -> Tensor:
         """Model outputs for scaled features ``X``, without gradients, in chunks."""
+        X = X.to(self.dtype)
         with torch.no_grad():
             return torch.cat([self.model(X[i:i + 65536]) for i in range(0, len(X), 65536)])
 
@@ -519,7 +525,7 @@ class Saved:
         table, filled, note = prep.handle_missing(table, name, missing)
         if note is not None and notes is not None:
             notes.append(note)
-        X = prep.features_of(filled, name)
+        X = prep.features_of(filled, name, torch.float64)
         pred = Head(self.config.get("loss"), prep).predictions(self.outputs(X))
         if prep.task == "classification":
             t = prep.targets[0]
@@ -539,11 +545,13 @@ class Saved:
             InputError: as :meth:`predict_table`, or a target column is missing or holds a
                 class label never seen in training.
         """
-        X = self.prep.features_of(table, name)
+        X = self.prep.features_of(table, name, torch.float64).to(self.dtype)
         Y = self.prep.targets_of(table, name)
         loss = self.config["loss"]
         if loss == "bce":
-            Y = Y.float()[:, None]
+            Y = Y.to(self.dtype)[:, None]
+        elif Y.is_floating_point():
+            Y = Y.to(self.dtype)
         head = Head(loss, self.prep)
         return evaluate(self.model, InMemory(X, Y, 65536, shuffle=False), LOSSES[loss], head,
                         list(DEFAULT_METRICS[head.task]))
@@ -569,6 +577,7 @@ def load_model(folder: str | Path) -> Saved:
             raise ValueError(f"unknown format {config.get('format')!r}")
         model = build_model(config["model"], config["in_features"], config["out_features"],
                             config.get("activation", "relu"))
+        model.to(getattr(torch, config.get("dtype", "float32")))  # as trained (float64: full batch)
         state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except InputError:

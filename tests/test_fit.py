@@ -263,7 +263,7 @@ def test_standardisation_is_fitted_on_the_training_rows_only():
     # predict applies the same scaling and un-scales the targets
     scaled = (X.double() - torch.tensor(prep.x_mean)) / torch.tensor(prep.x_std)
     with torch.no_grad():
-        raw = res.model(scaled.float()).double()
+        raw = res.model(scaled.to(res.model.weight.dtype)).double()
     want = raw * torch.tensor(prep.y_std) + torch.tensor(prep.y_mean)
     np.testing.assert_allclose(res.predict(df), want.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(res.predict(X.numpy()), want.numpy(), rtol=1e-5, atol=1e-5)
@@ -440,7 +440,7 @@ def test_save_from_python_and_load_back(tmp_path):
     assert saved.config["model"] == "mlp:8" and saved.config["activation"] == "tanh"
     assert saved.config["in_features"] == 6 and saved.config["out_features"] == 2
     assert saved.prep == res.preprocessing and saved.metrics == res.metrics
-    feats = saved.prep.features_of(to_table(df), "df")
+    feats = saved.prep.features_of(to_table(df), "df", torch.float64)
     np.testing.assert_allclose(saved.prep.unscale_y(saved.outputs(feats).double()).numpy(),
                                res.predict(df))
     with pytest.raises(InputError) as e:
