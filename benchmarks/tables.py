@@ -1,7 +1,8 @@
 """``descend fit`` with default flags against scikit-learn's defaults on its bundled data sets.
 
 Each data set is written to CSV and split once (seeded, 25% test, stratified for classes); the
-command line trains on the training file with nothing but ``--target`` and ``--model``, then the
+command line trains on the training file with nothing but ``--target`` and ``--model`` (and
+``--task classify`` for ``mlp:64`` on digits' whole-number labels, which it refuses to guess), then the
 saved model is scored on the test file. scikit-learn's estimators with their defaults get the
 same split: ``LinearRegression`` for regression, ``LogisticRegression()`` for the linear
 classifiers, ``MLPClassifier(hidden_layer_sizes=(64,))`` for ``mlp:64``; both sides standardise
@@ -45,7 +46,7 @@ def _sets() -> dict[str, tuple[pd.DataFrame, str, str, str]]:
         frame.columns = [str(c).replace(" ", "_").replace("(", "").replace(")", "")
                          .replace("/", "_") for c in frame.columns]
         out[name] = (frame, "target", "logistic", "classification")
-    out["digits_mlp"] = (out["digits"][0], "target", "mlp:64", "classification")
+    out["digits_mlp"] = (out["digits"][0], "target", "mlp:64", "classification")  # + --task
     lin = datasets.load_linnerud(as_frame=True)
     frame = pd.concat([lin.data, lin.target[["Weight"]]], axis=1)
     out["linnerud"] = (frame, "Weight", "linear", "regression")
@@ -70,9 +71,11 @@ def _descend(train: pd.DataFrame, test: pd.DataFrame, target: str, spec: str,
     out = folder / f"model-{spec.replace(':', '')}"
     t0 = time.perf_counter()
     buf = io.StringIO()
+    # an mlp on whole-number labels is ambiguous (labels or amounts?): the one flag it needs
+    task = ["--task", "classify"] if spec.startswith("mlp") else []
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
         rc = main(["fit", str(folder / "train.csv"), "--target", target, "--model", spec,
-                   "--out", str(out), "--quiet", "--no-record", "--overwrite"])
+                   *task, "--out", str(out), "--quiet", "--no-record", "--overwrite"])
     seconds = time.perf_counter() - t0
     if rc != 0:
         return math.nan, math.nan, seconds, f"exit {rc}"
