@@ -410,12 +410,11 @@ def _fit(a: argparse.Namespace) -> int:
 def _predict(a: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import pyarrow.csv as pacsv
-
     from .models import load_model
     from .tables import read_table
 
     table = load_model(a.folder).predict_table(read_table(a.file), Path(a.file).name)
+    import pyarrow.csv as pacsv  # after read_table, which says in one line when pyarrow is missing
     if a.output in (None, "-"):
         pacsv.write_csv(table, sys.stdout.buffer)
         sys.stdout.flush()
