@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -52,6 +52,9 @@ from .rules import Rule
 from .steps import Step
 from .stops import Criterion, EarlyStopping
 from .tables import Preprocessing, read_table, to_table
+
+if TYPE_CHECKING:  # names in the inherited Result fields, for the API reference (pdoc)
+    from .diagnose import Diagnosis  # noqa: F401
 
 __all__ = ["FitResult", "fit", "record_fit"]
 
