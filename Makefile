@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean chromium
+.PHONY: demo test lint docs dist test-min bench clean chromium
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,8 +31,25 @@ chromium:
 	fi
 	@test -x $(CHROMIUM) || { echo "make chromium: $(CHROMIUM) is still missing" >&2; exit 1; }
 
-test: $(STAMP) lint chromium
-	$(BIN)/pytest -q
+# The API reference from the docstrings (pdoc, Google style) into docs/api/ (git-ignored).
+# Any warning pdoc prints fails the target, so the reference cannot rot.
+docs: $(STAMP)
+	rm -rf docs/api
+	$(BIN)/pdoc --docformat google -o docs/api descend 2> $(VENV)/pdoc.log; \
+	status=$$?; cat $(VENV)/pdoc.log >&2; \
+	if [ $$status -ne 0 ] || [ -s $(VENV)/pdoc.log ]; then \
+		echo "make docs: pdoc failed or warned (above)" >&2; exit 1; fi
+	@echo "make docs: docs/api/index.html"
+
+# The wheel and the sdist in dist/, checked by twine (metadata, README rendering).
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist . > $(VENV)/build.log 2>&1 || { cat $(VENV)/build.log >&2; exit 1; }
+	$(BIN)/twine check --strict dist/*
+
+# tests/test_package.py installs this wheel (no extras) into a fresh venv and runs the CLI there.
+test: $(STAMP) lint docs dist chromium
+	DESCEND_WHEEL="$$(ls dist/descend-*.whl)" $(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/loop_overhead.py
