@@ -47,9 +47,9 @@ dist: $(STAMP)
 	$(BIN)/python -m build --outdir dist . > $(VENV)/build.log 2>&1 || { cat $(VENV)/build.log >&2; exit 1; }
 	$(BIN)/twine check --strict dist/*
 
-# tests/test_package.py installs this wheel (no extras) into a fresh venv and runs the CLI there.
+# tests/test_package.py checks these and installs the wheel (no extras) into a fresh venv.
 test: $(STAMP) lint docs dist chromium
-	DESCEND_WHEEL="$$(ls dist/descend-*.whl)" $(BIN)/pytest -q
+	DESCEND_DIST=dist $(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/loop_overhead.py
