@@ -51,9 +51,35 @@ dist: $(STAMP)
 test: $(STAMP) lint docs dist chromium
 	DESCEND_DIST=dist $(BIN)/pytest -q
 
+# The suite at the lowest versions pyproject.toml declares (.ci/min-versions.txt: numpy, pyarrow,
+# tqdm and the extras' libraries) with torch 2.13.0, the declared torch minimum, in .venv-min.
+# Python 3.10, the declared minimum, has no CPU torch wheel here: the suite runs on python3, and
+# every module is parsed by python3.10 (mypy also checks at python_version 3.10).
+MIN_VENV := .venv-min
+MIN_STAMP := $(MIN_VENV)/.installed
+
+$(MIN_STAMP): pyproject.toml .ci/min-versions.txt
+	rm -rf $(MIN_VENV)
+	$(PY) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/pip install --quiet --upgrade pip
+	$(MIN_VENV)/bin/pip install --quiet torch==2.13.0
+	$(MIN_VENV)/bin/pip install --quiet -c .ci/min-versions.txt -e '.[plot,problems,pandas]' scipy pytest
+	touch $(MIN_STAMP)
+
+test-min: $(MIN_STAMP)
+	@$(MIN_VENV)/bin/python -c "import sys, numpy, pyarrow, tqdm, torch, pandas, sklearn, scipy, matplotlib; \
+	print('test-min: python', sys.version.split()[0], 'torch', torch.__version__, 'numpy', numpy.__version__, \
+	'pyarrow', pyarrow.__version__, 'tqdm', tqdm.__version__, 'pandas', pandas.__version__, \
+	'scikit-learn', sklearn.__version__, 'scipy', scipy.__version__, 'matplotlib', matplotlib.__version__)"
+	@if command -v python3.10 >/dev/null && python3.10 -c pass 2>/dev/null; then \
+		python3.10 -c "import ast, pathlib; [ast.parse(p.read_text(), str(p)) for p in pathlib.Path('descend').rglob('*.py')]" \
+		&& echo "test-min: every module of descend/ parses on $$(python3.10 -V)"; \
+	else echo "test-min: no python3.10 here, its parse check skipped"; fi
+	$(MIN_VENV)/bin/pytest -q -p no:cacheprovider -m "not package" --ignore tests/test_browser.py
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/loop_overhead.py
 	$(BIN)/python benchmarks/startup.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(MIN_VENV) dist docs/api .pytest_cache .mypy_cache .ruff_cache *.egg-info
