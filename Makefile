@@ -75,7 +75,15 @@ test-min: $(MIN_STAMP)
 		python3.10 -c "import ast, pathlib; [ast.parse(p.read_text(), str(p)) for p in pathlib.Path('descend').rglob('*.py')]" \
 		&& echo "test-min: every module of descend/ parses on $$(python3.10 -V)"; \
 	else echo "test-min: no python3.10 here, its parse check skipped"; fi
-	$(MIN_VENV)/bin/pytest -q -p no:cacheprovider -m "not package" --ignore tests/test_browser.py
+	$(MIN_VENV)/bin/pytest -q -p no:cacheprovider -m "not package" --ignore tests/test_browser.py \
+		$(addprefix --deselect ,$(MIN_ORACLE_TESTS))
+
+# Two tests compare with an oracle whose own answer moves with its version: scipy 1.10's MINPACK
+# stops at a worse point on MGH 20 than descend (0.002606 vs 0.002288), and scikit-learn 1.3's
+# LogisticRegression is looser than 1e-5 on the breast-cancer optimum. make test runs both.
+MIN_ORACLE_TESTS := \
+	'tests/test_lsq.py::test_least_squares_reaches_the_optimum_of_the_mgh_problem_to_six_digits[20]' \
+	tests/test_problems.py::test_breast_cancer_optimum_matches_sklearn
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/loop_overhead.py
