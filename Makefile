@@ -56,6 +56,7 @@ test: $(STAMP) lint docs dist chromium
 # Python 3.10, the declared minimum, has no CPU torch wheel here: the suite runs on python3, and
 # every module is parsed by python3.10 (mypy also checks at python_version 3.10).
 MIN_VENV := .venv-min
+PY310 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) python3.10)
 MIN_STAMP := $(MIN_VENV)/.installed
 
 $(MIN_STAMP): pyproject.toml .ci/min-versions.txt
@@ -71,10 +72,10 @@ test-min: $(MIN_STAMP)
 	print('test-min: python', sys.version.split()[0], 'torch', torch.__version__, 'numpy', numpy.__version__, \
 	'pyarrow', pyarrow.__version__, 'tqdm', tqdm.__version__, 'pandas', pandas.__version__, \
 	'scikit-learn', sklearn.__version__, 'scipy', scipy.__version__, 'matplotlib', matplotlib.__version__)"
-	@if command -v python3.10 >/dev/null && python3.10 -c pass 2>/dev/null; then \
-		python3.10 -c "import ast, pathlib; [ast.parse(p.read_text(), str(p)) for p in pathlib.Path('descend').rglob('*.py')]" \
-		&& echo "test-min: every module of descend/ parses on $$(python3.10 -V)"; \
-	else echo "test-min: no python3.10 here, its parse check skipped"; fi
+	@if $(PY310) -c pass 2>/dev/null; then \
+		$(PY310) -c "import ast, pathlib; [ast.parse(p.read_text(), str(p)) for p in pathlib.Path('descend').rglob('*.py')]" \
+		&& echo "test-min: every module of descend/ parses on $$($(PY310) -V)"; \
+	else echo "test-min: no python3.10 here (PY310=$(PY310)), its parse check skipped"; fi
 	$(MIN_VENV)/bin/pytest -q -p no:cacheprovider -m "not package" --ignore tests/test_browser.py \
 		$(addprefix --deselect ,$(MIN_ORACLE_TESTS))
 
