@@ -336,8 +336,6 @@ def _notes(command: str, notes: list[str]) -> None:
 def _predict(a: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import pyarrow.csv as pacsv
-
     from .models import load_model
     from .tables import read_table, write_table
 
@@ -352,6 +350,7 @@ def _predict(a: argparse.Namespace) -> int:
     table = read_table(a.file, encoding=a.encoding, notes=notes)
     table = saved.predict_table(table, Path(a.file).name, missing=a.missing, notes=notes)
     _notes("predict", notes)
+    import pyarrow.csv as pacsv  # after read_table, which says in one line when pyarrow is missing
     if out is None:
         pacsv.write_csv(table, sys.stdout.buffer)
         sys.stdout.flush()

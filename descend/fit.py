@@ -65,6 +65,9 @@ from .tables import Preprocessing
 if TYPE_CHECKING:
     import numpy as np
 
+if TYPE_CHECKING:  # names in the inherited Result fields, for the API reference (pdoc)
+    from .diagnose import Diagnosis  # noqa: F401
+
 __all__ = ["FitResult", "fit", "record_fit"]
 
 #: ``batch_size=None``: one batch holding every training row.

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +35,10 @@ from .result import Result, outcome, start_diagnosis
 from .rules import Rule
 from .steps import Step
 from .stops import Criterion
+
+if TYPE_CHECKING:  # names in the inherited Result fields, for the API reference (pdoc)
+    from .diagnose import Diagnosis  # noqa: F401
+    from .history import History  # noqa: F401
 
 __all__ = [
     "JACOBIAN_MODES",

@@ -24,8 +24,8 @@ number or a name (:data:`MGH_NAMES`), with their standard starts, sizes and the 
 they are solved at ``f* + 1e-5 max(|f*|, 1e-3)`` (:attr:`descend.mgh.MGHProblem.threshold`).
 
 Everything except the notebook is float64, so a threshold at a relative gap of ``1e-6`` is far
-above round-off. The two scikit-learn problems need scikit-learn (a test and benchmark
-dependency of descend, not a runtime one); it is imported when the problem is built.
+above round-off. The two scikit-learn problems need scikit-learn (``pip install
+'descend[problems]'``; not a runtime dependency); it is imported when the problem is built.
 """
 
 from __future__ import annotations
@@ -203,12 +203,19 @@ def _standardise(x: Tensor) -> Tensor:
     return (x - x.mean(0)) / x.std(0, unbiased=False)
 
 
+def _sklearn_datasets() -> Any:
+    try:
+        from sklearn import datasets
+    except ImportError as e:
+        raise InputError("this problem needs scikit-learn: pip install 'descend[problems]'") from e
+    return datasets
+
+
 @functools.lru_cache(maxsize=1)
 def _diabetes() -> tuple[Tensor, Tensor, Tensor]:
     import numpy as np
-    from sklearn.datasets import load_diabetes
 
-    data = load_diabetes()
+    data = _sklearn_datasets().load_diabetes()
     x = _standardise(torch.tensor(data.data, dtype=torch.float64))
     design = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)
     y = torch.tensor(data.target, dtype=torch.float64)
@@ -247,9 +254,7 @@ def _logistic_loss(x: Tensor, y: Tensor, w: Tensor) -> Tensor:
 
 @functools.lru_cache(maxsize=1)
 def _breast_cancer() -> tuple[Tensor, Tensor, Tensor]:
-    from sklearn.datasets import load_breast_cancer
-
-    data = load_breast_cancer()
+    data = _sklearn_datasets().load_breast_cancer()
     x = _standardise(torch.tensor(data.data, dtype=torch.float64))
     y = torch.tensor(data.target, dtype=torch.float64)
     # The optimum: a tight L-BFGS run, computed once per process. The loss is strictly convex
