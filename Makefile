@@ -53,6 +53,8 @@ test: $(STAMP) lint docs dist chromium
 
 # The suite at the lowest versions pyproject.toml declares (.ci/min-versions.txt: numpy, pyarrow,
 # tqdm and the extras' libraries) with torch 2.13.0, the declared torch minimum, in .venv-min.
+# The export extras (tensorboard, mlflow-skinny) and shtab come at the versions pip picks: their
+# minimums are not pinned here.
 # Python 3.10, the declared minimum, has no CPU torch wheel here: the suite runs on python3, and
 # every module is parsed by python3.10 (mypy also checks at python_version 3.10).
 MIN_VENV := .venv-min
@@ -64,7 +66,8 @@ $(MIN_STAMP): pyproject.toml .ci/min-versions.txt
 	$(PY) -m venv $(MIN_VENV)
 	$(MIN_VENV)/bin/pip install --quiet --upgrade pip
 	$(MIN_VENV)/bin/pip install --quiet torch==2.13.0
-	$(MIN_VENV)/bin/pip install --quiet -c .ci/min-versions.txt -e '.[plot,problems,pandas]' scipy pytest
+	$(MIN_VENV)/bin/pip install --quiet -c .ci/min-versions.txt \
+		-e '.[plot,problems,pandas,sklearn,tensorboard,mlflow]' scipy pytest
 	touch $(MIN_STAMP)
 
 test-min: $(MIN_STAMP)
