@@ -3,8 +3,8 @@
 Each data set is written to CSV and split once (seeded, 25% test, stratified for classes); the
 command line trains on the training file with nothing but ``--target`` and ``--model`` (and
 ``--task classify`` for ``mlp:64`` on digits' whole-number labels, which it refuses to guess),
-then the saved model is scored on the test file. scikit-learn's estimators with their defaults get the
-same split: ``LinearRegression`` for regression, ``LogisticRegression()`` for the linear
+then the saved model is scored on the test file. scikit-learn's estimators with their defaults
+get the same split: ``LinearRegression`` for regression, ``LogisticRegression()`` for the linear
 classifiers, ``MLPClassifier(hidden_layer_sizes=(64,))`` for ``mlp:64``; both sides standardise
 the features (descend by default; scikit-learn through ``StandardScaler`` in a pipeline, as its
 documentation advises for these estimators).
