@@ -12,22 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_run import run, scores
 
-from descend.cli import main
 from descend.errors import InputError
 from descend.models import build_model
-
-
-def run(argv, capsys):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def scores(text: str) -> dict[str, float]:
-    """`name value` lines of `descend evaluate`."""
-    return {k: float(v) for k, v in (ln.split() for ln in text.splitlines())}
-
 
 # ------------------------------------------------------------------------ external references
 

@@ -10,19 +10,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
+from cli_run import run, scores
 
 import descend
-from descend.cli import main
-
-
-def run(argv, capsys):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def scores(text: str) -> dict[str, float]:
-    return {k: float(v) for k, v in (ln.split() for ln in text.splitlines())}
 
 
 @pytest.fixture(scope="module")
