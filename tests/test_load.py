@@ -179,6 +179,5 @@ def test_a_fit_on_tensors_predicts_class_indices():
     assert np.array_equal(pred, prob.argmax(1))
 
 
-@pytest.mark.skipif(not hasattr(descend, "load"), reason="descend.load is added in __init__")
 def test_descend_load_is_the_loader():
     assert descend.load is load_model

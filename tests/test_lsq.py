@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pytest
+import scipy.optimize as so
 import torch
 from torch import Tensor
 
@@ -27,8 +28,6 @@ from descend.lsq import (
     solve_damped,
 )
 from descend.stops import REASONS
-
-so = pytest.importorskip("scipy.optimize")
 
 F64 = torch.float64
 
