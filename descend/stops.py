@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -426,13 +425,15 @@ class Stationary(Criterion):
 
 
 class Stalled(Criterion):
-    """A default criterion: fires when, over the last ``window`` iterations, neither the loss
-    nor any coordinate of ``x`` changed beyond round-off::
+    """A default criterion: fires when, for ``window`` iterations in a row, neither the loss nor
+    any coordinate of ``x`` moved beyond round-off from where the quiet stretch began
+    (``f_r``, ``x_r``)::
 
-        |f_k - f_{k-w}| <= 4 eps max(|f_k|, sqrt(eps) |f_0|)
-        max_i |x_k,i - x_{k-w},i| / max(|x_k,i|, typ x_i) <= 4 eps
+        |f_k - f_r| <= 4 eps max(|f_k|, sqrt(eps) |f_0|)
+        max_i |x_k,i - x_r,i| / max(|x_k,i|, typ x_i) <= 4 eps
 
-    It then reports :class:`RoundOff` (a success) when the point passes the first-order test at
+    Only the stretch's first point is kept (one reference; updates never write into it). It
+    then reports :class:`RoundOff` (a success) when the point passes the first-order test at
     round-off level (``eps^(1/3)``), else reason ``stalled``, a failure whose message says what
     to try.
     """
@@ -444,31 +445,35 @@ class Stalled(Criterion):
         self.reset()
 
     def reset(self) -> None:
-        self._seen: deque[tuple[float, list[Tensor]]] = deque(maxlen=self.window + 1)
+        self._ref: tuple[float, list[Tensor]] | None = None
+        self._quiet = 0
         self._last = -1
         self._typx: list[Tensor] | None = None
         self.scaled = math.nan
         self.tol = math.nan
         self.hint = ""
 
+    def _still(self, s: LoopState) -> bool:
+        """Whether the current point is within round-off of the stretch's first point."""
+        assert self._ref is not None
+        f_ref, x_ref = self._ref
+        eps = eps_of(s)
+        if not abs(s.loss - f_ref) <= 4 * eps * max(abs(s.loss), math.sqrt(eps) * abs(s.loss0)):
+            return False
+        if self._typx is None:
+            self._typx = typical(s.start_values)
+        return all(x is xr or float(((x - xr).abs() / torch.maximum(x.abs(), t)).max()) <= 4 * eps
+                   for x, xr, t in zip(s.values, x_ref, self._typx))
+
     def __call__(self, s: LoopState) -> bool:
         if s.iteration == self._last:  # a rollback row of the guard is not an iteration
             return False
         self._last = s.iteration
-        seen = self._seen
-        seen.append((s.loss, s.values))
-        if len(seen) <= self.window:
-            return False
-        f_old, x_old = seen[0]
-        eps = eps_of(s)
-        if not abs(s.loss - f_old) <= 4 * eps * max(abs(s.loss), math.sqrt(eps) * abs(s.loss0)):
-            return False
-        if self._typx is None:
-            self._typx = typical(s.start_values)
-        for x, xo, t in zip(s.values, x_old, self._typx):
-            if x is not xo and float(((x - xo).abs() / torch.maximum(x.abs(), t)).max()) > 4 * eps:
-                return False
-        return True
+        if self._ref is not None and self._still(s):
+            self._quiet += 1
+        else:
+            self._ref, self._quiet = (s.loss, s.values), 0
+        return self._quiet >= self.window
 
     def resolve(self, s: LoopState) -> Criterion:
         self.tol = eps_of(s) ** (1 / 3)
