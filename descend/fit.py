@@ -267,9 +267,9 @@ def fit(
             included) runs as in :func:`descend.minimize`, and a spec model trains in float64,
             as scikit-learn does (mini-batches: float32). ``result.method`` says which.
         epochs: passes over the training data (:class:`~descend.stops.MaxEpochs`). Default: the
-            automatic full batch runs to convergence; automatic mini-batches stop early
-            (:data:`AUTO_PATIENCE`) within :data:`AUTO_EPOCHS`; other runs stop after 100 epochs
-            when neither ``stop`` nor ``max_iter`` bounds them.
+            full batch (``batch_size="auto"`` or None) runs to convergence; automatic
+            mini-batches stop early (:data:`AUTO_PATIENCE`) within :data:`AUTO_EPOCHS`; other
+            runs stop after 100 epochs when neither ``stop`` nor ``max_iter`` bounds them.
         stop: extra criteria from :mod:`descend.stops` (LossBelow, ValLossBelow, TimeLimit, ...).
         max_iter: an iteration (batch) cap.
         patience: early stopping: stop when the validation loss (the epoch's training loss
@@ -355,13 +355,15 @@ def fit(
     log = Epochs(bpe, d.train.sizes(), validate if val_src is not None else None, names)
     objective = MiniBatchObjective(net, params, loss_fn, d.train)
     objective.epochs = log
-    automatic = batch_size == "auto" and stop is None and max_iter is None and epochs is None
+    unbounded = stop is None and max_iter is None and epochs is None
     stopping = ""
-    if automatic and bpe > 1 and patience is None:  # mini-batches: stop on the monitored loss
+    if batch_size == "auto" and unbounded and bpe > 1 and patience is None:
+        # automatic mini-batches: stop on the monitored loss
         patience, epochs = AUTO_PATIENCE, AUTO_EPOCHS
         stopping = (f"stops when the {log.monitor} has not improved for {patience} epochs "
                     f"(at most {epochs})")
-    elif automatic and bpe == 1:  # the full batch: to convergence, as minimize
+    elif batch_size in ("auto", None) and unbounded and bpe == 1:
+        # the full batch, chosen or asked for: to convergence, as minimize
         max_iter = DEFAULT_MAX_ITER
         stopping = "runs to convergence"
     parts = assemble(
