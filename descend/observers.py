@@ -205,11 +205,8 @@ class Epochs:
         self.batches_per_epoch = batches_per_epoch
         self.sizes = list(sizes)
         self.validate = validate
-        self.history = History()
-        self.history.extra = {"epoch": [], "val_loss": []}
         self.metric_names = [f"val_{m}" for m in metrics] if validate else []
-        for m in self.metric_names:
-            self.history.extra[m] = []
+        self.history = History(extra=["epoch", "val_loss", *self.metric_names])
         self.count = 0
         self.monitor = "validation loss" if validate else "training loss"
         self.monitored = math.nan
@@ -230,12 +227,9 @@ class Epochs:
         self.train_loss = train
         self.val_loss = scores.get("loss", math.nan)
         self.monitored = self.val_loss if self.validate is not None else train
-        h = self.history
-        h.append(k, train, s.grad_norm, s.lr, s.elapsed, s.nfev)
-        h.extra["epoch"].append(self.count)
-        h.extra["val_loss"].append(self.val_loss)
-        for name in self.metric_names:
-            h.extra[name].append(scores.get(name[4:], math.nan))
+        self.history.append(k, train, s.grad_norm, s.lr, s.elapsed, s.nfev, epoch=self.count,
+                            val_loss=self.val_loss,
+                            **{name: scores.get(name[4:], math.nan) for name in self.metric_names})
         if self.monitored < self.best:
             self.best, self.best_epoch, self.best_values = self.monitored, self.count, s.values
 
