@@ -24,13 +24,15 @@ import csv
 import math
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
-__all__ = ["CSV", "PARQUET", "column_names", "copy_csv", "history_file", "read_columns",
+from .errors import InputError
+
+__all__ = ["CSV", "PARQUET", "copy_csv", "history_file", "read_columns",
            "read_history", "summary", "thin", "thinned", "write_csv", "write_parquet"]
 
 PARQUET = "history.parquet"
@@ -52,22 +54,29 @@ def history_file(folder: str | os.PathLike[str]) -> Path:
 # ---------------------------------------------------------------------------- writing
 
 
+# pyarrow's conversions (pa.array, to_numpy) import pandas whenever it is installed (a second
+# or more); numbers go through raw buffers instead, which never do.
+
+
 def _arrow(values: Any) -> Any:
-    """One column as a pyarrow array: numbers stay int64/float64 (nan kept as nan); a column
-    that is not all numbers is stored as given (text, nulls for None) or, failing that, as
-    text."""
+    """One column as a pyarrow array: numbers as int64 or float64 (nan kept as nan, the bits
+    as they are); a column that is not all numbers as pyarrow takes it (text, nulls for None)
+    or, failing that, as text."""
     import pyarrow as pa
 
     if hasattr(values, "numpy"):  # a history Column: its buffer, no copy
         values = values.numpy()
-    if not isinstance(values, np.ndarray):
-        try:
-            return pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return pa.array([None if v is None else str(v) for v in values])
-    if values.dtype.kind in "biuf":
+    arr = values if isinstance(values, np.ndarray) else np.asarray(values)
+    if arr.ndim == 1 and arr.dtype.kind in "iuf":
+        dtype = np.float64 if arr.dtype.kind == "f" else np.int64
+        arr = np.ascontiguousarray(arr, dtype=dtype)
+        return pa.Array.from_buffers(pa.float64() if dtype is np.float64 else pa.int64(),
+                                     len(arr), [None, pa.py_buffer(arr)])
+    values = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    try:
         return pa.array(values)
-    return _arrow(values.tolist())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values])
 
 
 def write_parquet(path: str | os.PathLike[str], columns: Mapping[str, Any]) -> None:
@@ -76,7 +85,8 @@ def write_parquet(path: str | os.PathLike[str], columns: Mapping[str, Any]) -> N
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({str(k): _arrow(v) for k, v in columns.items()})
+    table = pa.Table.from_arrays([_arrow(v) for v in columns.values()],
+                                 names=[str(k) for k in columns])
     pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP)
 
 
@@ -113,15 +123,13 @@ def copy_csv(folder: str | os.PathLike[str], out: str | os.PathLike[str] | TextI
             with path.open(newline="") as src:
                 shutil.copyfileobj(src, fh)  # type: ignore[arg-type]
             return
-        import pyarrow.parquet as pq
-
-        pf = stack.enter_context(pq.ParquetFile(path))
         w = csv.writer(fh)  # type: ignore[arg-type]
-        w.writerow(pf.schema_arrow.names)
-        for batch in pf.iter_batches(batch_size=ROW_GROUP):
-            lists = [_to_list(c) for c in batch.columns]
-            w.writerows([repr(v) if isinstance(v, float) else v for v in row]
-                        for row in zip(*lists))
+        with _parquet(path) as pf:
+            w.writerow(pf.schema_arrow.names)
+            for batch in pf.iter_batches(batch_size=ROW_GROUP):
+                lists = [_to_list(c) for c in batch.columns]
+                w.writerows([repr(v) if isinstance(v, float) else v for v in row]
+                            for row in zip(*lists))
 
 
 # ---------------------------------------------------------------------------- reading
@@ -156,30 +164,49 @@ def _read_csv(path: Path) -> dict[str, list[Any]]:
     return cols
 
 
-def _plain(col: Any) -> bool:
-    """Whether a pyarrow column is numbers (or booleans) without nulls: numpy takes it as is."""
+def _to_numpy(col: Any) -> np.ndarray | None:
+    """A pyarrow column (array or chunked) of int64 or float64 without nulls as a numpy array
+    read from its buffers; None for anything else."""
     import pyarrow as pa
 
-    t = col.type
-    return col.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t)
-                                    or pa.types.is_boolean(t))
+    dtype = {pa.int64(): np.int64, pa.float64(): np.float64}.get(col.type)
+    if dtype is None or col.null_count:
+        return None
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    parts = [np.frombuffer(c.buffers()[1], dtype, count=len(c), offset=c.offset * 8)
+             for c in chunks if len(c)]
+    if not parts:
+        return np.empty(0, dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _to_list(col: Any) -> list[Any]:
     """A pyarrow column as a list of Python values (through numpy when it is plain numbers)."""
-    out: list[Any] = col.to_numpy().tolist() if _plain(col) else col.to_pylist()
+    arr = _to_numpy(col)
+    out: list[Any] = col.to_pylist() if arr is None else arr.tolist()
     return out
 
 
-def column_names(folder: str | os.PathLike[str]) -> list[str]:
-    """The history's column names, from the Parquet footer (or an older CSV's header)."""
-    path = history_file(folder)
-    if path.suffix == ".csv":
-        with path.open(newline="") as fh:
-            return next(csv.reader(fh), [])
+@contextlib.contextmanager
+def _parquet(path: Path) -> Iterator[Any]:
+    """The open ``pyarrow.parquet.ParquetFile``; a file that cannot be read (missing,
+    truncated, not Parquet) is an :class:`~descend.errors.InputError` naming it."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return list(pq.read_schema(path).names)
+    try:
+        with pq.ParquetFile(path) as f:
+            yield f
+    except (pa.ArrowException, OSError) as e:
+        raise InputError(f"cannot read the history {path}: {e}") from None
+
+
+def _read_table(path: Path, names: Iterable[str] | None) -> Any:
+    """The columns ``names`` that the file has (all when None), as a pyarrow table."""
+    with _parquet(path) as f:
+        have = f.schema_arrow.names
+        return f.read(columns=None if names is None else
+                      [n for n in dict.fromkeys(names) if n in have])
 
 
 def read_history(folder: str | os.PathLike[str],
@@ -190,19 +217,8 @@ def read_history(folder: str | os.PathLike[str],
     if path.suffix == ".csv":
         cols = _read_csv(path)
         return cols if names is None else {k: cols[k] for k in names if k in cols}
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path, columns=_existing(path, names))
+    table = _read_table(path, names)
     return {name: _to_list(table.column(name)) for name in table.column_names}
-
-
-def _existing(path: Path, names: Iterable[str] | None) -> list[str] | None:
-    if names is None:
-        return None
-    import pyarrow.parquet as pq
-
-    have = pq.read_schema(path).names
-    return [n for n in dict.fromkeys(names) if n in have]
 
 
 def read_columns(folder: str | os.PathLike[str],
@@ -213,13 +229,12 @@ def read_columns(folder: str | os.PathLike[str],
     path = history_file(folder)
     if path.suffix == ".csv":
         return {k: _numeric(v) for k, v in read_history(folder, names).items()}
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path, columns=_existing(path, names))
+    table = _read_table(path, names)
     out: dict[str, np.ndarray] = {}
     for name in table.column_names:
         col = table.column(name)
-        out[name] = col.to_numpy() if _plain(col) else _numeric(col.to_pylist())
+        arr = _to_numpy(col)
+        out[name] = _numeric(col.to_pylist()) if arr is None else arr
     return out
 
 

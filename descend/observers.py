@@ -123,12 +123,21 @@ class Snapshots:
         self.frames: list[Any] = []
         self.shapes: list[list[int]] = []
         self.skipped = False
-        self._last: tuple[int, Any] | None = None
+        # the latest iterate: (iteration, its tensors, their version counters) while the
+        # loop replaces the tensors at each update; (iteration, a copy, None) once they are
+        # seen changing in place (a torch.optim rule, an in-place update)
+        self._last: tuple[int, Any, list[int] | None] | None = None
+        self._eager = False
 
-    def _flat(self, s: LoopState) -> Any:
+    @staticmethod
+    def _flat(values: Sequence[Tensor]) -> Tensor:
         import torch
 
-        return torch.cat([v.detach().reshape(-1).to("cpu", torch.float32) for v in s.values])
+        return torch.cat([v.detach().reshape(-1).to("cpu", torch.float32) for v in values])
+
+    @staticmethod
+    def _versions(values: Sequence[Tensor]) -> list[int]:
+        return [v._version for v in values]
 
     def __call__(self, s: LoopState) -> None:
         if self.skipped:
@@ -139,13 +148,17 @@ class Snapshots:
                 self.skipped = True
                 return
             self.shapes = [list(v.shape) for v in s.values]
-        k = s.iteration
-        flat = self._flat(s)  # a copy: module parameters change in place
-        self._last = (k, flat)
+        k, values = s.iteration, s.values
+        last = self._last
+        if not self._eager and last is not None and self._versions(last[1]) != last[2]:
+            self._eager = True  # the last iterate's tensors changed in place: copy from now on
+        # the latest iterate is kept by reference (no copy per iteration) unless it may change
+        self._last = (k, self._flat(values), None) if self._eager else \
+            (k, values, self._versions(values))
         if k % self.stride:
             return
         self.iterations.append(k)
-        self.frames.append(flat)
+        self.frames.append(self._last[1] if self._eager else self._flat(values))
         if len(self.frames) > self.max_frames:
             self.stride *= 2
             keep = [i for i, it in enumerate(self.iterations) if it % self.stride == 0]
@@ -161,9 +174,13 @@ class Snapshots:
         if self.skipped or not self.frames or self._last is None:
             return None
         its, frames = list(self.iterations), list(self.frames)
-        if self._last[0] != its[-1]:
-            its.append(self._last[0])
-            frames.append(self._last[1])
+        k, last, versions = self._last
+        if k != its[-1] and versions is None:
+            its.append(k)
+            frames.append(last)
+        elif k != its[-1] and versions == self._versions(last):  # unchanged since it was seen
+            its.append(k)
+            frames.append(self._flat(last))
         tgt = None
         if target is not None:
             tgt = torch.as_tensor(target).detach().reshape(-1).to("cpu", torch.float32).clone()
