@@ -42,20 +42,19 @@ import glob
 import json
 import math
 import os
-import platform
 import re
-import secrets
 import shutil
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -195,6 +194,9 @@ class Run:
 def environment(*, seed: int | None = None, device: str | None = None,
                 argv: Sequence[str] | None = None) -> dict[str, Any]:
     """What a run ran on: versions, platform, device, seed, command line and UTC time."""
+    import platform
+    from datetime import datetime, timezone
+
     import torch
 
     from ._version import __version__
@@ -277,7 +279,7 @@ def _rename_into_place(tmp: Path, final: Path, overwrite: bool) -> Path | None:
         return None
     if not overwrite:
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(final))
-    old = final.parent / f".old-{final.name}-{os.getpid()}-{secrets.token_hex(3)}"
+    old = final.parent / f".old-{final.name}-{os.getpid()}-{os.urandom(3).hex()}"
     os.rename(final, old)
     try:
         os.rename(tmp, final)
@@ -310,7 +312,7 @@ def atomic_folder(final: str | os.PathLike[str], *, overwrite: bool = False) -> 
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{secrets.token_hex(3)}"
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{os.urandom(3).hex()}"
     tmp.mkdir()
     try:
         yield tmp
@@ -346,7 +348,7 @@ def _write_torch(path: Path, obj: Any) -> None:
 
 
 def _new_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + os.urandom(2).hex()
 
 
 def _check_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, Sequence[Any]]:
@@ -502,6 +504,8 @@ def open_run(root: str | os.PathLike[str], ref: str | os.PathLike[str]) -> Run:
 
 @contextlib.contextmanager
 def _index(root: Path) -> Iterator[sqlite3.Connection]:
+    import sqlite3  # here: `runs show` and the other readers of one run never open the index
+
     db = sqlite3.connect(root / INDEX, timeout=30)
     try:
         with db:  # one transaction: committed on success, rolled back on error
@@ -583,7 +587,7 @@ def remove_run(root: str | os.PathLike[str], run_id: str) -> str:
         raise InputError(f"no run {run_id!r} in {root} (`descend runs list --runs {root}` "
                          f"shows the ids)")
     rid = path.name
-    trash = root / f".trash-{rid}-{secrets.token_hex(3)}"
+    trash = root / f".trash-{rid}-{os.urandom(3).hex()}"
     os.rename(root / rid, trash)
     with _index(root) as db:
         db.execute("DELETE FROM runs WHERE id = ?", (rid,))
