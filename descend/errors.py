@@ -9,7 +9,16 @@ from __future__ import annotations
 
 
 class InputError(ValueError):
-    """A bad argument, option or input file. Subclasses ``ValueError``."""
+    """A bad argument, option or input file. Subclasses ``ValueError``.
+
+    The message is made in English; ``str(e)`` gives it in the language chosen with
+    :func:`descend.set_language` (English unless asked; :func:`descend.i18n.translate`)."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        from . import i18n
+
+        return text if i18n.get_language() == "en" else i18n.translate(text)
 
 
 class InputTypeError(InputError, TypeError):

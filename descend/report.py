@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
+from .i18n import N_, _, get_language
 
 if TYPE_CHECKING:
     from .store import Run
@@ -46,12 +47,38 @@ MAX_HEAT_ELEMENTS = 4096
 #: The history columns drawn, with their titles and captions (validation columns are found by
 #: their ``val_`` prefix).
 CHARTS = (
-    ("loss", "Loss (log scale)",
-     "A straight line down means each step multiplies the loss by the same factor."),
-    ("grad_norm", "Gradient norm (log scale)",
-     "How steep the loss is at x; it shrinks to zero at a minimum."),
-    ("lr", "Step size", "The step size taken to reach each iterate."),
+    ("loss", N_("Loss (log scale)"),
+     N_("A straight line down means each step multiplies the loss by the same factor.")),
+    ("grad_norm", N_("Gradient norm (log scale)"),
+     N_("How steep the loss is at x; it shrinks to zero at a minimum.")),
+    ("lr", N_("Step size"), N_("The step size taken to reach each iterate.")),
 )
+#: The page's own words (report_page.html asks for them by their English text; ``{name}``
+#: fields are filled in by the page).
+PAGE_TEXT = (
+    N_("One run: how the loss fell, why it stopped, and (when small) how x moved."),
+    N_("{n} runs from their records, overlaid: the colour in the table is the colour of the run "
+       "in every chart."),
+    N_("Runs"), N_("Curves"), N_("Parameters"), N_("Details"), N_("Diagnostics"), N_("Config"),
+    N_("Environment"), N_("run"), N_("rule"), N_("step"), N_("iterations"), N_("final loss"),
+    N_("best loss"), N_("stopped"), N_("time"), N_("iteration"), N_("iteration (log scale)"),
+    N_("log scale for the iterations (runs of very different lengths)"),
+    N_("Validation (log scale)"),
+    N_("Training loss (solid) against the validation columns (dashed)."),
+    N_("▶ Play"), N_("❚❚ Pause"), N_("{label}: x walking to the target"),
+    N_("{label}: the parameters along the run"), N_("x"), N_("target"), N_("x − target"),
+    N_("x at iteration {k}"), N_("iteration {k} of {n} · loss {loss}"),
+    N_("colours: x and target on one scale from {lo} (dark) to {hi} (yellow)"),
+    N_("; x − target from −{d} (blue) through 0 (white) to +{d} (red)"),
+    N_("; {kept} of {rows} iterates kept"),
+    N_("Paths on the loss surface"),
+    N_("The loss over the two parameters as contour lines, the path of x and, at the slider, "
+       "its iterate."),
+    N_("The loss on the plane of the path's two leading directions, through its last iterate, "
+       "as contour lines, the path of x projected on it and, at the slider, its iterate."),
+    N_("direction 1"), N_("direction 2"), N_("start"), N_("the target"),
+)
+
 
 
 def _num(v: Any, digits: int = 6) -> float | None:
@@ -106,6 +133,33 @@ def _heat(run: Run) -> dict[str, Any] | None:
     }
 
 
+def _contour(run: Run) -> dict[str, Any] | None:
+    """The contour view's data: the loss grid recorded with the run (``contour`` in its
+    snapshots, see :func:`descend.lessons.contour`) and the path, projected on its plane (the
+    frames the heatmap keeps, so one slider index means the same iterate in both)."""
+    snap = run.snapshots()
+    grid = None if snap is None else snap.get("contour")
+    if grid is None:
+        return None
+    values = snap["values"]
+    keep = _thin(len(snap["iteration"]), max(2, MAX_HEAT_NUMBERS // max(int(values.shape[1]), 1)))
+    origin, dirs = grid["origin"].double(), grid["dirs"].double()
+    path = ((values[keep].double() - origin) @ dirs.T).tolist()
+    target = snap.get("target")
+    loss_at = dict(zip(run.history.get("iteration", []), run.history.get("loss", [])))
+    return {
+        "kind": grid["kind"],
+        "a": [_num(v, 5) for v in grid["a"]],
+        "b": [_num(v, 5) for v in grid["b"]],
+        "z": [[_num(v, 4) for v in row] for row in grid["loss"].tolist()],
+        "path": [[_num(u, 5), _num(v, 5)] for u, v in path],
+        "iterations": [snap["iteration"][i] for i in keep],
+        "loss": [_num(loss_at.get(snap["iteration"][i])) for i in keep],
+        "target": None if target is None else
+        [_num(v, 5) for v in ((target.double() - origin) @ dirs.T).tolist()],
+    }
+
+
 def _run_data(run: Run, color: str) -> dict[str, Any]:
     h = run.history
     n = len(h.get("iteration", []))
@@ -127,6 +181,7 @@ def _run_data(run: Run, color: str) -> dict[str, Any]:
         "rows": n,
         "series": series,
         "heat": _heat(run),
+        "contour": _contour(run),
     }
 
 
@@ -142,21 +197,27 @@ def _safe(obj: Any) -> Any:
 
 
 def render_report(runs: Sequence[Run], title: str | None = None) -> str:
-    """The report for ``runs`` (overlaid in the order given) as one HTML string."""
+    """The report for ``runs`` (overlaid in the order given) as one HTML string, in the
+    language of :func:`descend.i18n.set_language` (``<html lang=...>``)."""
     if not runs:
         raise InputError("a report needs at least one run")
-    title = title or ("Run " + runs[0].id if len(runs) == 1 else f"{len(runs)} runs compared")
+    title = title or (_("Run {id}").format(id=runs[0].id) if len(runs) == 1 else
+                      _("{n} runs compared").format(n=len(runs)))
+    lang = get_language()
     data = {
         "title": title,
-        "charts": [{"key": k, "title": t, "caption": c} for k, t, c in CHARTS],
+        "charts": [{"key": k, "title": _(t), "caption": _(c)} for k, t, c in CHARTS],
         "runs": [_run_data(r, PALETTE[i % len(PALETTE)]) for i, r in enumerate(runs)],
+        # the page's words in the report's language (English: the page's own)
+        "text": {} if lang == "en" else {t: _(t) for t in PAGE_TEXT},
     }
     payload = json.dumps(_safe(data), separators=(",", ":"), allow_nan=False)
     # inside <script> only "</" and "<!--" could end or confuse the element
     payload = payload.replace("<", "\\u003c")
     # the page (HTML, CSS and the drawing script) lives beside this module: report_page.html
     page = resources.files("descend").joinpath("report_page.html").read_text(encoding="utf-8")
-    return page.replace("__TITLE__", html.escape(title)).replace("__DATA__", payload)
+    return (page.replace("__LANG__", lang).replace("__TITLE__", html.escape(title))
+            .replace("__DATA__", payload))
 
 
 def write_report(runs: Sequence[Run], path: str | os.PathLike[str],
