@@ -21,6 +21,7 @@ from .errors import InputError
 if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name comes lazily
     from . import observers, problems, report, rules, sklearn, steps, stops, store
     from .diagnose import Diagnosis, diagnose
+    from .i18n import set_language
     from .fit import FitResult, fit
     from .history import History
     from .loop import DivergenceError
@@ -49,6 +50,7 @@ __all__ = [
     "problems",
     "report",
     "rules",
+    "set_language",
     "sklearn",
     "steps",
     "stops",
@@ -72,6 +74,7 @@ _FROM: dict[str, tuple[str, str | None]] = {
     "least_squares": ("lsq", "least_squares"),
     "load": ("models", "load_model"),
     "minimize": ("minimize", "minimize"),
+    "set_language": ("i18n", "set_language"),
     **{m: (m, None) for m in ("observers", "problems", "report", "rules", "sklearn", "steps",
                               "stops", "store")},
 }

@@ -265,7 +265,7 @@ def lanczos_extremes(
         alphas.append(float(basis[-1] @ w))
         # full reorthogonalisation, twice ("twice is enough"): keeps Q orthonormal in floats
         qmat = torch.stack(basis, 1)
-        for _ in range(2):
+        for _twice in range(2):
             w = w - qmat @ (qmat.T @ w)
         beta = float(w.norm())
         t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
@@ -408,7 +408,7 @@ def diagnose_at(
         hvp = _HVP(fn, params, args)
         # H v carries the round-off of the parameters' dtype (float32 for the notebook)
         eps = max(torch.finfo(v.dtype).eps for v in values)
-        big, small, _, exact = lanczos_extremes(
+        big, small, _steps, exact = lanczos_extremes(
             hvp, sum(hvp.sizes), max_iter=max_iter, rtol=rtol, seed=seed,
             exact_tol=max(1e-12, 10 * eps))
     finally:

@@ -139,7 +139,7 @@ def _contour(run: Run) -> dict[str, Any] | None:
     frames the heatmap keeps, so one slider index means the same iterate in both)."""
     snap = run.snapshots()
     grid = None if snap is None else snap.get("contour")
-    if grid is None:
+    if snap is None or grid is None:
         return None
     values = snap["values"]
     keep = _thin(len(snap["iteration"]), max(2, MAX_HEAT_NUMBERS // max(int(values.shape[1]), 1)))
@@ -310,7 +310,7 @@ def plot_history(history: Any, columns: Sequence[str] = ("loss",), ax: Any = Non
     if ax is None:  # pyplot's figure, in whatever backend the user has (never switched here)
         import matplotlib.pyplot as plt
 
-        _, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+        _fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
     for c in columns:
         _draw(ax, cols, c, c, None)
     if len(columns) > 1:

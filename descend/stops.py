@@ -197,7 +197,7 @@ def message(c: Criterion, s: LoopState) -> str:
     """The message of ``c``'s reason, filled in from ``c`` and the state ``s``."""
     if isinstance(c, AllOf):
         return _("all of: ") + "; ".join(message(m, s) for m in c.members)
-    fields = {
+    fields: dict[str, Any] = {
         "iteration": s.iteration, "loss": s.loss, "grad_norm": s.grad_norm,
         "best_loss": s.best_loss, "nfev": s.nfev, "elapsed": s.elapsed,
     }
