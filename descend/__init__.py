@@ -21,9 +21,9 @@ from .errors import InputError
 if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name comes lazily
     from . import observers, problems, report, rules, sklearn, steps, stops, store
     from .diagnose import Diagnosis, diagnose
-    from .i18n import set_language
     from .fit import FitResult, fit
     from .history import History
+    from .i18n import set_language
     from .loop import DivergenceError
     from .lsq import CurveFit, LeastSquaresResult, curve_fit, least_squares
     from .minimize import minimize

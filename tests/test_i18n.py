@@ -47,11 +47,8 @@ def same_numbers_in_korean(english: str, korean: str) -> None:
 def _fields(text: str) -> set[str]:
     """The fields a message fills: str.format names (``{0}``, ``{loss}``) and ``%`` ones."""
     out = {f"%{m}" for m in re.findall(r"%(\(\w+\)[a-z]|[a-z])", text)}
-    try:
-        out |= {f"{{{name}}}" for _, name, _, _ in string.Formatter().parse(text)
-                if name is not None}
-    except ValueError:
-        pass
+    out |= {f"{{{name}}}" for _, name, _, _ in string.Formatter().parse(text)
+            if name is not None}
     return out
 
 
