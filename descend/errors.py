@@ -7,6 +7,12 @@ the rule it broke and the fix, e.g. ``lr must be > 0, got -1.0``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+#: Set by :func:`descend.i18n.set_language` to its ``translate`` (None in English): errors stay
+#: a leaf, imported by everything and importing nothing.
+translation: Callable[[str], str] | None = None
+
 
 class InputError(ValueError):
     """A bad argument, option or input file. Subclasses ``ValueError``.
@@ -16,9 +22,7 @@ class InputError(ValueError):
 
     def __str__(self) -> str:
         text = super().__str__()
-        from . import i18n
-
-        return text if i18n.get_language() == "en" else i18n.translate(text)
+        return text if translation is None else translation(text)
 
 
 class InputTypeError(InputError, TypeError):

@@ -48,12 +48,13 @@ def set_language(lang: str | None) -> str:
     """Speak ``lang`` (``"en"`` or ``"ko"``; None: English) from now on: messages made after
     this call, and ``str()`` of any :class:`~descend.errors.InputError`. Returns the language."""
     global _language
-    from .errors import InputError
+    from . import errors
 
     lang = "en" if lang is None else str(lang).strip().lower()
     if lang not in LANGUAGES:
-        raise InputError(f"unknown language {lang!r}; descend speaks en, ko")
+        raise errors.InputError(f"unknown language {lang!r}; descend speaks en, ko")
     _language = lang
+    errors.translation = None if lang == "en" else translate
     return lang
 
 

@@ -108,7 +108,8 @@ def get(name: str) -> Lesson:
 
 class StepThrough:
     """An observer that waits for Enter after each iteration (``--step``): ``q`` and Enter, or
-    the end of the input, runs on to the end without waiting."""
+    the end of the input (or none to read), runs on to the end without waiting. The prompt goes
+    to standard error, so standard output keeps the notebook's lines."""
 
     def __init__(self, stream: TextIO | None = None, prompt: TextIO | None = None) -> None:
         self.stream = stream
@@ -123,7 +124,10 @@ class StepThrough:
         out.write(_("[iteration {k}] Enter: the next step, q then Enter: run to the end ").format(
             k=s.iteration))
         out.flush()
-        line = (self.stream or sys.stdin).readline()
+        try:
+            line = (self.stream or sys.stdin).readline()
+        except (OSError, ValueError):  # no input to read (closed, or captured as under pytest)
+            line = ""
         if not line or line.strip().lower() == "q":
             self.waiting = False
             if not line:

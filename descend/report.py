@@ -8,7 +8,10 @@ legend: the loss on a log scale, the gradient norm, the step size, validation cu
 history has ``val_*`` columns; a table with each run's stop reason and message; the diagnostics
 when recorded; and, for runs whose parameters have at most 4,096 elements, a heatmap of the
 iterate beside the target and their difference, with a slider and a play button that walk the
-iterations (the notebook's ``x`` approaching ``target``).
+iterations (the notebook's ``x`` approaching ``target``); and, for runs recorded with a loss grid
+(``descend demo``: :func:`descend.lessons.contour`), the path on the loss's contour lines, over
+the two parameters or the two leading directions of the path, with a slider moving a marker
+along it (a sweep's runs side by side). The page's words follow :func:`descend.set_language`.
 
 :func:`plot_runs` and :func:`plot_history` draw the same curves with matplotlib (an optional
 dependency: ``pip install 'descend[plot]'``), and :func:`result_html` is what a
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
-from .i18n import N_, _, get_language
+from .i18n import N_, _, get_language, translate
 
 if TYPE_CHECKING:
     from .store import Run
@@ -77,6 +80,17 @@ PAGE_TEXT = (
     N_("The loss on the plane of the path's two leading directions, through its last iterate, "
        "as contour lines, the path of x projected on it and, at the slider, its iterate."),
     N_("direction 1"), N_("direction 2"), N_("start"), N_("the target"),
+)
+#: The labels of :meth:`descend.diagnose.Diagnosis.summary` (recorded in English), translated
+#: when the page is not (numbered fields: the numbers in the recorded label).
+DIAGNOSIS_LABELS = (
+    N_("loss at the start"), N_("gradient norm at the start"),
+    N_("top curvature L (local estimate)"), N_("bottom curvature mu (local estimate)"),
+    N_("condition number (local estimate)"), N_("stable steps 0 < lr < 2/L (local estimate)"),
+    N_("one-step lr 1/L (local estimate)"), N_("fastest fixed lr (local estimate)"),
+    N_("error contraction per step at lr={0} (local estimate)"),
+    N_("predicted iterations to {0} at lr={1} (local estimate)"),
+    N_("Hessian-vector products"), N_("never"),
 )
 
 
@@ -177,12 +191,20 @@ def _run_data(run: Run, color: str) -> dict[str, Any]:
         "config": run.config,
         "env": {k: run.environment.get(k) for k in
                 ("created", "descend", "torch", "python", "device", "seed", "argv")},
-        "diagnostics": run.diagnostics,
+        "diagnostics": _translated(run.diagnostics),
         "rows": n,
         "series": series,
         "heat": _heat(run),
         "contour": _contour(run),
     }
+
+
+def _translated(diagnostics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The recorded diagnostics with their labels (and words) in the report's language."""
+    if diagnostics is None or get_language() == "en":
+        return diagnostics
+    return {translate(k): translate(v) if isinstance(v, str) else v
+            for k, v in diagnostics.items()}
 
 
 def _safe(obj: Any) -> Any:
