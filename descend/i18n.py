@@ -110,7 +110,8 @@ def _templates(lang: str) -> list[tuple[re.Pattern[str], str]]:
         rx = "".join(re.escape(p.replace("{{", "{").replace("}}", "}")) if i % 2 == 0
                      else f"(?P<f{p}>.*?)" for i, p in enumerate(parts))
         literal = sum(len(p) for p in parts[::2])
-        out.append((literal, re.compile(rx, re.DOTALL), msgstr))
+        if literal >= 4:  # a template of fields alone would match any text
+            out.append((literal, re.compile(rx, re.DOTALL), msgstr))
     out.sort(key=lambda t: -t[0])
     return [(rx, msgstr) for _, rx, msgstr in out]
 
