@@ -23,6 +23,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time every 
     from .diagnose import Diagnosis, diagnose
     from .fit import FitResult, fit
     from .history import History
+    from .i18n import set_language
     from .loop import DivergenceError
     from .lsq import CurveFit, LeastSquaresResult, curve_fit, least_squares
     from .minimize import minimize
@@ -49,6 +50,7 @@ __all__ = [
     "problems",
     "report",
     "rules",
+    "set_language",
     "sklearn",
     "steps",
     "stops",
@@ -72,6 +74,7 @@ _FROM: dict[str, tuple[str, str | None]] = {
     "least_squares": ("lsq", "least_squares"),
     "load": ("models", "load_model"),
     "minimize": ("minimize", "minimize"),
+    "set_language": ("i18n", "set_language"),
     **{m: (m, None) for m in ("observers", "problems", "report", "rules", "sklearn", "steps",
                               "stops", "store")},
 }

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import InputError
+from .i18n import _, translate, translate_tail
 from .runs import add_runs_parser, descending, records
 
 if TYPE_CHECKING:
@@ -24,7 +25,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        message = translate_tail(message)
+        print(_("{prog}: error: {message}").format(prog=self.prog, message=message),
+              file=sys.stderr)
         sys.exit(2)
 
 
@@ -97,7 +100,7 @@ def _demo(a: argparse.Namespace) -> int:
     import torch
 
     from .minimize import minimize
-    from .observers import Snapshots
+    from .observers import Printer, Snapshots
     from .problems import notebook
     from .report import write_report
     from .result import record_result
@@ -108,12 +111,20 @@ def _demo(a: argparse.Namespace) -> int:
     # busy machine they stall the run many times over (measured: 1.2 s vs 22 s under load).
     torch.set_num_threads(1)
     # Check every option before printing anything.
-    stop = LossBelow(a.threshold)
-    make_step(a.lr)
+    lesson = None
+    if a.problem is not None:
+        from .lessons import get
+
+        lesson = get(a.problem)
+    lr = a.lr if a.lr is not None else (lesson.lr if lesson is not None else 1.0)
+    threshold = a.threshold if a.threshold is not None else (
+        lesson.threshold if lesson is not None else 1e-5)
+    stop = None if threshold is None else LossBelow(threshold)
+    make_step(lr)
     make_step(a.model_lr)
     MaxIter(a.max_iters)
     MaxIter(a.model_iters)
-    lrs = _floats(a.sweep_lr, "--sweep-lr") if a.sweep_lr else [a.lr]
+    lrs = _floats(a.sweep_lr, "--sweep-lr") if a.sweep_lr else [lr]
     for v in lrs:
         make_step(v)
     rules = _names(a.sweep_rule) if a.sweep_rule else [a.rule]
@@ -127,43 +138,82 @@ def _demo(a: argparse.Namespace) -> int:
         root = (Path(stack.enter_context(tempfile.TemporaryDirectory())) if a.no_record
                 else records(a))
         p = notebook(a.seed)
+        fn, x0, target = p.fn, p.x0, p.target
+        name = "notebook"
+        if lesson is not None:
+            fn, x0, target, name = lesson.fn, lesson.x0, lesson.target, lesson.name
+            if not a.quiet:
+                print(_("problem {name}: {about}").format(name=name, about=_(lesson.about)))
+        if a.show_start and not sweep:
+            _show_start(fn, x0, target)
         runs: list[Run] = []
 
         def one(rule: str, lr: float, verbose: bool) -> None:
+            from .lessons import StepThrough, contour
+
             snaps = Snapshots()
-            res = minimize(p.fn, p.x0, rule=rule, lr=lr, stop=stop, max_iter=a.max_iters,
-                           verbose=verbose, observers=[snaps])
+            watch: list[Any] = [snaps]
+            if verbose:  # the notebook's lines, then (--step) the wait for Enter
+                watch += [Printer(), StepThrough()] if a.step else [Printer()]
+            res = minimize(fn, x0, rule=rule, lr=lr, stop=stop, max_iter=a.max_iters,
+                           observers=watch)
             label = f"{rule} lr={_g(lr)}"
-            print(f"{label + ': ' if sweep else ''}x: stopped after {res.nit} iterations, "
-                  f"{res.message} [{res.reason}]")
+            print((_("{label}: x: stopped after {nit} iterations, {message} [{reason}]") if sweep
+                   else _("x: stopped after {nit} iterations, {message} [{reason}]")).format(
+                       label=label, nit=res.nit, message=res.message, reason=res.reason))
             if a.explain:
                 print("\n" + res.explain())
             summary = res.diagnose().summary() if res.diagnose is not None else None
-            runs.append(record_result(root, res, snapshots=snaps, target=p.target,
+            snap = snaps.data(target)
+            if snap is not None:  # the loss around the path, for the report's contour view
+                snap["contour"] = contour(fn, snap["values"], snap["shapes"][0], target)
+            runs.append(record_result(root, res, snapshots=snap, target=target,
                                       diagnostics=summary,
                                       env=_env(a, a.seed), config={
-                                          "kind": "demo", "problem": "notebook", "label": label,
-                                          "rule": rule, "lr": lr, "threshold": a.threshold,
+                                          "kind": "demo", "problem": name, "label": label,
+                                          "rule": rule, "lr": lr, "threshold": threshold,
                                           "max_iter": a.max_iters, "seed": a.seed}))
 
         recorded = runs
         if sweep:
-            # every variant from the same start p.x0 (tensors are never mutated)
+            # every variant from the same start x0 (tensors are never mutated)
             for rule in rules:
-                for lr in lrs:
-                    one(rule, lr, verbose=False)
+                for v in lrs:
+                    one(rule, v, verbose=False)
         else:
-            one(a.rule, a.lr, verbose=not a.quiet)
-            recorded = [*runs, _demo_model(a, stop, root)]
+            one(a.rule, lr, verbose=not a.quiet)
+            if lesson is None:  # the notebook's second half
+                recorded = [*runs, _demo_model(a, stop, root)]
         if not a.no_record:  # after the summaries, which keep the notebook's order
             for r in recorded:
-                print(f"recorded {root / r.id}")
+                print(_("recorded {path}").format(path=root / r.id))
         if report is not None:
-            title = ("The notebook: x pulled to the target by gradient descent" if not sweep
-                     else f"The notebook, {len(runs)} variants from the same start")
+            title = (_("The notebook: x pulled to the target by gradient descent")
+                     if not sweep and lesson is None else
+                     _("{problem}: x pulled to its minimum by gradient descent").format(
+                         problem=name) if not sweep else
+                     _("The notebook, {n} variants from the same start").format(n=len(runs))
+                     if lesson is None else
+                     _("{problem}, {n} variants from the same start").format(
+                         problem=name, n=len(runs)))
             write_report(runs, report, title=title)
-            print(f"report: {report}")
+            print(_("report: {path}").format(path=report))
     return 0
+
+
+def _show_start(fn: Any, x0: Any, target: Any) -> None:
+    """``--show-start``: what the notebook shows before its loop (its cells ``target``, ``x``
+    and ``loss``), each label marked with ``#`` so a diff against the notebook stays easy."""
+    import torch
+
+    print(_("# target (the values x should reach):"))
+    print(target)
+    print(_("# x, the start, before the first step:"))
+    print(x0)
+    with torch.no_grad():
+        loss = float(fn(x0))
+    print(_("# loss before the first step: {loss:.4e}").format(loss=loss))
+    print()
 
 
 def _demo_model(a: argparse.Namespace, stop: Any, root: Path) -> Run:
@@ -185,18 +235,20 @@ def _demo_model(a: argparse.Namespace, stop: Any, root: Path) -> Run:
     model = nn.Linear(5, 3)
     every = max(1, a.model_iters // 10)
     if not a.quiet:
-        print(f"\nnn.Linear(5, 3), rule gd (what optim.SGD does), lr={_g(a.model_lr)}: "
-              f"fitting 200 rows of y = W x + b + noise")
+        print("\n" + _("nn.Linear(5, 3), rule gd (what optim.SGD does), lr={lr}: fitting 200 "
+                       "rows of y = W x + b + noise").format(lr=_g(a.model_lr)))
     snaps = Snapshots()
     res2 = minimize(lambda m: F.mse_loss(m(X), Y), model, rule="gd", lr=a.model_lr,
                     stop=stop, max_iter=a.model_iters,
                     observers=[snaps] if a.quiet else [Printer(every=every, show_x=False), snaps])
     err = (model.weight.detach() - W).abs().max().item()
-    print(f"model: stopped after {res2.nit} iterations, {res2.message} [{res2.reason}]; "
-          f"loss {res2.history.loss[0]:.4e} -> {res2.loss:.4e}, max |W - W_true| = {err:.3f}")
+    print(_("model: stopped after {nit} iterations, {message} [{reason}]; loss {first:.4e} -> "
+            "{last:.4e}, max |W - W_true| = {err:.3f}").format(
+                nit=res2.nit, message=res2.message, reason=res2.reason,
+                first=res2.history.loss[0], last=res2.loss, err=err))
     if res2.reason == "max_iter" and res2.history.loss[-2] > res2.loss:
-        print("model: the loss was still falling at the cap: raise --model-lr (try 0.1, or "
-              "auto) or --model-iters")
+        print(_("model: the loss was still falling at the cap: raise --model-lr (try 0.1, or "
+                "auto) or --model-iters"))
     run = record_result(root, res2, snapshots=snaps, target=torch.cat([W.reshape(-1), b]),
                         env=_env(a, a.seed), config={
                             "kind": "demo", "problem": "notebook-linear",
@@ -248,8 +300,8 @@ def _diagnose(a: argparse.Namespace) -> int:
     p = problems.notebook(a.seed) if a.problem == "notebook" else problems.get(a.problem)
     threshold = p.threshold if a.threshold is None else a.threshold
     d = diagnose(p.fn, p.x0, a.lr, threshold=threshold, f_star=p.f_star, max_iter=a.max_hvps)
-    print(f"problem {p.name}, {sum(t.numel() for t in _tensors(p.x0))} parameters, at its "
-          "start x0")
+    print(_("problem {name}, {n} parameters, at its start x0").format(
+        name=p.name, n=sum(t.numel() for t in _tensors(p.x0))))
     print(d)
     return 0
 
@@ -330,7 +382,8 @@ def _fit(a: argparse.Namespace) -> int:
 
 def _notes(command: str, notes: list[str]) -> None:
     for note in notes:
-        print(f"descend {command}: note: {note}", file=sys.stderr)
+        print(_("descend {command}: note: {note}").format(command=command, note=translate(note)),
+              file=sys.stderr)
 
 
 def _predict(a: argparse.Namespace) -> int:
@@ -387,11 +440,12 @@ def _parser() -> _Parser:
     d = sub.add_parser("demo", help="run the notebook: a 3x3 x pulled to a target, then "
                        "nn.Linear(5, 3) fitted with SGD",
                        description="Runs the gradient-descent notebook line for line.")
-    d.add_argument("--lr", type=_lr, default=1.0,
+    d.add_argument("--lr", type=_lr, default=None,
                    help="step size for x: a number or auto, armijo, wolfe, polyak, bb, adaptive "
-                   "(default 1.0)")
-    d.add_argument("--threshold", type=float, default=1e-5,
-                   help="stop when the loss is at or below this (default 1e-5)")
+                   "(default 1.0; with --problem, the problem's own)")
+    d.add_argument("--threshold", type=float, default=None,
+                   help="stop when the loss is at or below this (default 1e-5; with --problem, "
+                   "the problem's own)")
     d.add_argument("--seed", type=int, default=0, help="torch.manual_seed before rand_like "
                    "(default 0)")
     d.add_argument("--rule", default="gd", help="update rule for x (default gd)")
@@ -414,6 +468,13 @@ def _parser() -> _Parser:
                    "or sweep.html")
     d.add_argument("--runs", metavar="DIR", help=runs_help)
     d.add_argument("--no-record", action="store_true", help="write no run record")
+    d.add_argument("--problem", metavar="NAME", help="a learner problem of two parameters "
+                   "instead of the notebook: bowl (bowl:K for condition number K), rosenbrock, "
+                   "saddle, linreg")
+    d.add_argument("--show-start", action="store_true", help="first print the target, the "
+                   "starting x and its loss, as the notebook's cells show them")
+    d.add_argument("--step", action="store_true", help="wait for Enter after each iteration "
+                   "(q then Enter runs to the end)")
     d.set_defaults(run=_demo)
 
     common = _Parser(add_help=False)
@@ -571,7 +632,26 @@ def _parser() -> _Parser:
     co.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
     co.set_defaults(run=_completion)
     _path_hints(p)
+    _languages(p)
     return p
+
+
+def _languages(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """``--lang`` on every command; every help and description in the current language."""
+    if top or not any("--lang" in act.option_strings for act in parser._actions):
+        parser.add_argument("--lang", choices=LANGS, default=None if top else argparse.SUPPRESS,
+                            help="language of the messages: en or ko (default $DESCEND_LANG, "
+                            "else the locale, else en)")
+    if parser.description:
+        parser.description = _(parser.description)
+    for act in parser._actions:
+        if act.help and act.help != argparse.SUPPRESS:
+            act.help = _(act.help)
+        if isinstance(act, argparse._SubParsersAction):
+            for c in act._choices_actions:
+                c.help = _(c.help) if c.help else c.help
+            for sub in dict.fromkeys(act.choices.values()):
+                _languages(sub, top=False)
 
 
 # What shtab completes for an argument: its own FILE and DIRECTORY hints, written out here so
@@ -601,10 +681,42 @@ def _version() -> str:
     return f"descend {__version__}"
 
 
+LANGS = ("en", "ko")
+
+
+def _lang_option(args: Sequence[str]) -> str | None:
+    """The value of ``--lang`` in ``args`` (before parsing: the parser's own text depends on
+    it); an unknown value is left to argparse to refuse."""
+    for i, tok in enumerate(args):
+        if tok == "--":
+            break
+        value = (args[i + 1] if tok == "--lang" and i + 1 < len(args)
+                 else tok[7:] if tok.startswith("--lang=") else None)
+        if value in LANGS:
+            return value
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
-    parser = _parser()
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    The language: ``--lang``, else ``$DESCEND_LANG``, else the locale, else English
+    (:func:`descend.i18n.choose`); put back as it was on return."""
+    from . import i18n
+
     args = list(sys.argv[1:] if argv is None else argv)
+    before = i18n.get_language()
+    lang = i18n.choose(_lang_option(args))
+    i18n.set_language(lang if lang in LANGS else "en")
+    try:
+        with i18n.argparse_language():
+            return _main(args)
+    finally:
+        i18n.set_language(before)
+
+
+def _main(args: list[str]) -> int:
+    parser = _parser()
     try:
         a = parser.parse_args(descending(args))
     except SystemExit as e:
@@ -613,11 +725,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(a.run(a))
     except InputError as e:
-        print(f"descend {a.command}: error: {e}", file=sys.stderr)
+        print(_("descend {command}: error: {message}").format(command=a.command, message=e),
+              file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `descend demo | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print(f"descend {a.command}: interrupted", file=sys.stderr)
+        print(_("descend {command}: interrupted").format(command=a.command), file=sys.stderr)
         return 130

@@ -7,9 +7,22 @@ the rule it broke and the fix, e.g. ``lr must be > 0, got -1.0``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+#: Set by :func:`descend.i18n.set_language` to its ``translate`` (None in English): errors stay
+#: a leaf, imported by everything and importing nothing.
+translation: Callable[[str], str] | None = None
+
 
 class InputError(ValueError):
-    """A bad argument, option or input file. Subclasses ``ValueError``."""
+    """A bad argument, option or input file. Subclasses ``ValueError``.
+
+    The message is made in English; ``str(e)`` gives it in the language chosen with
+    :func:`descend.set_language` (English unless asked; :func:`descend.i18n.translate`)."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text if translation is None else translation(text)
 
 
 class InputTypeError(InputError, TypeError):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import InputError
 from .history import History
+from .i18n import N_
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -211,7 +212,8 @@ class Epochs:
         for m in self.metric_names:
             self.history.extra[m] = []
         self.count = 0
-        self.monitor = "validation loss" if validate else "training loss"
+        # words for the early-stopping message (translated where it is filled in)
+        self.monitor = N_("validation loss") if validate else N_("training loss")
         self.monitored = math.nan
         self.train_loss = math.nan
         self.val_loss = math.nan
