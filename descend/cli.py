@@ -633,7 +633,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as e:
         if type(e).__name__ != "PeerLost":  # descend.distributed's: a rank of the job died
             raise
-        print(f"descend {a.command}: error: {e}", file=sys.stderr)
+        import os
+
+        if not os.environ.get("DESCEND_NPROC"):  # under --nproc the launcher says which
+            print(f"descend {a.command}: error: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # e.g. `descend demo | head`: the reader left, nothing to report
         sys.stderr.close()

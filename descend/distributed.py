@@ -77,6 +77,10 @@ T = TypeVar("T")
 TIMEOUT = datetime.timedelta(minutes=10)
 
 
+#: Set in the workers ``descend fit --nproc`` starts: the launcher reports a lost rank.
+LAUNCHED_BY = "DESCEND_NPROC"
+
+
 class PeerLost(RuntimeError):
     """Another rank of the job stopped (killed, crashed) while this one waited for it."""
 
@@ -222,16 +226,11 @@ def joined(fn: F) -> F:
             except RuntimeError as e:
                 if _lost(e):
                     raise PeerLost(f"rank {world.rank}: another process of the job stopped "
-                                   f"while this one waited for it ({_first_line(e)}); the job "
-                                   "is over: see the launcher's report for which one") from e
+                                   "while this one waited for it; the job is over (the "
+                                   "launcher's report names the rank that failed)") from e
                 raise
 
     return wrapper  # type: ignore[return-value]
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _lost(e: BaseException) -> bool:
@@ -459,7 +458,8 @@ def launch(nproc: int, argv: list[str]) -> int:
     if nproc < 1:
         raise InputError(f"--nproc must be at least 1, got {nproc}")
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+    os.environ[LAUNCHED_BY] = "1"  # a worker whose peer died leaves the report to us
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     config = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
         rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=0,
@@ -470,8 +470,10 @@ def launch(nproc: int, argv: list[str]) -> int:
         codes = {r: f.exitcode for r, f in e.failures.items()}
         if codes and all(c == 2 for c in codes.values()):
             return 2  # a refused input: rank 0 printed the one-line error
-        killed = [(r, c) for r, c in sorted(codes.items()) if c < 0]
-        r, c = killed[0] if killed else min(codes.items())
+        # the cause first: a signal other than the launcher's SIGTERM, then an exit other
+        # than a survivor's (1: it lost its peer), then the lowest rank
+        r, c = min(codes.items(), key=lambda rc: (rc[1] == -signal.SIGTERM, rc[1] in (0, 1),
+                                                   rc[0]))
         how = (f"was killed by signal {-c} ({signal.Signals(-c).name})" if c < 0
                else f"exited with status {c}")
         print(f"descend {argv[0]}: error: rank {r} of {nproc} {how}; the launcher stopped the "

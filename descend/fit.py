@@ -61,6 +61,7 @@ from .result import Result, outcome
 from .rules import Rule
 from .steps import Step
 from .stops import DEFAULT_MAX_ITER, Criterion, EarlyStopping
+from .stream import loaded, prepare_stream, wanted
 from .tables import Preprocessing
 
 if TYPE_CHECKING:
@@ -235,6 +236,7 @@ def fit(
     task: str | None = None,
     l2: float | None = None,
     encoding: str | None = None,
+    stream: bool | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data`` by mini-batch gradient descent, on the loop of ``minimize``.
 
@@ -246,7 +248,8 @@ def fit(
             ``"linear"``, ``"logistic"`` (classifier: binary with ``bce``, multi-class with
             ``cross_entropy``), ``"mlp:64,64"``, or ``"pkg.mod:Class"``.
         data: ``(X, Y)`` tensors or numpy arrays, a pandas DataFrame (or pyarrow Table), a torch
-            ``Dataset`` or ``DataLoader`` yielding ``(x, y)``, or a CSV/Parquet path.
+            ``Dataset`` or ``DataLoader`` yielding ``(x, y)``, a CSV/Parquet path, or a Parquet
+            folder or ``pyarrow.dataset.Dataset`` (streamed when large: see ``stream``).
         target: the target column(s) of a table.
         features: the feature columns of a table (default: all other columns).
         val: validation data: a fraction of the rows held out at random (seeded), or a
@@ -304,6 +307,9 @@ def fit(
             training loss; validation and final scores report the loss without it. Default: 0,
             and ``1 / n_train`` for classifiers built from a spec (scikit-learn's ``C=1``).
         encoding: the text encoding of a CSV file (default: detected; UTF-8 or CP949).
+        stream: stream a Parquet file, folder or ``pyarrow.dataset.Dataset`` by row groups
+            instead of loading it (:mod:`descend.stream`). Default: streamed when its columns
+            as float64 exceed :data:`~descend.stream.STREAM_BYTES`; False always loads it.
 
     Returns:
         A :class:`FitResult`.
@@ -321,7 +327,9 @@ def fit(
     dev, dtype = _placement(model, device)
     world = distributed.current()  # several processes under torchrun: see descend.distributed
     dev = world.device(dev)
-    if isinstance(model, str) and batch_size in ("auto", None):
+    streaming = wanted(data, stream)
+    data = data if streaming else loaded(data)
+    if isinstance(model, str) and batch_size in ("auto", None) and not streaming:
         dtype = torch.float64  # the full batch to the optimum, as scikit-learn computes it
     root = None
     if record is not None and record is not False and world.main:
@@ -329,12 +337,15 @@ def fit(
 
         root = records_root(record)  # checked before any work
 
-    d = distributed.agree(world, lambda: prepare(
+    d = distributed.agree(world, lambda: (
+        prepare_stream if streaming else prepare)(  # type: ignore[operator]
         model, data, val, target=target, features=features, loss=loss,
-        batch_size=batch_size if isinstance(batch_size, int) else FULL_BATCH,
+        batch_size=batch_size if isinstance(batch_size, int) else
+        AUTO_BATCH if streaming and batch_size == "auto" else FULL_BATCH,
         standardize=standardize, one_hot=one_hot, drop_missing=drop_missing,
         drop_constant=drop_constant, shuffle=shuffle, seed=seed, dtype=dtype, device=dev,
-        task=task, l2=l2, encoding=encoding))
+        task=task, l2=l2, encoding=encoding,
+        **({"rank": world.rank, "world": world.size} if streaming else {})))
     batching, dtype = _batching(d, batch_size, shuffle, seed, dtype)
     d.train = distributed.shard(d.train, world)
     if world.active:
@@ -402,7 +413,7 @@ def fit(
             if isinstance(d.train, InMemory) else d.train
         final.update({f"train_{k}": v for k, v in
                       evaluate(net, train_eval, loss_fn, head,
-                               getattr(train_eval, "metrics", metric_list)).items()})
+                               getattr(train_eval, "eval_metrics", metric_list)).items()})
         if val_src is not None:
             final.update({f"val_{k}": v for k, v in
                           evaluate(net, val_src, loss_fn, head, metric_list).items()})
@@ -443,7 +454,7 @@ def _batching(d: Any, batch_size: int | str | None, shuffle: bool, seed: int,
     why. Returns that and the dtype to train in."""
     train = d.train
     if not isinstance(train, InMemory):
-        return "the loader's batches", dtype
+        return getattr(train, "describe", "the loader's batches"), dtype
     rows = len(train.X)
     cols = train.X.shape[1] if train.X.dim() > 1 else 1
     if batch_size == "auto":
