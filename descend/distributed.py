@@ -20,8 +20,8 @@ The parts, each small:
 
 * :class:`World`, :func:`joined`: the process group from the environment torchrun sets
   (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``): gloo on the CPU, nccl on CUDA;
-  created by ``fit`` and destroyed on every exit path (one it did not create, a user's, is left
-  alone).
+  created by the first ``fit`` of the process and destroyed when the process exits, normally
+  or by an error (one the caller created is left alone).
 * :class:`Shard`: rank ``r``'s share of each batch of in-memory data. Global batch ``j`` is the
   batch ``j`` of the 1-process run (the same seeded permutation, drawn on every rank); rank
   ``r`` takes its positions ``r, r + W, ...`` (as ``DistributedSampler``). On the full batch a
@@ -38,6 +38,7 @@ Records, reports and ``--out`` are written by rank 0 only (:func:`is_main`).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import functools
@@ -93,7 +94,8 @@ class World:
         rank: this process's rank (0: the one that writes).
         size: the number of processes (1: no process group, a plain run).
         backend: ``"gloo"`` or ``"nccl"`` ("" for a plain run).
-        owned: whether ``fit`` created the process group (and so destroys it).
+        owned: whether ``fit`` created the process group (destroyed at the process's exit;
+            a group the caller created is left alone).
         local_rank: the rank on this machine (picks the CUDA device).
     """
 
@@ -170,8 +172,8 @@ def current() -> World:
 
 @contextlib.contextmanager
 def _session(device: Any) -> Iterator[World]:
-    """Join the job's process group for the time of one ``fit`` call; leave it on every exit
-    path."""
+    """The job's process group for one ``fit`` call: joined (created from the environment
+    on the first call), or a plain world outside a job."""
     import torch.distributed as dist
 
     if not dist.is_available() or not (dist.is_initialized() or launched()):
@@ -181,10 +183,9 @@ def _session(device: Any) -> Iterator[World]:
         finally:
             _CURRENT.pop()
         return
-    owned = not dist.is_initialized()
     cuda = device is not None and torch.device(device).type == "cuda"
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if owned:
+    if not dist.is_initialized():
         backend = "nccl" if cuda else "gloo"
         if cuda:
             torch.cuda.set_device(local)
@@ -195,15 +196,30 @@ def _session(device: Any) -> Iterator[World]:
                              f"{os.environ.get('WORLD_SIZE')} at {os.environ.get('MASTER_ADDR')}"
                              f":{os.environ.get('MASTER_PORT')}): "
                              f"{str(e).strip().splitlines()[0]}") from None
-    world = World(dist.get_rank(), dist.get_world_size(), str(dist.get_backend()), owned, local)
+        atexit.register(_leave)
+        _OWNED.append(True)
+    world = World(dist.get_rank(), dist.get_world_size(), str(dist.get_backend()),
+                  bool(_OWNED), local)
     _CURRENT.append(world)
     try:
         yield world
     finally:
         _CURRENT.pop()
-        if owned and dist.is_initialized():
-            with contextlib.suppress(Exception):  # a lost peer must not mask the error
-                dist.destroy_process_group()
+
+
+_OWNED: list[bool] = []
+
+
+def _leave() -> None:
+    """Destroy the process group ``fit`` created, at the process's exit (normal or by an
+    exception). One group serves every ``fit`` call of the process: torchrun's store keeps the
+    keys of a destroyed group, so a second group on it could wait forever."""
+    import torch.distributed as dist
+
+    if _OWNED and dist.is_initialized():
+        with contextlib.suppress(Exception):  # a lost peer must not mask the error
+            dist.destroy_process_group()
+    _OWNED.clear()
 
 
 F = TypeVar("F", bound=Callable[..., Any])
