@@ -426,10 +426,8 @@ class DistributedObjective(MiniBatchObjective):
         assert self._xb is not None and self._yb is not None
         out = self.ddp(self._xb)
         weight = float(getattr(self.batches, "weight", 1.0))
-        if len(self._xb):
-            local = self.loss_fn(out, self._yb) * weight
-        else:  # no rows of this batch here: nothing to add, but DDP needs every rank's pass
-            local = out.sum() * 0.0
+        # no rows of this batch here: nothing to add, but DDP needs every rank's pass
+        local = self.loss_fn(out, self._yb) * weight if len(self._xb) else out.sum() * 0.0
         if self._first:
             self._check(local)
             self._first = False

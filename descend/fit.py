@@ -338,7 +338,7 @@ def fit(
         root = records_root(record)  # checked before any work
 
     d = distributed.agree(world, lambda: (
-        prepare_stream if streaming else prepare)(  # type: ignore[operator]
+        prepare_stream if streaming else prepare)(
         model, data, val, target=target, features=features, loss=loss,
         batch_size=batch_size if isinstance(batch_size, int) else
         AUTO_BATCH if streaming and batch_size == "auto" else FULL_BATCH,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -104,7 +104,7 @@ def wanted(data: Any, stream: bool | None) -> bool:
 def loaded(data: Any) -> Any:
     """``data`` for the in-memory path: a Parquet folder or a ``pyarrow.dataset.Dataset``
     read into a table; anything else as it is."""
-    if not (isinstance(data, (str, Path)) and Path(data).is_dir()
+    if not ((isinstance(data, (str, Path)) and Path(data).is_dir())
             or type(data).__module__.startswith("pyarrow")):
         return data
     d = _dataset(data)
@@ -140,8 +140,8 @@ class Stream:
         eval_metrics: the metrics of the final scores: none (the loss only; constant memory).
     """
 
-    sharded = True
-    eval_metrics: list[Any] = []
+    sharded: ClassVar[bool] = True
+    eval_metrics: ClassVar[tuple[Any, ...]] = ()
 
     def __init__(self, groups: list[tuple[Any, int]], convert: Any, batch_size: int, *,
                  shuffle: bool = True, seed: int = 0, rank: int = 0, world: int = 1,
