@@ -304,6 +304,7 @@ def _fit(a: argparse.Namespace) -> int:
         one_hot=a.one_hot, drop_missing=a.drop_missing, drop_constant=a.drop_constant,
         activation=a.activation, seed=a.seed, device=a.device, progress=not a.quiet,
         on_divergence=a.on_divergence, task=a.task, l2=a.l2, encoding=a.encoding,
+        stream=a.stream,
     )
     if not is_main():  # under torchrun rank 0 prints, saves and records
         return 0
@@ -546,6 +547,9 @@ def _parser() -> _Parser:
     arg("--nproc", type=int, metavar="N", help="train data-parallel in N local processes "
         "(torch.distributed's launcher, gloo on the CPU); on several machines run torchrun "
         "-m descend fit ... instead (see the README)")
+    arg("--stream", action=argparse.BooleanOptionalAction, default=None,
+        help="stream a Parquet file or folder by row groups instead of loading it (default: "
+        "streamed when its columns as float64 exceed 2 GiB)")
     f.set_defaults(run=_fit)
 
     pr = sub.add_parser("predict", help="predict with a saved model",
