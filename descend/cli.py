@@ -279,15 +279,15 @@ def _fit(a: argparse.Namespace) -> int:
     from .fit import fit
     from .stops import Criterion, TimeLimit, TrainLossBelow
 
+    out = Path(a.out)
+    if out.exists() and not a.overwrite:  # refuse before any work
+        raise InputError(f"{out} already exists; pass --overwrite to replace it")
     if a.nproc is not None:  # N local processes through torch's launcher, each running this
         argv = list(a.argv)
         i = argv.index("--nproc") if "--nproc" in argv else -1
         argv = argv[:i] + argv[i + 2:] if i >= 0 else [x for x in argv
                                                        if not x.startswith("--nproc=")]
         return launch(a.nproc, argv)
-    out = Path(a.out)
-    if out.exists() and not a.overwrite:  # refuse before any work
-        raise InputError(f"{out} already exists; pass --overwrite to replace it")
     stop: list[Criterion] = []
     if a.loss_below is not None:
         stop.append(TrainLossBelow(a.loss_below))

@@ -431,13 +431,15 @@ class DistributedObjective(MiniBatchObjective):
         if self._first:
             self._check(local)
             self._first = False
+        loss = local.detach().to(torch.float64) / self.world.size
+        summed = dist.all_reduce(loss, async_op=True)  # while the backward pass runs
         local.backward()
         grads = [torch.zeros_like(v) if p.grad is None else p.grad
                  for p, v in zip(leaves, self.params.values)]
         for p in leaves:
             p.grad = None
-        loss = local.detach().to(torch.float64) / self.world.size
-        dist.all_reduce(loss)
+        if summed is not None:
+            summed.wait()
         return loss, grads
 
     def __repr__(self) -> str:

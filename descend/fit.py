@@ -367,7 +367,9 @@ def fit(
 
     def validate() -> dict[str, float]:
         assert val_src is not None
-        return world.same(evaluate(net, val_src, loss_fn, head, metric_list))
+        # rank 0 scores, every rank reads the same numbers (and so stops alike)
+        return world.same(evaluate(net, val_src, loss_fn, head, metric_list)
+                          if world.main else {})
 
     names = [m if isinstance(m, str) else getattr(m, "__name__", "metric") for m in metric_list]
     bpe = d.train.batches_per_epoch

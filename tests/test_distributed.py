@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -55,6 +56,10 @@ for name, kw in (("mini", MINI), ("full", FULL)):
     torch.save([p.detach() for p in res.model.parameters()], f"{out}/{name}_{rank}.pt")
     report[name] = [res.reason, res.nit, res.loss]
 frame = pd.DataFrame({"a": X[:, 0].numpy(), "y": Y[:, 0].numpy()})
+# streamed: each rank takes its share of the 10 row groups of rows.parquet
+res = descend.fit("linear", f"{out}/rows.parquet", target="y", stream=True, batch_size=100,
+                  epochs=2, rule="adam", lr=0.05)
+report["stream"] = [res.reason, res.nit, res.loss, res.method]
 try:  # rank 1's table lacks the target: every rank must stop with the same error
     descend.fit("linear", frame if rank == "0" else frame.drop(columns="y"), target="y")
 except InputError as e:
@@ -119,6 +124,10 @@ def test_shards_of_a_batch_are_the_one_process_batch() -> None:
 
 def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
     (tmp_path / "job.py").write_text(SCRIPT)
+    ns: dict = {}
+    exec(DATA, ns)
+    frame = pd.DataFrame({"a": ns["X"][:, 0].numpy(), "y": ns["Y"][:, 0].numpy()})
+    frame.to_parquet(tmp_path / "rows.parquet", row_group_size=100)
     p = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
          "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
@@ -144,6 +153,10 @@ def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
     assert reference["mini"][0].reason == "max_epochs" and reference["mini"][0].nit == 48
     assert reference["full"][0].method.startswith("lbfgs with strong Wolfe line search")
     assert reference["full"][0].reason == "grad_small"
+    # a streamed fit: the same stop on both ranks, 10 global batches of 100 rows an epoch
+    assert reports[0]["stream"] == reports[1]["stream"]
+    assert reports[0]["stream"][:2] == ["max_epochs", 20]
+    assert "streamed from 10 row groups" in reports[0]["stream"][3]
     # one rank's bad input stops every rank with the same one-line error
     assert reports[0]["error"] == reports[1]["error"]
     assert reports[0]["error"].startswith("rank 1: target column 'y' is not in the DataFrame")
