@@ -369,13 +369,19 @@ class Shard(InMemory):
         return self.X.index_select(0, mine), self.Y.index_select(0, mine)
 
     def state_dict(self) -> dict[str, Any]:
-        """The data position: the shuffling generator (its state at the start of the current
-        epoch's permutation is what the loop's batch index ``k`` continues from), and which
-        share this rank takes (``rank`` of ``world``). Restoring it on the same world size
-        continues exactly; on another, the generator alone is enough, as every rank draws the
-        same permutation and takes its positions of each batch."""
-        return {"generator": self.generator.get_state(), "rank": self.rank,
-                "world": self.world}
+        """The data position, with the loop's batch index ``k`` (the objective's ``draws``):
+        the shuffling generator after the current epoch's draw, that epoch's permutation
+        (None before the first draw), and this rank's share (``rank`` of ``world``). The
+        permutation is the same on every rank, so a restart with another world size reshards
+        exactly: each rank takes its new positions of the same global batches."""
+        return {"generator": self.generator.get_state(), "perm": self._perm,
+                "rank": self.rank, "world": self.world}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (of any rank, any world size)."""
+        self.generator.set_state(state["generator"])
+        perm = state.get("perm")
+        self._perm = perm.to(self.X.device) if perm is not None else None
 
     def __repr__(self) -> str:
         return (f"Shard(rank={self.rank}, world={self.world}, n={self.n}, "

@@ -120,6 +120,11 @@ def test_shards_of_a_batch_are_the_one_process_batch() -> None:
             sorted(xb.flatten().tolist())
         for s, (xr, _) in zip(ranks, parts):  # c_r = n_r W / n: DDP's mean of the ranks'
             assert s.weight == len(xr) * 3 / len(xb)  # weighted means is the batch's mean
+    # the data position resumes on another world size: rank 0 of 2 after batch 20 of rank 1
+    # of 3 takes its positions of the same next batch
+    two = Shard(InMemory(X, Y, 7, seed=4), 0, 2)
+    two.load_state_dict(ranks[1].state_dict())
+    assert torch.equal(two.batch(40)[0], one.batch(40)[0][0::2])
 
 
 def test_torchrun_two_processes_match_one(tmp_path: Path) -> None:
