@@ -327,12 +327,19 @@ def _fmt_scores(scores: dict[str, float], prefix: str) -> str:
 def _fit(a: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .distributed import is_main, launch
     from .fit import fit
     from .stops import Criterion, TimeLimit, TrainLossBelow
 
     out = Path(a.out)
     if out.exists() and not a.overwrite:  # refuse before any work
         raise InputError(f"{out} already exists; pass --overwrite to replace it")
+    if a.nproc is not None:  # N local processes through torch's launcher, each running this
+        argv = list(a.argv)
+        i = argv.index("--nproc") if "--nproc" in argv else -1
+        argv = argv[:i] + argv[i + 2:] if i >= 0 else [x for x in argv
+                                                       if not x.startswith("--nproc=")]
+        return launch(a.nproc, argv)
     stop: list[Criterion] = []
     if a.loss_below is not None:
         stop.append(TrainLossBelow(a.loss_below))
@@ -340,7 +347,7 @@ def _fit(a: argparse.Namespace) -> int:
         stop.append(TimeLimit(a.time_limit))
     val = a.val_file if a.val_file is not None else (a.val or None)
     patience = a.patience  # None: fit's automatic method decides; 0: off
-    root = None if a.no_record else records(a)
+    root = None if a.no_record or not is_main() else records(a)
     res = fit(
         a.model, a.file, target=_columns(a.target), features=_columns(a.features), val=val,
         loss=a.loss, rule=a.rule, lr=a.lr, batch_size=a.batch_size, epochs=a.epochs,
@@ -349,7 +356,10 @@ def _fit(a: argparse.Namespace) -> int:
         one_hot=a.one_hot, drop_missing=a.drop_missing, drop_constant=a.drop_constant,
         activation=a.activation, seed=a.seed, device=a.device, progress=not a.quiet,
         on_divergence=a.on_divergence, task=a.task, l2=a.l2, encoding=a.encoding,
+        stream=a.stream,
     )
+    if not is_main():  # under torchrun rank 0 prints, saves and records
+        return 0
     prep = res.preprocessing
     assert prep is not None
     _notes("fit", prep.notes)
@@ -595,6 +605,12 @@ def _parser() -> _Parser:
     arg("--quiet", action="store_true", help="no progress display")
     arg("--runs", metavar="DIR", help=runs_help)
     arg("--no-record", action="store_true", help="write no run record")
+    arg("--nproc", type=int, metavar="N", help="train data-parallel in N local processes "
+        "(torch.distributed's launcher, gloo on the CPU); on several machines run torchrun "
+        "-m descend fit ... instead (see the README)")
+    arg("--stream", action=argparse.BooleanOptionalAction, default=None,
+        help="stream a Parquet file or folder by row groups instead of loading it (default: "
+        "streamed when its columns as float64 exceed 2 GiB)")
     f.set_defaults(run=_fit)
 
     pr = sub.add_parser("predict", help="predict with a saved model",
@@ -725,9 +741,20 @@ def _main(args: list[str]) -> int:
     try:
         return int(a.run(a))
     except InputError as e:
-        print(_("descend {command}: error: {message}").format(command=a.command, message=e),
-              file=sys.stderr)
+        from .distributed import is_main
+
+        if is_main():  # under torchrun every rank has the same error: rank 0 says it
+            print(_("descend {command}: error: {message}").format(command=a.command, message=e),
+                  file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        if type(e).__name__ != "PeerLost":  # descend.distributed's: a rank of the job died
+            raise
+        import os
+
+        if not os.environ.get("DESCEND_NPROC"):  # under --nproc the launcher says which
+            print(f"descend {a.command}: error: {e}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # e.g. `descend demo | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from .data import CLASSIFIER_LOSSES, InMemory, prepare
 from .errors import InputError, InputTypeError, check_count
 from .history import History
@@ -54,12 +55,13 @@ from .models import (
     evaluate,
     penalized,
 )
-from .objective import MiniBatchObjective, Params
+from .objective import Params
 from .observers import EpochProgress, Epochs
 from .result import Result, outcome
 from .rules import Rule
 from .steps import Step
 from .stops import DEFAULT_MAX_ITER, Criterion, EarlyStopping
+from .stream import loaded, prepare_stream, wanted
 from .tables import Preprocessing
 
 if TYPE_CHECKING:
@@ -201,6 +203,7 @@ def _device(device: str | torch.device) -> torch.device:
     return dev
 
 
+@distributed.joined
 def fit(
     model: nn.Module | str,
     data: Any,
@@ -233,6 +236,7 @@ def fit(
     task: str | None = None,
     l2: float | None = None,
     encoding: str | None = None,
+    stream: bool | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data`` by mini-batch gradient descent, on the loop of ``minimize``.
 
@@ -244,7 +248,8 @@ def fit(
             ``"linear"``, ``"logistic"`` (classifier: binary with ``bce``, multi-class with
             ``cross_entropy``), ``"mlp:64,64"``, or ``"pkg.mod:Class"``.
         data: ``(X, Y)`` tensors or numpy arrays, a pandas DataFrame (or pyarrow Table), a torch
-            ``Dataset`` or ``DataLoader`` yielding ``(x, y)``, or a CSV/Parquet path.
+            ``Dataset`` or ``DataLoader`` yielding ``(x, y)``, a CSV/Parquet path, or a Parquet
+            folder or ``pyarrow.dataset.Dataset`` (streamed when large: see ``stream``).
         target: the target column(s) of a table.
         features: the feature columns of a table (default: all other columns).
         val: validation data: a fraction of the rows held out at random (seeded), or a
@@ -302,6 +307,9 @@ def fit(
             training loss; validation and final scores report the loss without it. Default: 0,
             and ``1 / n_train`` for classifiers built from a spec (scikit-learn's ``C=1``).
         encoding: the text encoding of a CSV file (default: detected; UTF-8 or CP949).
+        stream: stream a Parquet file, folder or ``pyarrow.dataset.Dataset`` by row groups
+            instead of loading it (:mod:`descend.stream`). Default: streamed when its columns
+            as float64 exceed :data:`~descend.stream.STREAM_BYTES`; False always loads it.
 
     Returns:
         A :class:`FitResult`.
@@ -317,20 +325,31 @@ def fit(
         check_count("patience", patience, minimum=0)
     _check_loss_and_metrics(model, loss, metrics)
     dev, dtype = _placement(model, device)
-    if isinstance(model, str) and batch_size in ("auto", None):
+    world = distributed.current()  # several processes under torchrun: see descend.distributed
+    dev = world.device(dev)
+    streaming = wanted(data, stream)
+    data = data if streaming else loaded(data)
+    if isinstance(model, str) and batch_size in ("auto", None) and not streaming:
         dtype = torch.float64  # the full batch to the optimum, as scikit-learn computes it
     root = None
-    if record is not None and record is not False:
+    if record is not None and record is not False and world.main:
         from .store import records_root
 
         root = records_root(record)  # checked before any work
 
-    d = prepare(model, data, val, target=target, features=features, loss=loss,
-                batch_size=batch_size if isinstance(batch_size, int) else FULL_BATCH,
-                standardize=standardize, one_hot=one_hot, drop_missing=drop_missing,
-                drop_constant=drop_constant, shuffle=shuffle, seed=seed, dtype=dtype, device=dev,
-                task=task, l2=l2, encoding=encoding)
+    d = distributed.agree(world, lambda: (
+        prepare_stream if streaming else prepare)(
+        model, data, val, target=target, features=features, loss=loss,
+        batch_size=batch_size if isinstance(batch_size, int) else
+        AUTO_BATCH if streaming and batch_size == "auto" else FULL_BATCH,
+        standardize=standardize, one_hot=one_hot, drop_missing=drop_missing,
+        drop_constant=drop_constant, shuffle=shuffle, seed=seed, dtype=dtype, device=dev,
+        task=task, l2=l2, encoding=encoding,
+        **({"rank": world.rank, "world": world.size} if streaming else {})))
     batching, dtype = _batching(d, batch_size, shuffle, seed, dtype)
+    d.train = distributed.shard(d.train, world)
+    if world.active:
+        batching += f", shared by {world.size} processes ({world.backend})"
     if isinstance(model, str):
         with torch.random.fork_rng(devices=[]):  # seed the weights, not the caller's generator
             torch.manual_seed(seed)
@@ -348,12 +367,14 @@ def fit(
 
     def validate() -> dict[str, float]:
         assert val_src is not None
-        return evaluate(net, val_src, loss_fn, head, metric_list)
+        # rank 0 scores, every rank reads the same numbers (and so stops alike)
+        return world.same(evaluate(net, val_src, loss_fn, head, metric_list)
+                          if world.main else {})
 
     names = [m if isinstance(m, str) else getattr(m, "__name__", "metric") for m in metric_list]
     bpe = d.train.batches_per_epoch
     log = Epochs(bpe, d.train.sizes(), validate if val_src is not None else None, names)
-    objective = MiniBatchObjective(net, params, loss_fn, d.train)
+    objective = distributed.objective(net, params, loss_fn, d.train, world)
     objective.epochs = log
     unbounded = stop is None and max_iter is None and epochs is None
     stopping = ""
@@ -369,11 +390,13 @@ def fit(
     parts = assemble(
         params, rule=rule, lr=lr, stop=stop, max_iter=max_iter, callback=callback,
         observers=[log, *observers], on_divergence=on_divergence,
-        progress=(lambda total: EpochProgress(log, total)) if progress else False,
+        progress=(lambda total: EpochProgress(log, total)) if progress and world.main
+        else False,
         counts_epochs=True,
         minibatch=None if bpe == 1 else f"{batching} splits the training rows into {bpe} "
                                         "mini-batches",
         epochs=epochs, patience=patience or None, validation=val_src is not None)
+    parts.criteria = distributed.agreed(parts.criteria, world)
     method = f"{parts.rule.name} with {parts.step.describe()} on {batching}" + (
         f"; {stopping}" if stopping else "")
 
@@ -386,15 +409,17 @@ def fit(
     if early and early[0].restore_best and log.best_values and s.values is not log.best_values:
         params.set(log.best_values)
         restored = True
-    final = {}
-    if metric_list:  # metrics=[] skips the final passes over the data
+    final: dict[str, float] = {}
+    if metric_list and world.main:  # metrics=[] skips the final passes over the data
         train_eval = InMemory(d.train.X, d.train.Y, 65536, shuffle=False) \
             if isinstance(d.train, InMemory) else d.train
         final.update({f"train_{k}": v for k, v in
-                      evaluate(net, train_eval, loss_fn, head, metric_list).items()})
+                      evaluate(net, train_eval, loss_fn, head,
+                               getattr(train_eval, "eval_metrics", metric_list)).items()})
         if val_src is not None:
             final.update({f"val_{k}": v for k, v in
                           evaluate(net, val_src, loss_fn, head, metric_list).items()})
+    final = world.same(final)  # rank 0's scores, on every rank
     best_val = math.nan
     if val_src is not None and log.best_epoch:
         best_val = log.history.extra["val_loss"][log.best_epoch - 1]
@@ -431,7 +456,7 @@ def _batching(d: Any, batch_size: int | str | None, shuffle: bool, seed: int,
     why. Returns that and the dtype to train in."""
     train = d.train
     if not isinstance(train, InMemory):
-        return "the loader's batches", dtype
+        return getattr(train, "describe", "the loader's batches"), dtype
     rows = len(train.X)
     cols = train.X.shape[1] if train.X.dim() > 1 else 1
     if batch_size == "auto":
