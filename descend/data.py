@@ -72,15 +72,18 @@ class InMemory:
         self.shuffle = shuffle and self.batches_per_epoch > 1
         self.generator = torch.Generator().manual_seed(seed)
         self._perm: Tensor | None = None
+        self._epoch = -1  # the epoch whose permutation _perm is
 
     def batch(self, k: int) -> tuple[Tensor, Tensor]:
-        """Batch ``k`` of the run (``k = 0, 1, ...``)."""
+        """Batch ``k`` of the run (``k = 0, 1, ...``); a new epoch draws its permutation, and
+        asking again for a batch of the current epoch draws nothing."""
         j = k % self.batches_per_epoch
         b = self.batch_size
         if not self.shuffle:
             return self.X[j * b:(j + 1) * b], self.Y[j * b:(j + 1) * b]
-        if j == 0 or self._perm is None:
+        if self._perm is None or k // self.batches_per_epoch != self._epoch:
             self._perm = torch.randperm(self.n, generator=self.generator).to(self.X.device)
+            self._epoch = k // self.batches_per_epoch
         idx = self._perm[j * b:(j + 1) * b]
         return self.X.index_select(0, idx), self.Y.index_select(0, idx)
 
@@ -95,12 +98,18 @@ class InMemory:
             yield self.X[i:i + size], self.Y[i:i + size]
 
     def state_dict(self) -> dict[str, Any]:
-        """The shuffling generator's state."""
-        return {"generator": self.generator.get_state()}
+        """The data order: the shuffling generator's state, the current epoch's permutation
+        (``perm``, None before the first or without shuffling) and that epoch (``epoch``)."""
+        return {"generator": self.generator.get_state(), "perm": self._perm,
+                "epoch": self._epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the shuffling generator."""
+        """Restore the data order from :meth:`state_dict`."""
         self.generator.set_state(state["generator"])
+        if "perm" in state:
+            perm = state["perm"]
+            self._perm = perm.to(self.X.device) if perm is not None else None
+            self._epoch = state["epoch"]
 
     def __repr__(self) -> str:
         return (f"InMemory(n={self.n}, batch_size={self.batch_size}, "

@@ -233,6 +233,9 @@ def fit(
     task: str | None = None,
     l2: float | None = None,
     encoding: str | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | str | None = None,
+    resume: str | os.PathLike[str] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data`` by mini-batch gradient descent, on the loop of ``minimize``.
 
@@ -302,6 +305,15 @@ def fit(
             training loss; validation and final scores report the loss without it. Default: 0,
             and ``1 / n_train`` for classifiers built from a spec (scikit-learn's ``C=1``).
         encoding: the text encoding of a CSV file (default: detected; UTF-8 or CP949).
+        checkpoint: a folder to write checkpoints into (:mod:`descend.checkpoint`): every
+            ``checkpoint_every`` (iterations, or seconds as ``"30s"``; default ``"30s"``), at
+            the end of each epoch of mini-batches, and when SIGINT or SIGTERM stops the run
+            (reason ``"interrupted"``; the model then holds the best epoch's weights so far).
+        checkpoint_every: see ``checkpoint``.
+        resume: a checkpoint folder to continue from, mid-epoch included (checkpoints go on
+            into it unless ``checkpoint`` names another); the other arguments and the data must
+            be those of the checkpointed run (the data's sha256 is compared). The result is
+            bitwise that of the uninterrupted run (same threads and device).
 
     Returns:
         A :class:`FitResult`.
@@ -376,6 +388,18 @@ def fit(
         epochs=epochs, patience=patience or None, validation=val_src is not None)
     method = f"{parts.rule.name} with {parts.step.describe()} on {batching}" + (
         f"; {stopping}" if stopping else "")
+    if checkpoint is not None or resume is not None or checkpoint_every is not None:
+        from .checkpoint import Checkpoints, fingerprint
+
+        if checkpoint is None and resume is None:
+            raise InputError("checkpoint_every needs checkpoint=PATH (the folder to write "
+                             "checkpoints into)")
+        trained = data if isinstance(data, (str, os.PathLike)) else \
+            [d.train.X, d.train.Y] if isinstance(d.train, InMemory) else ()
+        parts.checkpoints = Checkpoints(
+            parts, fingerprint(parts, params, type(net), trained),
+            folder=checkpoint if checkpoint is not None else resume, every=checkpoint_every,
+            resume=resume, epochs=bpe if bpe > 1 else None)
 
     t0 = perf_counter()
     s, fired = run(objective, parts)
@@ -385,6 +409,9 @@ def fit(
     early = [c for c in parts.criteria if isinstance(c, EarlyStopping)]
     if early and early[0].restore_best and log.best_values and s.values is not log.best_values:
         params.set(log.best_values)
+        restored = True
+    elif fired.reason == "interrupted" and log.best_values and s.values is not log.best_values:
+        params.set(log.best_values)  # the best weights so far (the checkpoint has the last)
         restored = True
     final = {}
     if metric_list:  # metrics=[] skips the final passes over the data
