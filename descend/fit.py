@@ -521,7 +521,8 @@ def _metric_list(metrics: Any, head: Head, loss_name: str | None) -> list[Any]:
 
 
 def record_fit(root: str | os.PathLike[str], res: FitResult, *,
-               config: dict[str, Any] | None = None) -> Any:
+               config: dict[str, Any] | None = None, run_id: str | None = None,
+               started: bool = False) -> Any:
     """Write a run record (:mod:`descend.store`) of a fit: the per-iteration history, with the
     per-epoch validation columns (``val_*``) placed on each epoch's last iteration (nan
     elsewhere), the summary and the final weights. Returns the :class:`~descend.store.Run`."""
@@ -538,4 +539,5 @@ def record_fit(root: str | os.PathLike[str], res: FitResult, *,
             if 0 <= it < rows:
                 values[it] = v
         extra[name] = values
-    return record_result(root, res, config=config, extra_columns=extra)
+    return record_result(root, res, config=config, extra_columns=extra, run_id=run_id,
+                         started=started)
