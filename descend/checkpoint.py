@@ -142,8 +142,8 @@ def signals(sigterm: bool = True) -> Iterator[None]:
         with _lock:
             _depth -= 1
             if _depth == 0:
-                for sig, old in _previous.items():
-                    signal.signal(sig, old if old is not None else signal.SIG_DFL)
+                for num, old in _previous.items():
+                    signal.signal(num, old if old is not None else signal.SIG_DFL)
                 _previous.clear()
                 _signum = None
 
@@ -264,7 +264,8 @@ def _decode(path: Path) -> dict[str, Any]:
     if hashlib.sha256(raw).hexdigest() != outer.get("sha256"):
         raise ValueError("its checksum does not match (damaged)")
     body = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    return _unpack(body)  # type: ignore[no-any-return]
+    out: dict[str, Any] = _unpack(body)
+    return out
 
 
 def _sweep(folder: Path) -> None:
@@ -390,8 +391,9 @@ def fingerprint(parts: Parts, params: Any, fn: Any, data: Any = ()) -> dict[str,
     }
 
 
-_WHAT = {"version": "descend version", "method": "method", "parameters": "parameters",
-         "objective": "objective", "data": "data"}
+_WHAT = {"version": "the descend version differs", "method": "the method differs",
+         "parameters": "the parameters differ", "objective": "the objective differs",
+         "data": "the data differ"}
 
 
 def _check_fingerprint(saved: dict[str, Any], now: dict[str, Any], path: Path) -> None:
@@ -400,7 +402,7 @@ def _check_fingerprint(saved: dict[str, Any], now: dict[str, Any], path: Path) -
             a, b = saved.get(key), now.get(key)
             if key == "data":
                 a, b = f"sha256 {str(a)[:12]}", f"sha256 {str(b)[:12]}"
-            raise InputError(f"cannot resume from {path}: its {what} differs ({a} in the "
+            raise InputError(f"cannot resume from {path}: {what} ({a} in the "
                              f"checkpoint, {b} now); resume with the same code, problem and "
                              "data, or start afresh without resume")
 
@@ -457,18 +459,18 @@ class Checkpoints:
                  hint: str = "") -> None:
         self.parts = parts
         self.fingerprint = fingerprint
-        self.folder = Path(folder) if folder is not None else None
-        if self.folder is not None and self.folder.exists() and not self.folder.is_dir():
-            raise InputError(f"checkpoint must name a folder, but {self.folder} is a file; "
-                             "give a new or existing folder")
-        self.iterations, self.seconds = parse_every(every)
-        self.epochs = epochs
         self.body: dict[str, Any] | None = None
         self.resumed_from: Path | None = None
         if resume is not None:
             self.body, self.resumed_from = load(resume)
             _check_fingerprint(self.body.get("fingerprint", {}), fingerprint,
                                self.resumed_from)
+        self.folder = Path(folder) if folder is not None else None
+        if self.folder is not None and self.folder.exists() and not self.folder.is_dir():
+            raise InputError(f"checkpoint must name a folder, but {self.folder} is a file; "
+                             "give a new or existing folder")
+        self.iterations, self.seconds = parse_every(every)
+        self.epochs = epochs
         self.hint = hint
         self.saved_iter = -1
         self.saved_at = time.monotonic()

@@ -163,7 +163,8 @@ class Snapshots:
         self.stride, self.skipped = state["stride"], state["skipped"]
         self.iterations, self.frames = list(state["iterations"]), list(state["frames"])
         self.shapes = state["shapes"]
-        self._last = tuple(state["last"]) if state["last"] is not None else None  # type: ignore[assignment]
+        last = state["last"]
+        self._last = (last[0], last[1]) if last is not None else None
 
     def data(self, target: Any = None) -> dict[str, Any] | None:
         """The frames as plain data (None when nothing was recorded): ``iteration`` (list of
