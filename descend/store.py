@@ -401,6 +401,13 @@ def record_run(
 def _complete(root: Path, final: Path, config: Any, env: Any, cols: Any, params: Any,
               snapshots: Any, diagnostics: Any, summary: Any) -> Run:
     """Write the record into the started run folder ``final`` (see :func:`record_run`)."""
+    for old in final.glob(".tmp-record-*"):  # of an earlier writer, killed
+        try:
+            os.kill(int(old.name.split("-")[2]), 0)  # still writing: keep it
+        except ProcessLookupError:
+            shutil.rmtree(old, ignore_errors=True)
+        except (ValueError, OSError):
+            pass
     tmp = final / f".tmp-record-{os.getpid()}-{secrets.token_hex(3)}"
     tmp.mkdir()
     try:
