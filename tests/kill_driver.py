@@ -167,7 +167,7 @@ def fit_kills(work: Path, rng: random.Random) -> dict[str, Any]:
               ("time", rng.uniform(0.05, 0.25)), ("time", rng.uniform(0.05, 0.25)),
               ("ckpt-fsync", rng.randint(1, 3)), ("ckpt-rename", rng.randint(1, 3))]
     rng.shuffle(middle)
-    kills += middle + [("out", 1), ("record", 1), ("out", 1)]
+    kills += [*middle, ("out", 1), ("record", 1), ("out", 1)]
     trail = []
     for i, kill in enumerate(kills):
         if i == 0:
