@@ -68,8 +68,9 @@ from torch import Tensor
 from .errors import InputError
 
 if TYPE_CHECKING:
-    from .loop import Parts
     from .state import LoopState
+
+Parts = Any  # descend.loop.Parts (the loop imports this module)
 
 __all__ = [
     "FORMAT",
@@ -410,7 +411,7 @@ def _check_fingerprint(saved: dict[str, Any], now: dict[str, Any], path: Path) -
 # ------------------------------------------------------------------------------- the hook
 
 
-def parse_every(every: Any) -> tuple[int | None, float | None]:
+def parse_every(every: Any, name: str = "checkpoint_every") -> tuple[int | None, float | None]:
     """``checkpoint_every`` as ``(iterations, seconds)``: an int (iterations), a string
     ``"100"`` or ``"30s"`` (``"2m"``, ``"1h"`` too), or None (:data:`DEFAULT_EVERY`).
 
@@ -421,7 +422,7 @@ def parse_every(every: Any) -> tuple[int | None, float | None]:
         every = DEFAULT_EVERY
     if isinstance(every, int) and not isinstance(every, bool):
         if every < 1:
-            raise InputError(f"checkpoint_every must be >= 1 iteration, got {every!r}")
+            raise InputError(f"{name} must be >= 1 iteration, got {every!r}")
         return every, None
     if isinstance(every, str):
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", every)
@@ -431,8 +432,8 @@ def parse_every(every: Any) -> tuple[int | None, float | None]:
                 return int(n), None
             if unit and n > 0:
                 return None, n * {"s": 1, "m": 60, "h": 3600}[unit]
-    raise InputError(f"checkpoint_every must be a number of iterations (100) or of seconds "
-                     f"(30s, 5m, 1h), got {every!r}")
+    raise InputError(f"{name} must be a number of iterations (100) or of seconds (30s, 5m, "
+                     f"1h), got {every!r}")
 
 
 class Checkpoints:

@@ -313,7 +313,7 @@ def _fit_run(a: argparse.Namespace) -> int:
         if a.no_record:
             raise InputError("--checkpoint-every needs the run record (checkpoints go into the "
                              "run folder); drop --no-record")
-        parse_every(a.checkpoint_every)
+        parse_every(a.checkpoint_every, "--checkpoint-every")
     stop: list[Criterion] = []
     if a.loss_below is not None:
         stop.append(TrainLossBelow(a.loss_below))
@@ -479,7 +479,7 @@ def _parser() -> _Parser:
     common = _Parser(add_help=False)
     common.add_argument("--runs", metavar="DIR", help=runs_help)
     add_runs_parser(sub, common)
-    add_resume_parser(sub, common)
+    add_resume_parser(sub, common, p)
 
     rep = sub.add_parser("report", parents=[common], help="one self-contained HTML report of "
                          "runs, overlaid", description="Writes one HTML file that works "

@@ -75,7 +75,6 @@ def find_started(root: Path, ref: str) -> Path:
 
 
 def _resume(a: argparse.Namespace) -> int:
-    from .cli import _parser
     from .runs import records
 
     root = records(a)
@@ -92,7 +91,7 @@ def _resume(a: argparse.Namespace) -> int:
         argv, cwd = [str(v) for v in cmd["argv"]], str(cmd["cwd"])
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError(f"{folder / COMMAND} is damaged; the run cannot be resumed") from None
-    a2 = _parser().parse_args(argv)
+    a2 = a.parser.parse_args(argv)
     a2.argv, a2.started = argv, folder.resolve()
     a2.runs = str(folder.parent.resolve())
     here = os.getcwd()
@@ -104,8 +103,10 @@ def _resume(a: argparse.Namespace) -> int:
         os.chdir(here)
 
 
-def add_resume_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add ``descend resume RUN`` to the sub-command parsers ``sub``."""
+def add_resume_parser(sub: Any, common: argparse.ArgumentParser,
+                      parser: argparse.ArgumentParser) -> None:
+    """Add ``descend resume RUN`` to the sub-command parsers ``sub`` of ``parser`` (which
+    parses the recorded command again)."""
     r = sub.add_parser("resume", parents=[common], help="continue an interrupted or killed run "
                        "from its latest checkpoint",
                        description="Runs a recorded `descend fit` again from the latest whole "
@@ -114,4 +115,4 @@ def add_resume_parser(sub: Any, common: argparse.ArgumentParser) -> None:
                        "run, and the run's record is completed.")
     r.add_argument("ref", metavar="RUN", help="the run id (or a unique prefix of one, or the "
                    "run folder), as `descend fit` printed it")
-    r.set_defaults(run=_resume)
+    r.set_defaults(run=_resume, parser=parser)

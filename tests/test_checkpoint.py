@@ -237,3 +237,63 @@ def test_sigint_without_a_checkpoint_says_how_to_keep_one():
     res = descend.minimize(rosenbrock, X0, rule="adam", lr=1e-2, max_iter=50, callback=ctrl_c)
     assert (res.reason, res.nit) == ("interrupted", 4)
     assert res.message.endswith("pass checkpoint=PATH to keep the state of an interrupted run")
+
+
+# ------------------------------------------------------------------------ the command line
+
+
+@pytest.fixture
+def table(tmp_path):
+    X, Y = data(200)
+    rows = ["a,b,c,d,y"] + [",".join(repr(v) for v in r) for r in torch.cat([X, Y], 1).tolist()]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "d.csv"
+
+
+def _cli(argv, capsys):
+    from descend.cli import main
+
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+CLI_BAD = [
+    (["--no-record", "--checkpoint-every", "5"],
+     "descend fit: error: --checkpoint-every needs the run record (checkpoints go into the "
+     "run folder); drop --no-record"),
+    (["--checkpoint-every", "soon"],
+     "descend fit: error: --checkpoint-every must be a number of iterations (100) or of "
+     "seconds (30s, 5m, 1h), got 'soon'"),
+    (["--features", "nope"], "descend fit: error: "),
+]
+
+
+@pytest.mark.parametrize(("extra", "first"), CLI_BAD)
+def test_cli_checkpoint_options_are_checked_and_leave_nothing(tmp_path, table, capsys, extra,
+                                                               first):
+    runs = tmp_path / "R"
+    rc, _, err = _cli(["fit", table, "--target", "y", "--out", tmp_path / "M", "--runs", runs,
+                       "--quiet", *extra], capsys)
+    assert rc == 2
+    assert err.splitlines()[-1].startswith(first) and "Traceback" not in err
+    assert not (tmp_path / "M").exists()
+    assert not runs.exists() or not [p for p in runs.iterdir() if p.is_dir()]
+
+
+def test_cli_resume_refuses_unknown_and_finished_runs(tmp_path, table, capsys):
+    runs = tmp_path / "R"
+    rc, _, err = _cli(["resume", "nope", "--runs", runs], capsys)
+    assert (rc, err) == (2, f"descend resume: error: no run 'nope' in {runs} (`descend runs "
+                            f"list --runs {runs}` shows the ids)\n")
+    rc, out, err = _cli(["fit", table, "--target", "y", "--out", tmp_path / "M", "--runs", runs,
+                         "--quiet", "--batch-size", "50", "--epochs", "2", "--rule", "adam",
+                         "--checkpoint-every", "3"], capsys)
+    assert rc == 0
+    (rid,) = [p.name for p in runs.iterdir() if p.is_dir()]
+    assert err == (f"descend fit: run {rid}: checkpoints in {runs / rid / 'checkpoint'}; if it "
+                   f"stops, `descend resume {rid}` continues it\n")
+    assert checkpoint.load(runs / rid / "checkpoint")[0]["iteration"] == 8  # the last epoch end
+    rc, _, err = _cli(["resume", rid[:-2], "--runs", runs], capsys)
+    assert (rc, err) == (2, f"descend resume: error: run {rid} finished (max_epochs); nothing "
+                            "to resume\n")
