@@ -289,7 +289,7 @@ def test_cli_resume_refuses_unknown_and_finished_runs(tmp_path, table, capsys):
     rc, out, err = _cli(["fit", table, "--target", "y", "--out", tmp_path / "M", "--runs", runs,
                          "--quiet", "--batch-size", "50", "--epochs", "2", "--rule", "adam",
                          "--checkpoint-every", "3"], capsys)
-    assert rc == 0
+    assert rc == 0 and "stopped after 2 epochs (8 iterations" in out
     (rid,) = [p.name for p in runs.iterdir() if p.is_dir()]
     assert err == (f"descend fit: run {rid}: checkpoints in {runs / rid / 'checkpoint'}; if it "
                    f"stops, `descend resume {rid}` continues it\n")
@@ -297,3 +297,25 @@ def test_cli_resume_refuses_unknown_and_finished_runs(tmp_path, table, capsys):
     rc, _, err = _cli(["resume", rid[:-2], "--runs", runs], capsys)
     assert (rc, err) == (2, f"descend resume: error: run {rid} finished (max_epochs); nothing "
                             "to resume\n")
+
+
+@pytest.mark.parametrize("k", [9, 10, 13])  # mid-pass, at a pass's first batch, mid-pass
+def test_fit_on_a_dataloader_resumes_exactly(tmp_path, k):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    X, Y = data(100)
+
+    def run(**kw):
+        torch.manual_seed(5)
+        net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 1))
+        loader = DataLoader(TensorDataset(X, Y), batch_size=20, shuffle=True)  # global RNG
+        return descend.fit(net, loader, rule="adam", epochs=4, **kw)
+
+    full = run()
+    with pytest.raises(Crash):
+        run(checkpoint=tmp_path, checkpoint_every=3, callback=crash_at(k))
+    torch.manual_seed(123)  # the resumed process's generator is elsewhere
+    res = run(resume=tmp_path)
+    for a, b in zip(full.model.parameters(), res.model.parameters()):
+        assert torch.equal(a, b)
+    assert res.history.loss[1:] == full.history.loss[1:]
