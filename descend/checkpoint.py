@@ -236,6 +236,31 @@ def _load_criterion(c: Any, state: dict[str, Any]) -> None:
         _load_criterion(m, ms)
 
 
+def columns(h: Any) -> dict[str, Any]:
+    """A :class:`~descend.history.History`'s columns for a checkpoint: a column of floats as a
+    float64 tensor, of ints as an int64 tensor (pickling Python numbers one by one is slow),
+    any other as a list."""
+    out: dict[str, Any] = {}
+    for c, v in h.columns.items():
+        if v and all(type(x) is float for x in v):
+            out[c] = torch.tensor(v, dtype=torch.float64)
+        elif v and all(type(x) is int for x in v):
+            out[c] = torch.tensor(v, dtype=torch.int64)
+        else:
+            out[c] = list(v)
+    return out
+
+
+def load_columns(h: Any, cols: dict[str, Any]) -> None:
+    """Put the columns :func:`columns` gave back into the history ``h`` (floats bit for bit)."""
+    for c, v in cols.items():
+        v = v.tolist() if isinstance(v, Tensor) else list(v)
+        if c in h.COLUMNS:
+            setattr(h, c, v)
+        else:
+            h.extra[c] = v
+
+
 # ---------------------------------------------------------------------------------- files
 
 
@@ -533,8 +558,7 @@ class Checkpoints:
             "iteration": s.iteration,
             "params": _pack(s.values, memo),
             "loop": loop,
-            "history": {c: list(v) for c, v in h.columns.items()},
-            "history_extra": list(h.extra),
+            "history": columns(h),
             "rule": {"state": _pack(rule.state_dict(), memo),
                      "scale": getattr(rule, "scale", None)},
             "step": _pack(parts.step.state_dict(), memo),
@@ -577,11 +601,7 @@ class Checkpoints:
             setattr(s, k, v)
         s.start = time.perf_counter() - s.elapsed
         h = s.history
-        for c, v in body["history"].items():
-            if c in h.COLUMNS:
-                setattr(h, c, v)
-            else:
-                h.extra[c] = v
+        load_columns(h, body["history"])
         obj.nfev, obj.ngev = body["objective"]["nfev"], body["objective"]["ngev"]
         data = body["data"]
         if data is not None:

@@ -256,22 +256,21 @@ class Epochs:
     def state_dict(self) -> dict[str, Any]:
         """The epochs so far (counters, best weights, the per-epoch history), for a
         checkpoint."""
+        from .checkpoint import columns
+
         return {"count": self.count, "monitored": self.monitored,
                 "train_loss": self.train_loss, "val_loss": self.val_loss, "best": self.best,
                 "best_epoch": self.best_epoch, "best_values": self.best_values,
-                "history": {c: list(v) for c, v in self.history.columns.items()}}
+                "history": columns(self.history)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` gave."""
+        from .checkpoint import load_columns
+
         for k in ("count", "monitored", "train_loss", "val_loss", "best", "best_epoch",
                   "best_values"):
             setattr(self, k, state[k])
-        h = self.history
-        for c, v in state["history"].items():
-            if c in h.COLUMNS:
-                setattr(h, c, list(v))
-            else:
-                h.extra[c] = list(v)
+        load_columns(self.history, state["history"])
 
     def __repr__(self) -> str:
         return f"Epochs(count={self.count}, best_epoch={self.best_epoch}, best={self.best:.4e})"
