@@ -218,6 +218,17 @@ def _plain_vars(obj: Any, memo: dict[int, Any]) -> dict[str, Any]:
     return out
 
 
+def _pack_lenient(state: dict[str, Any], memo: dict[int, Any]) -> dict[str, Any]:
+    """The entries of ``state`` that pack (a step size's scheduler object, say, left out)."""
+    out = {}
+    for k, v in state.items():
+        try:
+            out[str(k)] = _pack(v, memo)
+        except TypeError:
+            continue
+    return out
+
+
 def _criterion_state(c: Any, memo: dict[int, Any]) -> dict[str, Any]:
     state = _plain_vars(c, memo)
     state["__type__"] = type(c).__name__
@@ -540,7 +551,7 @@ class Checkpoints:
         observers = {}
         for i, o in enumerate(parts.observers):
             if hasattr(o, "state_dict"):
-                observers[str(i)] = _pack(o.state_dict(), memo)
+                observers[str(i)] = _pack_lenient(o.state_dict(), memo)
         data = None
         batches = getattr(obj, "batches", None)
         if batches is not None:
@@ -561,7 +572,7 @@ class Checkpoints:
             "history": columns(h),
             "rule": {"state": _pack(rule.state_dict(), memo),
                      "scale": getattr(rule, "scale", None)},
-            "step": _pack(parts.step.state_dict(), memo),
+            "step": _pack_lenient(parts.step.state_dict(), memo),
             "criteria": [_criterion_state(c, memo) for c in parts.criteria],
             "observers": observers,
             "objective": {"nfev": obj.nfev, "ngev": obj.ngev},

@@ -92,6 +92,16 @@ def _g(lr: float | str) -> str:
 
 
 def _demo(a: argparse.Namespace) -> int:
+    """``descend demo``; Ctrl-C ends the current run (and skips the rest), exit 130."""
+    from .checkpoint import interrupted_by, signals
+
+    with signals(sigterm=False):
+        code = _demo_runs(a)
+        sig = interrupted_by()
+    return 128 + sig if sig is not None else code
+
+
+def _demo_runs(a: argparse.Namespace) -> int:
     import contextlib
     import tempfile
 
