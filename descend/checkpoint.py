@@ -508,6 +508,12 @@ class Checkpoints:
                              "give a new or existing folder")
         self.iterations, self.seconds = parse_every(every)
         self.epochs = epochs
+        if self.folder is not None and (self.folder.parent / COMMAND).is_file():
+            rid = self.folder.parent.name  # a run of the command line: say how to resume it
+            start = (f"resumed from {self.resumed_from} (iteration {self.body['iteration']}); "
+                     if self.body is not None and self.resumed_from is not None else "")
+            print(f"descend: note: run {rid}: {start}checkpoints in {self.folder}; if it "
+                  f"stops, `descend resume {rid}` continues it", file=sys.stderr)
         self.hint = hint
         self.saved_iter = -1
         self.saved_at = time.monotonic()

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import secrets
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,8 @@ COMMAND = "command.json"
 
 
 def start_run(root: Path, argv: list[str]) -> Path:
-    """Create the run folder of a command about to run (``command.json`` written whole) and
-    say on standard error how to resume it."""
+    """Create the run folder of a command about to run (``command.json`` written whole); the
+    checkpoints say how to resume it once the run starts (after every check)."""
     from .store import _new_id
 
     root.mkdir(parents=True, exist_ok=True)
@@ -44,8 +43,6 @@ def start_run(root: Path, argv: list[str]) -> Path:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, folder / COMMAND)
-    print(f"descend {argv[0]}: run {rid}: checkpoints in {folder / 'checkpoint'}; if it "
-          f"stops, `descend resume {rid}` continues it", file=sys.stderr)
     return folder
 
 

@@ -291,8 +291,8 @@ def test_cli_resume_refuses_unknown_and_finished_runs(tmp_path, table, capsys):
                          "--checkpoint-every", "3"], capsys)
     assert rc == 0 and "stopped after 2 epochs (8 iterations" in out
     (rid,) = [p.name for p in runs.iterdir() if p.is_dir()]
-    assert err == (f"descend fit: run {rid}: checkpoints in {runs / rid / 'checkpoint'}; if it "
-                   f"stops, `descend resume {rid}` continues it\n")
+    assert err == (f"descend: note: run {rid}: checkpoints in {runs / rid / 'checkpoint'}; if "
+                   f"it stops, `descend resume {rid}` continues it\n")
     assert checkpoint.load(runs / rid / "checkpoint")[0]["iteration"] == 8  # the last epoch end
     rc, _, err = _cli(["resume", rid[:-2], "--runs", runs], capsys)
     assert (rc, err) == (2, f"descend resume: error: run {rid} finished (max_epochs); nothing "
