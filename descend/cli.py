@@ -489,7 +489,6 @@ def _parser() -> _Parser:
     common = _Parser(add_help=False)
     common.add_argument("--runs", metavar="DIR", help=runs_help)
     add_runs_parser(sub, common)
-    add_resume_parser(sub, common, p)
 
     rep = sub.add_parser("report", parents=[common], help="one self-contained HTML report of "
                          "runs, overlaid", description="Writes one HTML file that works "
@@ -609,6 +608,7 @@ def _parser() -> _Parser:
         "N iterations (100) or seconds (30s, 5m), and at each epoch's end (default 30s); "
         "`descend resume RUN` continues a stopped run")
     f.set_defaults(run=_fit)
+    add_resume_parser(sub, common, p)
 
     pr = sub.add_parser("predict", help="predict with a saved model",
                         description="Writes the rows of FILE with one column <target>_pred per "
