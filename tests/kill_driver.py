@@ -194,6 +194,7 @@ def fit_kills(work: Path, rng: random.Random) -> dict[str, Any]:
     status["sigint_model"] = (m2 / "weights.pt").is_file()
     status["sigint_resume"] = child(["resume", rid2.name, "--runs", str(r2)], None, log)
     status["sigint_equal"] = weights_equal(m2, base)
+    status["sigint_final"] = json.loads((rid2 / "result.json").read_text())["reason"]
     # SIGTERM: exit 143; a second Ctrl-C: at once, no record, the last whole checkpoint kept
     r3, m3 = work / "runs3", work / "model3"
     status["sigterm"] = child([*opts, "--out", str(m3), "--runs", str(r3)], ("sigterm", 50),

@@ -179,6 +179,17 @@ def test_resume_refuses_other_data(tmp_path):
                     resume=tmp_path)
 
 
+def test_resume_refuses_a_changed_data_file(tmp_path, table):
+    opts = dict(target="y", rule="adam", batch_size=50, epochs=2, checkpoint_every=2)
+    with pytest.raises(Crash):
+        descend.fit("linear", table, checkpoint=tmp_path / "ck", callback=crash_at(3), **opts)
+    with table.open("a") as fh:
+        fh.write("0,0,0,0,0\n")
+    with pytest.raises(InputError, match=r"^cannot resume from .*latest\.pt: the data differ "
+                       r"\(sha256 [0-9a-f]{12} in the checkpoint, sha256 [0-9a-f]{12} now\)"):
+        descend.fit("linear", table, resume=tmp_path / "ck", **opts)
+
+
 BAD = [
     (dict(checkpoint_every=10), "checkpoint_every needs checkpoint=PATH"),
     (dict(checkpoint="FILE"), "checkpoint must name a folder, but"),

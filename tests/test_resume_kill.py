@@ -67,6 +67,7 @@ def test_sigint_exits_130_records_interrupted_and_resumes(summary):
                                    + rec["message"].rsplit(" ", 1)[-1])
     assert fit["sigint_model"]  # --out saved with the weights so far
     assert fit["sigint_resume"] == "0" and fit["sigint_equal"]
+    assert fit["sigint_final"] == "max_epochs"  # the same record, completed by the resume
 
 
 def test_sigterm_exits_143_and_a_second_ctrl_c_exits_at_once(summary):
