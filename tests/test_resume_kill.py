@@ -42,9 +42,9 @@ def test_fit_killed_ten_times_ends_bitwise_equal(summary):
                                  "record"} <= set(kinds)
     assert [t["status"] for t in fit["trail"]] == ["SIGKILL"] * 10  # each kill happened
     assert all(t["runs"] == 0 for t in fit["trail"])  # no half-written run ever visible
-    assert fit["trail"][-1]["checkpoint"] == 600  # the loop had finished: only the end redone
+    assert fit["trail"][-1]["checkpoint"] == 1500  # the loop had finished: only the end redone
     assert fit["equal"]  # the final --out weights, torch.equal to the uninterrupted run
-    assert fit["runs"] == [[fit["rid"], "max_epochs", 600]]  # the one record, completed
+    assert fit["runs"] == [[fit["rid"], "max_epochs", 1500]]  # the one record, completed
     assert fit["leftovers"] == []
 
 
