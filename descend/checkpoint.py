@@ -5,23 +5,21 @@ A checkpoint is taken at the top of the loop (:func:`descend.loop.run`), after a
 row was recorded and the observers saw it, before the criteria are asked: the one point where
 the run's whole state is settled. It holds (``Checkpoint`` keys):
 
-=============  ==================================================================================
-``format``     ``"descend-checkpoint"``, and ``version`` (:data:`VERSION`)
-``fingerprint`` what the run is: code version, method, parameter names/shapes/dtypes, the
-               objective's qualified name, the data's sha256 (see :func:`fingerprint`)
-``iteration``  updates of ``x`` so far
-``params``     the current point (one tensor per parameter)
-``loop``       the :class:`~descend.state.LoopState` fields: losses, best and start points,
-               the last finite point, counters, elapsed time
-``history``    the history so far, ``{column: list}``
-``rule``       the rule's ``state_dict()`` and its ``scale`` (L-BFGS' rescale toggles it)
-``step``       the step size's ``state_dict()``
-``criteria``   each criterion's state, in the run's order
-``observers``  ``{index: state}`` of the observers that have ``state_dict`` (fit's epochs)
-``objective``  evaluation counters
-``data``       the data position, or None for a fixed objective (see below)
-``rng``        torch's CPU (and CUDA) generator states and Python's ``random`` state
-=============  ==================================================================================
+* ``format``: ``"descend-checkpoint"``, and ``version`` (:data:`VERSION`);
+* ``fingerprint``: what the run is: code version, method, parameter names/shapes/dtypes, the
+  objective's qualified name, the data's sha256 (see :func:`fingerprint`);
+* ``iteration``: updates of ``x`` so far;
+* ``params``: the current point (one tensor per parameter);
+* ``loop``: the :class:`~descend.state.LoopState` fields: losses, the best and start points,
+  the last finite point, counters, elapsed time;
+* ``history``: the history so far, ``{column: tensor or list}`` (see :func:`columns`);
+* ``rule``: the rule's ``state_dict()`` and its ``scale`` (L-BFGS' rescale toggles it);
+* ``step``: the step size's ``state_dict()``;
+* ``criteria``: each criterion's state, in the run's order, with its type;
+* ``observers``: ``{index: state}`` of the observers that have ``state_dict`` (fit's epochs);
+* ``objective``: evaluation counters;
+* ``data``: the data position, or None for a fixed objective (see below);
+* ``rng``: torch's CPU (and CUDA) generator states and Python's ``random`` state.
 
 The data position (``data``) is a plain dict: ``draws`` (batches drawn so far; the current batch
 is batch ``draws - 1``), ``epoch`` and ``batch`` (that batch's epoch and index in it, 0-based),
