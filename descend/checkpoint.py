@@ -74,6 +74,7 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "Checkpoints",
+    "check_args",
     "fingerprint",
     "interrupted_by",
     "load",
@@ -468,6 +469,35 @@ def parse_every(every: Any, name: str = "checkpoint_every") -> tuple[int | None,
                 return None, n * {"s": 1, "m": 60, "h": 3600}[unit]
     raise InputError(f"{name} must be a number of iterations (100) or of seconds (30s, 5m, "
                      f"1h), got {every!r}")
+
+
+def check_args(checkpoint: Any, every: Any, resume: Any) -> bool:
+    """Check a front end's ``checkpoint``, ``checkpoint_every`` and ``resume`` before any work;
+    True when the run checkpoints or resumes.
+
+    Raises:
+        InputError: ``checkpoint_every`` without a folder or malformed, a folder that is a file,
+            a ``resume`` folder that is missing or a file.
+    """
+    if checkpoint is None and resume is None:
+        if every is not None:
+            raise InputError("checkpoint_every needs checkpoint=PATH (the folder to write "
+                             "checkpoints into)")
+        return False
+    if resume is not None:
+        path = Path(resume)
+        if path.is_file():
+            raise InputError(f"resume needs a checkpoint folder, but {path} is a file; give the "
+                             "folder the run checkpointed into (it holds latest.pt)")
+        if not path.is_dir():
+            raise InputError(f"no checkpoint folder {path}; give the folder a run with "
+                             "checkpoint=PATH wrote")
+    folder = Path(checkpoint if checkpoint is not None else resume)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"checkpoint must name a folder, but {folder} is a file; give a new "
+                         "or existing folder")
+    parse_every(every)
+    return True
 
 
 class Checkpoints:

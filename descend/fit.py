@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from .checkpoint import Checkpoints, check_args, fingerprint
 from .data import CLASSIFIER_LOSSES, InMemory, prepare
 from .errors import InputError, InputTypeError, check_count
 from .history import History
@@ -328,6 +329,7 @@ def fit(
     if patience is not None:
         check_count("patience", patience, minimum=0)
     _check_loss_and_metrics(model, loss, metrics)
+    checkpoints = check_args(checkpoint, checkpoint_every, resume)  # before any work
     dev, dtype = _placement(model, device)
     if isinstance(model, str) and batch_size in ("auto", None):
         dtype = torch.float64  # the full batch to the optimum, as scikit-learn computes it
@@ -388,12 +390,7 @@ def fit(
         epochs=epochs, patience=patience or None, validation=val_src is not None)
     method = f"{parts.rule.name} with {parts.step.describe()} on {batching}" + (
         f"; {stopping}" if stopping else "")
-    if checkpoint is not None or resume is not None or checkpoint_every is not None:
-        from .checkpoint import Checkpoints, fingerprint
-
-        if checkpoint is None and resume is None:
-            raise InputError("checkpoint_every needs checkpoint=PATH (the folder to write "
-                             "checkpoints into)")
+    if checkpoints:
         trained = data if isinstance(data, (str, os.PathLike)) else \
             [d.train.X, d.train.Y] if isinstance(d.train, InMemory) else ()
         parts.checkpoints = Checkpoints(

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .checkpoint import Checkpoints, check_args, fingerprint
 from .errors import InputError, InputTypeError
 from .loop import Observer, assemble, run
 from .objective import Objective, Params
@@ -108,17 +109,13 @@ def minimize(
         DivergenceError: only with ``on_divergence="raise"``.
     """
     fn, x0, numpy_in = _scipy_style(fn, fun, x0)
+    checkpoints = check_args(checkpoint, checkpoint_every, resume)  # before any work
     params = Params(x0)
     objective = Objective(fn, params, args)
     parts = assemble(params, rule=rule, lr=lr, stop=stop, max_iter=max_iter, callback=callback,
                      observers=observers, progress=progress, verbose=verbose,
                      on_divergence=on_divergence)
-    if checkpoint is not None or resume is not None or checkpoint_every is not None:
-        from .checkpoint import Checkpoints, fingerprint
-
-        if checkpoint is None and resume is None:
-            raise InputError("checkpoint_every needs checkpoint=PATH (the folder to write "
-                             "checkpoints into)")
+    if checkpoints:
         parts.checkpoints = Checkpoints(
             parts, fingerprint(parts, params, fn, args),
             folder=checkpoint if checkpoint is not None else resume, every=checkpoint_every,
