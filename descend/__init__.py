@@ -19,7 +19,7 @@ from ._version import __version__
 from .errors import InputError
 
 if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name comes lazily
-    from . import observers, problems, report, rules, sklearn, steps, stops, store
+    from . import checkpoint, observers, problems, report, rules, sklearn, steps, stops, store
     from .diagnose import Diagnosis, diagnose
     from .fit import FitResult, fit
     from .history import History
@@ -40,6 +40,7 @@ __all__ = [
     "LeastSquaresResult",
     "Result",
     "__version__",
+    "checkpoint",
     "curve_fit",
     "diagnose",
     "fit",
@@ -75,8 +76,8 @@ _FROM: dict[str, tuple[str, str | None]] = {
     "load": ("models", "load_model"),
     "minimize": ("minimize", "minimize"),
     "set_language": ("i18n", "set_language"),
-    **{m: (m, None) for m in ("observers", "problems", "report", "rules", "sklearn", "steps",
-                              "stops", "store")},
+    **{m: (m, None) for m in ("checkpoint", "observers", "problems", "report", "rules",
+                              "sklearn", "steps", "stops", "store")},
 }
 _LAZY = frozenset(_FROM)
 # Functions that share their name with their module (`fit` in `fit.py`): importing the module

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import InputError
 from .i18n import _, translate, translate_tail
+from .resume import add_resume_parser
 from .runs import add_runs_parser, descending, records
 
 if TYPE_CHECKING:
@@ -94,6 +95,16 @@ def _g(lr: float | str) -> str:
 
 
 def _demo(a: argparse.Namespace) -> int:
+    """``descend demo``; Ctrl-C ends the current run (and skips the rest), exit 130."""
+    from .checkpoint import interrupted_by, signals
+
+    with signals(sigterm=False):
+        code = _demo_runs(a)
+        sig = interrupted_by()
+    return 128 + sig if sig is not None else code
+
+
+def _demo_runs(a: argparse.Namespace) -> int:
     import contextlib
     import tempfile
 
@@ -325,15 +336,47 @@ def _fmt_scores(scores: dict[str, float], prefix: str) -> str:
 
 
 def _fit(a: argparse.Namespace) -> int:
+    """``descend fit``; SIGINT/SIGTERM stop it after the iteration, keeping the work, exit
+    130/143."""
+    from .checkpoint import interrupted_by, signals
+
+    with signals():
+        code = _fit_run(a)
+        sig = interrupted_by()
+    return 128 + sig if sig is not None else code
+
+
+def _ours(out: Path, folder: Path | None) -> bool:
+    """Whether the model folder ``out`` was saved by the started run ``folder`` (resumed)."""
+    import json
+
+    try:
+        return folder is not None and json.loads(
+            (out / "config.json").read_text()).get("run") == folder.name
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _fit_run(a: argparse.Namespace) -> int:
+    import shutil
     from pathlib import Path
 
+    from .checkpoint import LATEST, PREVIOUS, parse_every
     from .distributed import is_main, launch
     from .fit import fit
+    from .resume import start_run
     from .stops import Criterion, TimeLimit, TrainLossBelow
 
     out = Path(a.out)
-    if out.exists() and not a.overwrite:  # refuse before any work
+    folder: Path | None = getattr(a, "started", None)  # set by `descend resume`
+    ours = out.exists() and _ours(out, folder)
+    if out.exists() and not a.overwrite and not ours:  # refuse before any work
         raise InputError(f"{out} already exists; pass --overwrite to replace it")
+    if a.checkpoint_every is not None:
+        if a.no_record:
+            raise InputError("--checkpoint-every needs the run record (checkpoints go into the "
+                             "run folder); drop --no-record")
+        parse_every(a.checkpoint_every, "--checkpoint-every")
     if a.nproc is not None:  # N local processes through torch's launcher, each running this
         argv = list(a.argv)
         i = argv.index("--nproc") if "--nproc" in argv else -1
@@ -348,25 +391,32 @@ def _fit(a: argparse.Namespace) -> int:
     val = a.val_file if a.val_file is not None else (a.val or None)
     patience = a.patience  # None: fit's automatic method decides; 0: off
     root = None if a.no_record or not is_main() else records(a)
-    res = fit(
-        a.model, a.file, target=_columns(a.target), features=_columns(a.features), val=val,
-        loss=a.loss, rule=a.rule, lr=a.lr, batch_size=a.batch_size, epochs=a.epochs,
-        stop=stop or None, max_iter=a.max_iter, patience=patience,
-        standardize=not a.no_standardize,
-        one_hot=a.one_hot, drop_missing=a.drop_missing, drop_constant=a.drop_constant,
-        activation=a.activation, seed=a.seed, device=a.device, progress=not a.quiet,
-        on_divergence=a.on_divergence, task=a.task, l2=a.l2, encoding=a.encoding,
-        stream=a.stream,
-    )
+    resume, fresh = None, False
+    if root is not None and folder is None:
+        folder, fresh = start_run(root, list(a.argv)), True
+    elif folder is not None and any((folder / "checkpoint" / n).exists()
+                                    for n in (LATEST, PREVIOUS)):
+        resume = folder / "checkpoint"
+    try:
+        res = _fit_call(a, fit, val, stop, patience, folder, resume)
+    except InputError:
+        if fresh and folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)  # it did not start: leave nothing
+        raise
     if not is_main():  # under torchrun rank 0 prints, saves and records
         return 0
+    interrupted = res.reason == "interrupted"
     prep = res.preprocessing
     assert prep is not None
     _notes("fit", prep.notes)
     print(f"method: {res.method}")
     print(f"stopped after {res.epochs} epochs ({res.nit} iterations, {res.seconds:.1f} s): "
           f"{res.message} [{res.reason}]")
-    if res.restored_best:
+    if interrupted:
+        print(f"interrupted: saving the weights of the best epoch so far, {res.best_epoch}"
+              if res.restored_best or res.best_epoch else
+              f"interrupted before an epoch ended: saving the weights of iteration {res.nit}")
+    elif res.restored_best:
         print(f"restored the weights of the best epoch, {res.best_epoch}")
     print(f"task: {prep.task}, loss {res.loss_name}, l2 penalty {prep.l2:.4g}")
     print(f"train: {_fmt_scores(res.metrics, 'train_')}")
@@ -379,15 +429,34 @@ def _fit(a: argparse.Namespace) -> int:
         "drop_missing": a.drop_missing, "drop_constant": a.drop_constant, "data": str(a.file),
         "task": prep.task, "l2": prep.l2, "encoding": a.encoding,
     }
-    res.save(out, overwrite=a.overwrite, options=options)
+    if folder is not None:
+        options["run"] = folder.name
+    res.save(out, overwrite=a.overwrite or ours, options=options)
     print(f"saved the model to {out}")
     if root is not None:
         from .fit import record_fit
 
+        assert folder is not None
         run = record_fit(root, res, config={
-            "kind": "fit", "problem": Path(a.file).name, "model": a.model, **options})
+            "kind": "fit", "problem": Path(a.file).name, "model": a.model, **options},
+            run_id=folder.name, started=True)
         print(f"recorded {root / run.id}")
     return 0
+
+
+def _fit_call(a: argparse.Namespace, fit: Any, val: Any, stop: list[Any], patience: Any,
+              folder: Path | None, resume: Path | None) -> Any:
+    return fit(
+        a.model, a.file, target=_columns(a.target), features=_columns(a.features), val=val,
+        loss=a.loss, rule=a.rule, lr=a.lr, batch_size=a.batch_size, epochs=a.epochs,
+        stop=stop or None, max_iter=a.max_iter, patience=patience,
+        standardize=not a.no_standardize,
+        one_hot=a.one_hot, drop_missing=a.drop_missing, drop_constant=a.drop_constant,
+        activation=a.activation, seed=a.seed, device=a.device, progress=not a.quiet,
+        on_divergence=a.on_divergence, task=a.task, l2=a.l2, encoding=a.encoding,
+        stream=a.stream, checkpoint=folder / "checkpoint" if folder is not None else None,
+        checkpoint_every=a.checkpoint_every, resume=resume,
+    )
 
 
 def _notes(command: str, notes: list[str]) -> None:
@@ -604,7 +673,10 @@ def _parser() -> _Parser:
     arg("--overwrite", action="store_true", help="replace the --out folder if it exists")
     arg("--quiet", action="store_true", help="no progress display")
     arg("--runs", metavar="DIR", help=runs_help)
-    arg("--no-record", action="store_true", help="write no run record")
+    arg("--no-record", action="store_true", help="write no run record (and no checkpoints)")
+    arg("--checkpoint-every", metavar="N", help="checkpoint the run into its run folder every "
+        "N iterations (100) or seconds (30s, 5m), and at each epoch's end (default 30s); "
+        "`descend resume RUN` continues a stopped run")
     arg("--nproc", type=int, metavar="N", help="train data-parallel in N local processes "
         "(torch.distributed's launcher, gloo on the CPU); on several machines run torchrun "
         "-m descend fit ... instead (see the README)")
@@ -612,6 +684,7 @@ def _parser() -> _Parser:
         help="stream a Parquet file or folder by row groups instead of loading it (default: "
         "streamed when its columns as float64 exceed 2 GiB)")
     f.set_defaults(run=_fit)
+    add_resume_parser(sub, common, p)
 
     pr = sub.add_parser("predict", help="predict with a saved model",
                         description="Writes the rows of FILE with one column <target>_pred per "

@@ -72,15 +72,18 @@ class InMemory:
         self.shuffle = shuffle and self.batches_per_epoch > 1
         self.generator = torch.Generator().manual_seed(seed)
         self._perm: Tensor | None = None
+        self._epoch = -1  # the epoch whose permutation _perm is
 
     def batch(self, k: int) -> tuple[Tensor, Tensor]:
-        """Batch ``k`` of the run (``k = 0, 1, ...``)."""
+        """Batch ``k`` of the run (``k = 0, 1, ...``); a new epoch draws its permutation, and
+        asking again for a batch of the current epoch draws nothing."""
         j = k % self.batches_per_epoch
         b = self.batch_size
         if not self.shuffle:
             return self.X[j * b:(j + 1) * b], self.Y[j * b:(j + 1) * b]
-        if j == 0 or self._perm is None:
+        if self._perm is None or k // self.batches_per_epoch != self._epoch:
             self._perm = torch.randperm(self.n, generator=self.generator).to(self.X.device)
+            self._epoch = k // self.batches_per_epoch
         idx = self._perm[j * b:(j + 1) * b]
         return self.X.index_select(0, idx), self.Y.index_select(0, idx)
 
@@ -95,12 +98,18 @@ class InMemory:
             yield self.X[i:i + size], self.Y[i:i + size]
 
     def state_dict(self) -> dict[str, Any]:
-        """The shuffling generator's state."""
-        return {"generator": self.generator.get_state()}
+        """The data order: the shuffling generator's state, the current epoch's permutation
+        (``perm``, None before the first or without shuffling) and that epoch (``epoch``)."""
+        return {"generator": self.generator.get_state(), "perm": self._perm,
+                "epoch": self._epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the shuffling generator."""
+        """Restore the data order from :meth:`state_dict`."""
         self.generator.set_state(state["generator"])
+        if "perm" in state:
+            perm = state["perm"]
+            self._perm = perm.to(self.X.device) if perm is not None else None
+            self._epoch = state["epoch"]
 
     def __repr__(self) -> str:
         return (f"InMemory(n={self.n}, batch_size={self.batch_size}, "
@@ -124,6 +133,9 @@ class FromLoader:
         self.loader = loader
         self.device = device
         self._it: Iterator[Any] | None = None
+        self._next = 0  # the index in the pass of the batch next() gives
+        self._start: dict[str, Any] | None = None  # the random states where the pass began
+        self._resumed = False
         self.n = len(loader.dataset) if hasattr(loader, "dataset") else -1
 
     def _pair(self, item: Any) -> tuple[Tensor, Tensor]:
@@ -141,14 +153,55 @@ class FromLoader:
         return x, y
 
     def batch(self, k: int) -> tuple[Tensor, Tensor]:
-        """Batch ``k`` of the run."""
-        if k % self.batches_per_epoch == 0 or self._it is None:
-            self._it = iter(self.loader)
-        try:
-            return self._pair(next(self._it))
-        except StopIteration:  # the loader was shorter than its len(): start the next pass
-            self._it = iter(self.loader)
-            return self._pair(next(self._it))
+        """Batch ``k`` of the run. In a resumed run (:meth:`load_state_dict`) the current pass
+        is begun again from the random states it began with (torch's and the loader
+        generator's) and walked to batch ``k``."""
+        j = k % self.batches_per_epoch
+        if self._resumed and self._start is not None:
+            item = self._replay(j)
+        else:
+            if j == 0 or self._it is None:
+                self._begin()
+            try:
+                item = next(self._it)  # type: ignore[arg-type]
+            except StopIteration:  # the loader was shorter than its len(): the next pass
+                self._begin()
+                item = next(self._it)  # type: ignore[arg-type]
+        self._resumed = False
+        self._next = j + 1
+        return self._pair(item)
+
+    def _begin(self) -> None:
+        """A new pass over the loader; the random states it begins with are kept."""
+        gen = getattr(self.loader, "generator", None)
+        self._start = {"torch": torch.get_rng_state(),
+                       "loader": gen.get_state() if gen is not None else None}
+        self._it = iter(self.loader)
+
+    def _replay(self, j: int) -> Any:
+        """Batch ``j`` of the pass begun at ``_start``, walked to from its beginning."""
+        assert self._start is not None
+        gen = getattr(self.loader, "generator", None)
+        now = torch.get_rng_state()
+        torch.set_rng_state(self._start["torch"])
+        if gen is not None and self._start["loader"] is not None:
+            gen.set_state(self._start["loader"])
+        self._it = iter(self.loader)
+        for _ in range(j):
+            next(self._it)
+        item = next(self._it)
+        torch.set_rng_state(now)
+        return item
+
+    def state_dict(self) -> dict[str, Any]:
+        """The data order: the random states where the current pass began (``start``: torch's
+        and the loader generator's) and the index of the next batch in it (``next``)."""
+        return {"start": self._start, "next": self._next}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the data order; the next :meth:`batch` walks the pass to its place."""
+        self._start, self._next, self._it = state["start"], state["next"], None
+        self._resumed = True
 
     def sizes(self) -> list[int]:
         """Rows per batch are not known ahead for a loader: equal weights."""

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributed
+from .checkpoint import Checkpoints, check_args, fingerprint
 from .data import CLASSIFIER_LOSSES, InMemory, prepare
 from .errors import InputError, InputTypeError, check_count
 from .history import History
@@ -237,6 +238,9 @@ def fit(
     l2: float | None = None,
     encoding: str | None = None,
     stream: bool | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | str | None = None,
+    resume: str | os.PathLike[str] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data`` by mini-batch gradient descent, on the loop of ``minimize``.
 
@@ -310,6 +314,15 @@ def fit(
         stream: stream a Parquet file, folder or ``pyarrow.dataset.Dataset`` by row groups
             instead of loading it (:mod:`descend.stream`). Default: streamed when its columns
             as float64 exceed :data:`~descend.stream.STREAM_BYTES`; False always loads it.
+        checkpoint: a folder to write checkpoints into (:mod:`descend.checkpoint`): every
+            ``checkpoint_every`` (iterations, or seconds as ``"30s"``; default ``"30s"``), at
+            the end of each epoch of mini-batches, and when SIGINT or SIGTERM stops the run
+            (reason ``"interrupted"``; the model then holds the best epoch's weights so far).
+        checkpoint_every: see ``checkpoint``.
+        resume: a checkpoint folder to continue from, mid-epoch included (checkpoints go on
+            into it unless ``checkpoint`` names another); the other arguments and the data must
+            be those of the checkpointed run (the data's sha256 is compared). The result is
+            bitwise that of the uninterrupted run (same threads and device).
 
     Returns:
         A :class:`FitResult`.
@@ -324,6 +337,7 @@ def fit(
     if patience is not None:
         check_count("patience", patience, minimum=0)
     _check_loss_and_metrics(model, loss, metrics)
+    checkpoints = check_args(checkpoint, checkpoint_every, resume)  # before any work
     dev, dtype = _placement(model, device)
     world = distributed.current()  # several processes under torchrun: see descend.distributed
     dev = world.device(dev)
@@ -399,6 +413,13 @@ def fit(
     parts.criteria = distributed.agreed(parts.criteria, world)
     method = f"{parts.rule.name} with {parts.step.describe()} on {batching}" + (
         f"; {stopping}" if stopping else "")
+    if checkpoints:
+        trained = data if isinstance(data, (str, os.PathLike)) else \
+            [d.train.X, d.train.Y] if isinstance(d.train, InMemory) else ()
+        parts.checkpoints = Checkpoints(
+            parts, fingerprint(parts, params, type(net), trained),
+            folder=checkpoint if checkpoint is not None else resume, every=checkpoint_every,
+            resume=resume, epochs=bpe if bpe > 1 else None)
 
     t0 = perf_counter()
     s, fired = run(objective, parts)
@@ -408,6 +429,9 @@ def fit(
     early = [c for c in parts.criteria if isinstance(c, EarlyStopping)]
     if early and early[0].restore_best and log.best_values and s.values is not log.best_values:
         params.set(log.best_values)
+        restored = True
+    elif fired.reason == "interrupted" and log.best_values and s.values is not log.best_values:
+        params.set(log.best_values)  # the best weights so far (the checkpoint has the last)
         restored = True
     final: dict[str, float] = {}
     if metric_list and world.main:  # metrics=[] skips the final passes over the data
@@ -519,7 +543,8 @@ def _metric_list(metrics: Any, head: Head, loss_name: str | None) -> list[Any]:
 
 
 def record_fit(root: str | os.PathLike[str], res: FitResult, *,
-               config: dict[str, Any] | None = None) -> Any:
+               config: dict[str, Any] | None = None, run_id: str | None = None,
+               started: bool = False) -> Any:
     """Write a run record (:mod:`descend.store`) of a fit: the per-iteration history, with the
     per-epoch validation columns (``val_*``) placed on each epoch's last iteration (nan
     elsewhere), the summary and the final weights. Returns the :class:`~descend.store.Run`."""
@@ -536,4 +561,5 @@ def record_fit(root: str | os.PathLike[str], res: FitResult, *,
             if 0 <= it < rows:
                 values[it] = v
         extra[name] = values
-    return record_result(root, res, config=config, extra_columns=extra)
+    return record_result(root, res, config=config, extra_columns=extra, run_id=run_id,
+                         started=started)

@@ -16,6 +16,11 @@ line search and refused on mini-batches, every check up front, the divergence gu
     update     x <- x - alpha u; line.accept(alpha)                 (loop: the only place x moves)
     record     one row of history; observers see it                 (history, observers)
 
+At the top of each pass, before ``stop?``, the run's state is settled: there a checkpoint is
+written when due and a signal (SIGINT, SIGTERM) stops the run with reason ``interrupted``; a
+resumed run starts there from its checkpoint instead of evaluating the start
+(:mod:`descend.checkpoint`, :attr:`Parts.checkpoints`).
+
 When a divergence guard fires (:class:`~descend.stops.NonFinite`, :class:`~descend.stops.Diverged`)
 the loop does what ``on_divergence`` says:
 
@@ -38,6 +43,7 @@ from typing import Any
 
 import torch
 
+from .checkpoint import interrupted_by, signals
 from .errors import InputError, check_count
 from .objective import Objective, Params
 from .observers import Printer, Progress
@@ -50,6 +56,7 @@ from .stops import (
     Criterion,
     Diverged,
     EarlyStopping,
+    Interrupted,
     MaxEpochs,
     MaxIter,
     NonFinite,
@@ -112,6 +119,8 @@ class Parts:
         on_divergence: one of :data:`GUARD_ACTIONS`.
         lr: the ``lr`` as resolved (a number, a name or the object given), for records.
         chosen: whether the method was chosen for the caller (no ``lr``, or ``"auto"``).
+        checkpoints: the checkpoint hook (:class:`descend.checkpoint.Checkpoints`): writes
+            checkpoints, restores a resumed run; None for neither.
     """
 
     rule: Rule
@@ -121,6 +130,7 @@ class Parts:
     on_divergence: str = "stop"
     lr: Any = None
     chosen: bool = False
+    checkpoints: Any = None
 
     @property
     def max_iter(self) -> int | None:
@@ -265,8 +275,10 @@ def run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
     Raises:
         DivergenceError: with ``on_divergence="raise"``, when a guard fires.
     """
+    ck = parts.checkpoints
     try:
-        s, fired = _run(objective, parts)
+        with signals(sigterm=ck is not None and ck.folder is not None):
+            s, fired = _run(objective, parts)
         _warn_low_precision(s, fired)
         return s, fired
     finally:
@@ -338,23 +350,37 @@ def _guard(s: LoopState, fired: Criterion, parts: Parts) -> bool:
     return False
 
 
+def _interrupted(ck: Any) -> Interrupted:
+    import signal
+
+    num = interrupted_by()
+    name = signal.Signals(num).name if num is not None else "a signal"
+    return Interrupted(name, ck.message_hint() if ck is not None else
+                       "pass checkpoint=PATH to keep the state of an interrupted run")
+
+
 def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
     params, rule, step, criteria = objective.params, parts.rule, parts.step, parts.criteria
     s = LoopState(objective, rule, step)
-    rule.init(params.values)
-    step.reset()
     backtrack = parts.on_divergence == "backtrack"
     searches = step.searches
-    if backtrack:
-        s.info["backtrack"] = 0
-    # evaluate (the start): this iteration's batch, then loss and gradient at x
-    objective.draw()
-    loss_t, grads = objective()
-    s.record(loss_t, grads)
-    s.loss0 = s.loss
-    for obs in parts.observers:
-        obs(s)
+    ck = parts.checkpoints
+    if ck is None or not ck.restore(s):  # resume: the state as checkpointed, else the start
+        rule.init(params.values)
+        step.reset()
+        if backtrack:
+            s.info["backtrack"] = 0
+        # evaluate (the start): this iteration's batch, then loss and gradient at x
+        objective.draw()
+        loss_t, grads = objective()
+        s.record(loss_t, grads)
+        s.loss0 = s.loss
+        for obs in parts.observers:
+            obs(s)
     while True:
+        # checkpoint? (when due)  interrupted? (a signal asked to stop: after a checkpoint)
+        if ck.at_top(s) if ck is not None else interrupted_by() is not None:
+            return s, _interrupted(ck)
         # stop?  (several at once: a success reason wins over a cap)
         for i, c in enumerate(criteria):
             if c(s):

@@ -153,6 +153,20 @@ class Snapshots:
             self.iterations = [self.iterations[i] for i in keep]
             self.frames = [self.frames[i] for i in keep]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The frames so far, for a checkpoint."""
+        return {"stride": self.stride, "iterations": self.iterations, "frames": self.frames,
+                "shapes": self.shapes, "skipped": self.skipped,
+                "last": list(self._last) if self._last is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` gave."""
+        self.stride, self.skipped = state["stride"], state["skipped"]
+        self.iterations, self.frames = list(state["iterations"]), list(state["frames"])
+        self.shapes = state["shapes"]
+        last = state["last"]
+        self._last = (last[0], last[1]) if last is not None else None
+
     def data(self, target: Any = None) -> dict[str, Any] | None:
         """The frames as plain data (None when nothing was recorded): ``iteration`` (list of
         ints), ``values`` (float32 tensor, one row per frame), ``shapes`` (of the parameter
@@ -240,6 +254,25 @@ class Epochs:
             h.extra[name].append(scores.get(name[4:], math.nan))
         if self.monitored < self.best:
             self.best, self.best_epoch, self.best_values = self.monitored, self.count, s.values
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epochs so far (counters, best weights, the per-epoch history), for a
+        checkpoint."""
+        from .checkpoint import columns
+
+        return {"count": self.count, "monitored": self.monitored,
+                "train_loss": self.train_loss, "val_loss": self.val_loss, "best": self.best,
+                "best_epoch": self.best_epoch, "best_values": self.best_values,
+                "history": columns(self.history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` gave."""
+        from .checkpoint import load_columns
+
+        for k in ("count", "monitored", "train_loss", "val_loss", "best", "best_epoch",
+                  "best_values"):
+            setattr(self, k, state[k])
+        load_columns(self.history, state["history"])
 
     def __repr__(self) -> str:
         return f"Epochs(count={self.count}, best_epoch={self.best_epoch}, best={self.best:.4e})"

@@ -247,6 +247,7 @@ def record_result(
     extra_columns: Mapping[str, Sequence[Any]] | None = None,
     env: Mapping[str, Any] | None = None,
     run_id: str | None = None,
+    started: bool = False,
 ) -> Run:
     """Record a :class:`Result` (:mod:`descend.store`): its history, summary and final ``x``.
 
@@ -261,6 +262,8 @@ def record_result(
         extra_columns: more history columns (one value per row), e.g. validation losses.
         env: the environment; default :func:`descend.store.environment` now.
         run_id: the id; default a fresh one.
+        started: complete the run ``run_id`` the command line started (see
+            :func:`descend.store.record_run`).
     """
     from torch import nn
 
@@ -279,7 +282,8 @@ def record_result(
     if snap is not None and not snap.get("iteration"):
         snap = None
     return record_run(root, config=cfg, history_columns=cols, result_summary=summary,
-                      params=x, snapshots=snap, diagnostics=diagnostics, env=env, run_id=run_id)
+                      params=x, snapshots=snap, diagnostics=diagnostics, env=env, run_id=run_id,
+                      started=started)
 
 
 # ---------------------------------------------------------------------------- explain

@@ -61,6 +61,7 @@ __all__ = [
     "Diverged",
     "EarlyStopping",
     "GradNormBelow",
+    "Interrupted",
     "LossBelow",
     "MaxEpochs",
     "MaxEvals",
@@ -140,6 +141,10 @@ REASONS: dict[str, tuple[bool, str]] = {
         False,
         N_("diverged: the loss {loss:.4e} rose above the best loss {best_loss:.4e} by more than "
         "{factor:g} times the loss scale {scale:.4e}; lower the step size"),
+    ),
+    "interrupted": (
+        False,
+        "interrupted by {signal} after iteration {iteration} (loss {loss:.4e}); {hint}",
     ),
     # fit only: criteria keyed on the epoch count (iteration // batches per epoch)
     "max_epochs": (True, N_("completed {n} epochs")),
@@ -305,6 +310,21 @@ class Callback(Criterion):
         except StopIteration:
             return True
         return False
+
+
+class Interrupted(Criterion):
+    """Reported by the loop (not polled) when SIGINT or SIGTERM asked the run to stop
+    (:mod:`descend.checkpoint`): the current iteration was finished and, when the run
+    checkpoints, a checkpoint written. Reason ``interrupted``, a failure; ``hint`` says how to
+    resume."""
+
+    reason = "interrupted"
+
+    def __init__(self, signal: str = "a signal", hint: str = "") -> None:
+        self.signal, self.hint = signal, hint
+
+    def __call__(self, s: LoopState) -> bool:
+        return True
 
 
 class NonFinite(Criterion):

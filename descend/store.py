@@ -322,8 +322,15 @@ def record_run(
     diagnostics: Mapping[str, Any] | None = None,
     env: Mapping[str, Any] | None = None,
     run_id: str | None = None,
+    started: bool = False,
 ) -> Run:
     """Write one run folder atomically under ``root`` and add it to the index.
+
+    With ``started``, the folder ``root/run_id`` may already exist as a run the command line
+    started before its work (it holds ``command.json`` and checkpoints, :mod:`descend.resume`):
+    its record is written into it (or replaces the record of an interrupted run), file by file,
+    each in one rename, ``result.json`` removed first and written last, so the folder is never
+    seen as a run with a half-written record.
 
     Args:
         root: the records folder (created when missing).
@@ -337,6 +344,7 @@ def record_run(
         diagnostics: what ``diagnose`` found (plain data), shown by the report.
         env: the environment; default :func:`environment` now.
         run_id: the id; default ``YYYYmmdd-HHMMSS-xxxx`` (UTC time and 4 random hex digits).
+        started: complete the started run ``run_id`` (see above).
 
     Returns:
         The :class:`Run` as written.
@@ -359,6 +367,9 @@ def record_run(
     while run_id is None and (root / rid).exists():
         rid = _new_id()
     final = root / rid
+    if started and (final / "command.json").is_file():
+        return _complete(root, final, config, env, cols, params, snapshots, diagnostics,
+                         result_summary)
     if final.exists():
         raise InputError(f"run {rid!r} already exists in {root}; records are never "
                          f"overwritten: pick another id or remove it with "
@@ -383,6 +394,46 @@ def record_run(
     run = open_run(root, rid)
     with _index(root) as db:
         db.execute("DELETE FROM runs WHERE id = ?", (rid,))  # a stale row of a removed folder
+        db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)", _row(run))
+    return run
+
+
+def _complete(root: Path, final: Path, config: Any, env: Any, cols: Any, params: Any,
+              snapshots: Any, diagnostics: Any, summary: Any) -> Run:
+    """Write the record into the started run folder ``final`` (see :func:`record_run`)."""
+    for old in final.glob(".tmp-record-*"):  # of an earlier writer, killed
+        try:
+            os.kill(int(old.name.split("-")[2]), 0)  # still writing: keep it
+        except ProcessLookupError:
+            shutil.rmtree(old, ignore_errors=True)
+        except (ValueError, OSError):
+            pass
+    tmp = final / f".tmp-record-{os.getpid()}-{secrets.token_hex(3)}"
+    tmp.mkdir()
+    try:
+        _write_json(tmp / "config.json", config)
+        _write_json(tmp / "environment.json", dict(env) if env is not None else environment())
+        _write_csv(tmp / "history.csv", cols)
+        if params is not None:
+            _write_torch(tmp / "params.pt", params)
+        if snapshots is not None:
+            _write_torch(tmp / "snapshots.pt", dict(snapshots))
+        if diagnostics is not None:
+            _write_json(tmp / "diagnostics.json", diagnostics)
+        _write_json(tmp / "result.json", summary)
+        _fsync_tree(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(final / "result.json")  # no longer a run until the new record is whole
+        _fsync_dir(final)
+        names = sorted(p.name for p in tmp.iterdir() if p.name != "result.json")
+        for name in [*names, "result.json"]:
+            os.replace(tmp / name, final / name)
+        _fsync_dir(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    run = open_run(root, final.name)
+    with _index(root) as db:
+        db.execute("DELETE FROM runs WHERE id = ?", (run.id,))
         db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)", _row(run))
     return run
 

@@ -204,7 +204,8 @@ def test_predict_in_a_fresh_process(tmp_path, capsys):
                         "--activation", "tanh", "--epochs", "30", "--out", tmp_path / "m"],
                        capsys)
     assert rc == 0
-    assert err.splitlines()[0].startswith("epoch 1/30  loss ")
+    note, first = err.splitlines()[:2]  # the run's checkpoints, then the progress
+    assert note.startswith("descend: note: run ") and first.startswith("epoch 1/30  loss ")
     assert "val loss" in err and "left" in err
     saved = sorted(os.listdir(tmp_path / "m"))
     assert saved == ["config.json", "epochs.csv", "metrics.json", "preprocessing.json",
