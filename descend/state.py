@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Sequence
 from time import perf_counter
 from typing import Any
@@ -21,7 +22,64 @@ from .history import History
 from .objective import Objective
 from .rules import Rule
 
-__all__ = ["Line", "LoopState", "dot", "finite", "grad_norm", "norm", "probe_size", "sub"]
+__all__ = ["IN_PLACE_NUMEL", "Line", "LoopState", "Spare", "dot", "finite", "grad_norm", "norm",
+           "probe_size", "sub"]
+
+#: From this many parameters on, the update writes the new iterate into spare storage of the
+#: run's own (see :class:`Spare`) instead of new tensors. Below it a fresh allocation is as
+#: cheap as the bookkeeping, and the out-of-place path is kept.
+IN_PLACE_NUMEL = 1 << 16
+#: At most this many spare buffers per run (the current, best and last finite points may each
+#: hold one); past it the update allocates as before.
+MAX_SPARES = 4
+
+#: The number of tensor objects sharing a storage, where torch exposes it (else the out-of-place
+#: path is always taken).
+_use_count: Any = getattr(torch._C, "_storage_Use_Count", None)
+
+
+def _holders(t: Tensor) -> tuple[int, int]:
+    """Who holds ``t``: its Python references and the tensors sharing its storage."""
+    return sys.getrefcount(t), _use_count(t.untyped_storage()._cdata)
+
+
+def _counts(buf: list[Tensor]) -> list[tuple[int, int]]:
+    """:func:`_holders` of every tensor of ``buf`` (always called the same way, so the counts
+    of a buffer nothing else holds are the same at every call)."""
+    return [_holders(buf[i]) for i in range(len(buf))]
+
+
+class Spare:
+    """Storage for the next iterate, so an update writes into memory the run already owns:
+    no allocation (and no page faults on a fresh 400 MB tensor) on the hot path.
+
+    The loop keeps earlier points by reference (the start, the best and the last finite point;
+    a criterion such as :class:`~descend.stops.Stalled` or an observer may keep one too), so a
+    buffer is reused only when nothing but this pool holds it: no Python reference to its
+    tensors and no other tensor (a view, a leaf) on their storage. So the best point is never
+    copied: it stays where it was written until the run leaves it behind. The numbers are
+    those of the out-of-place update (the same kernels, another destination).
+    """
+
+    def __init__(self, values: list[Tensor]) -> None:
+        self.like = values
+        self.bufs: list[tuple[list[Tensor], list[tuple[int, int]]]] = []
+
+    @staticmethod
+    def wanted(values: list[Tensor]) -> bool:
+        """Whether a run on ``values`` takes the in-place path."""
+        return _use_count is not None and sum(v.numel() for v in values) >= IN_PLACE_NUMEL
+
+    def take(self) -> list[Tensor] | None:
+        """A buffer nothing else holds (as a fresh list), or None past :data:`MAX_SPARES`."""
+        for buf, free in self.bufs:
+            if _counts(buf) == free:
+                return list(buf)
+        if len(self.bufs) >= MAX_SPARES:
+            return None
+        buf = [torch.empty_like(v) for v in self.like]
+        self.bufs.append((buf, _counts(buf)))
+        return list(buf)
 
 
 def dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
@@ -84,6 +142,7 @@ class LoopState:
         info: numbers for the row being recorded (a line search's trial count, the guard's
             backtrack flag), ``{column: value}``; each becomes a column of ``history.extra``.
         backtracks: backtracks of the divergence guard so far.
+        spare: the :class:`Spare` storage updates write into (None: out of place).
         objective, params, rule, step: the parts of the run (read them, never call them).
     """
 
@@ -106,6 +165,7 @@ class LoopState:
         "lr",
         "nfev",
         "objective",
+        "spare",
         "params",
         "rule",
         "start",
@@ -141,6 +201,7 @@ class LoopState:
         self.grads: list[Tensor] = []
         self.info: dict[str, float] = {}
         self.backtracks = 0
+        self.spare = Spare(self.values) if rule.scalable and Spare.wanted(self.values) else None
 
     @property
     def x(self) -> Any:
@@ -269,10 +330,13 @@ class Line:
         return self.d0 * self.d0 / (2 * curv) if curv > 0 and math.isfinite(curv) else math.inf
 
     def accept(self, alpha: float) -> tuple[list[Tensor], tuple[Tensor, list[Tensor]] | None]:
-        """The new point ``x - alpha u`` and, when it was a trial, its loss and gradient."""
+        """The new point ``x - alpha u`` (in the run's spare storage when it has one) and, when
+        it was a trial, its loss and gradient."""
         trial = self.trials.get(alpha)
         if trial is None:
-            return self.s.rule.apply(self.s.values, self.u, alpha), None
+            s = self.s
+            out = s.spare.take() if s.spare is not None else None
+            return s.rule.apply(s.values, self.u, alpha, out), None
         return trial[0], (trial[1], trial[2])
 
     def __repr__(self) -> str:

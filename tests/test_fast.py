@@ -1,0 +1,102 @@
+"""The fast paths give the numbers of the plain ones: the update into spare storage against the
+out-of-place update (iterate by iterate, ``torch.equal``, as torch.optim tests ``foreach``
+against its for-loop)."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+import descend
+from descend import state, stops
+from descend.rules import RULES
+from descend.state import LoopState
+
+TARGET = torch.linspace(-1.0, 2.0, 60).reshape(3, 20)
+
+
+def quartic(x: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A smooth two-tensor problem whose iterates depend on every part of each rule."""
+    return ((x["a"] - TARGET) ** 2).mean() + 0.1 * (x["b"] ** 4).sum() + (x["a"].sum() * x["b"]).sum()
+
+
+def start() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {"a": torch.randn(3, 20, generator=g), "b": torch.randn(5, generator=g)}
+
+
+def solve(in_place: bool, monkeypatch: pytest.MonkeyPatch, **kw):
+    """``minimize`` on the quartic with the in-place path on or off; every iterate and the
+    result."""
+    monkeypatch.setattr(state, "IN_PLACE_NUMEL", 0 if in_place else 1 << 62)
+    seen: list[tuple[int, list[torch.Tensor], int | None]] = []
+
+    def watch(s: LoopState) -> None:
+        seen.append((s.iteration, [v.clone() for v in s.values],
+                     None if s.spare is None else len(s.spare.bufs)))
+
+    res = descend.minimize(quartic, start(), observers=[watch], **kw)
+    return seen, res
+
+
+CASES = [
+    ("gd", {}), ("gd", {"weight_decay": 0.1}), ("momentum", {}),
+    ("momentum", {"dampening": 0.3, "weight_decay": 0.01}), ("nesterov", {}),
+    ("adam", {}), ("adam", {"weight_decay": 0.1}), ("adamw", {}), ("rmsprop", {}),
+    ("rmsprop", {"centered": True, "momentum": 0.5, "weight_decay": 0.1}), ("adagrad", {}),
+    ("adagrad", {"lr_decay": 0.01, "weight_decay": 0.1}),
+]
+
+
+@pytest.mark.parametrize(("name", "hyper"), CASES, ids=[f"{n}{h}" for n, h in CASES])
+@pytest.mark.parametrize("lr", [0.01, 0.3, "schedule"])
+def test_in_place_equals_out_of_place(name, hyper, lr, monkeypatch):
+    rule = RULES[name](**hyper)
+    step = (lambda k: 0.05 / (1 + k)) if lr == "schedule" else lr
+    kw = {"rule": rule, "lr": step, "stop": stops.MaxIter(40)}
+    fast, res_fast = solve(True, monkeypatch, **kw)
+    slow, res_slow = solve(False, monkeypatch, **kw)
+    assert fast[-1][2] is not None and slow[-1][2] is None  # each path was taken
+    assert [k for k, _, _ in fast] == [k for k, _, _ in slow]
+    for (k, a, _), (_, b, _) in zip(fast, slow):
+        assert all(torch.equal(u, v) for u, v in zip(a, b)), f"iterate {k} differs"
+    assert res_fast.reason == res_slow.reason and res_fast.nit == res_slow.nit
+    assert res_fast.best_loss == res_slow.best_loss
+    for key in ("a", "b"):
+        assert torch.equal(res_fast.x[key], res_slow.x[key])
+        assert torch.equal(res_fast.best_x[key], res_slow.best_x[key])
+
+
+def test_in_place_keeps_points_others_hold(monkeypatch):
+    """The default criteria (``Stalled`` keeps a past point), a best point left behind (the
+    loss rises: lr too large for momentum) and the guard's backtrack to it: same numbers, and
+    the start is never written into."""
+    x0 = start()
+    before = {k: v.clone() for k, v in x0.items()}
+    kw = {"rule": "momentum", "lr": 0.9, "max_iter": 300, "on_divergence": "backtrack"}
+    fast, res_fast = solve(True, monkeypatch, **kw)
+    slow, res_slow = solve(False, monkeypatch, **kw)
+    assert len(fast) == len(slow)
+    for (k, a, _), (_, b, _) in zip(fast, slow):
+        assert all(torch.equal(u, v) for u, v in zip(a, b)), f"iterate {k} differs"
+    assert res_fast.reason == res_slow.reason
+    assert res_fast.history.extra["backtrack"] == res_slow.history.extra["backtrack"]
+    assert sum(res_fast.history.extra["backtrack"]) >= 1
+    assert max(n for _, _, n in fast) <= state.MAX_SPARES
+    assert all(torch.equal(start()[k], before[k]) for k in x0)
+
+
+def test_in_place_allocates_no_parameter_storage(monkeypatch):
+    """On a descent the update alternates between two buffers of the run's own (the pool does
+    not grow), and the rule's intermediates live in its workspaces."""
+    fast, _ = solve(True, monkeypatch, rule="adam", lr=0.01, stop=stops.MaxIter(50))
+    assert {n for _, _, n in fast[2:]} == {2}
+
+
+def test_torch_optimizer_rule_stays_out_of_place(monkeypatch):
+    """A ``torch.optim`` rule updates its leaves itself: no spare storage."""
+    fast, res = solve(True, monkeypatch, rule=functools.partial(torch.optim.SGD, momentum=0.5),
+                      lr=0.01, max_iter=5)
+    assert res.nit == 5 and all(n is None for _, _, n in fast)
