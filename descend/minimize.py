@@ -40,6 +40,7 @@ def minimize(
     record: str | os.PathLike[str] | bool | None = None,
     on_divergence: str | None = None,
     compile: bool = False,
+    read_every: int = 1,
 ) -> Result:
     """Minimise ``f(x) = fn(x, *args)`` by gradient descent from ``x0``.
 
@@ -92,6 +93,13 @@ def minimize(
             small problems, where Python overhead dominates, and on a GPU). The iterates match
             the uncompiled run to rounding; the time spent compiling is
             ``result.compile_seconds`` (also inside ``result.seconds``).
+        read_every: with a fixed or scheduled ``lr``, keep the loss and gradient norm on the
+            device and read them every ``read_every`` iterations in one host synchronisation
+            (two per iteration otherwise: worth it on a GPU). The criteria are then asked row
+            by row and the run stops exactly where one held, with that iterate: the result and
+            history are those of ``read_every=1``. Costs up to ``read_every`` iterates and
+            gradients in memory, and up to ``read_every - 1`` evaluations past the stop (not
+            counted in ``nfev``); observers see each row at the read.
 
     Returns:
         A :class:`~descend.result.Result`; not converging is a result with a reason, never an
@@ -106,7 +114,7 @@ def minimize(
     objective = Objective(fn, params, args, compile=compile)
     parts = assemble(params, rule=rule, lr=lr, stop=stop, max_iter=max_iter, callback=callback,
                      observers=observers, progress=progress, verbose=verbose,
-                     on_divergence=on_divergence)
+                     on_divergence=on_divergence, read_every=read_every)
     fixed = parts.step.lr if isinstance(parts.step, Constant) else None
     start = start_diagnosis(fn, params, args, fixed, parts.criteria)  # for explain; lazy
     snaps = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -102,6 +102,13 @@ def grad_norm(grads: Sequence[Tensor]) -> float:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(grads)))).item()
 
 
+def _grad_norm_t(grads: Sequence[Tensor]) -> Tensor:
+    """:func:`grad_norm` as a tensor on the device (no host synchronisation)."""
+    if len(grads) == 1:
+        return torch.linalg.vector_norm(grads[0])
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(grads))))
+
+
 def sub(a: Sequence[Tensor], b: Sequence[Tensor]) -> list[Tensor]:
     """``a - b`` tensor by tensor."""
     return list(torch._foreach_sub(list(a), list(b)))
@@ -143,10 +150,14 @@ class LoopState:
             backtrack flag), ``{column: value}``; each becomes a column of ``history.extra``.
         backtracks: backtracks of the divergence guard so far.
         spare: the :class:`Spare` storage updates write into (None: out of place).
+        read_every: rows are read from the device every this many iterations (1: every
+            iteration; see :meth:`read`).
+        pending: the rows recorded since the last read, kept as tensors.
         objective, params, rule, step: the parts of the run (read them, never call them).
     """
 
     __slots__ = (
+        "_asked",
         "backtracks",
         "best_grads",
         "best_iter",
@@ -167,6 +178,8 @@ class LoopState:
         "objective",
         "spare",
         "params",
+        "pending",
+        "read_every",
         "rule",
         "start",
         "start_grads",
@@ -202,23 +215,40 @@ class LoopState:
         self.info: dict[str, float] = {}
         self.backtracks = 0
         self.spare = Spare(self.values) if rule.scalable and Spare.wanted(self.values) else None
+        self.read_every = 1
+        self.pending: list[tuple[Any, ...]] = []
+        self._asked = 0
 
     @property
     def x(self) -> Any:
         """The current point in the structure of ``x0`` (live leaves; for a module, the module)."""
         return self.params.structure
 
-    def record(self, loss_t: Tensor, grads: list[Tensor]) -> None:
+    def record(self, loss_t: Tensor, grads: list[Tensor], defer: bool = False) -> bool:
         """Take ``loss_t`` and ``grads`` at the current point as this iteration's row (the loop's
-        ``# record`` phase)."""
-        self.loss = loss = loss_t.item()
+        ``# record`` phase). With ``defer`` and :attr:`read_every` > 1 the row is kept as
+        tensors (no host synchronisation) until the next :meth:`read`; returns whether it was
+        taken now."""
+        if defer and self.read_every > 1:
+            self.grads, self.values = grads, self.params.values
+            self.pending.append((self.iteration, loss_t.detach().reshape(()),
+                                 _grad_norm_t(grads), grads, self.values, self.objective.nfev,
+                                 self.lr, perf_counter() - self.start, self.info))
+            self.info = {}
+            return False
+        self._take(self.iteration, loss_t.item(), grad_norm(grads), grads, self.params.values,
+                   self.objective.nfev, self.lr, perf_counter() - self.start)
+        return True
+
+    def _take(self, iteration: int, loss: float, gn: float, grads: list[Tensor],
+              values: list[Tensor], nfev: int, lr: float, elapsed: float) -> None:
+        self.iteration, self.loss, self.grad_norm, self.lr = iteration, loss, gn, lr
         self.grads = grads
         if not self.start_grads:
             self.start_grads = grads
-        self.grad_norm = gn = grad_norm(grads)
-        self.nfev = self.objective.nfev
-        self.elapsed = perf_counter() - self.start
-        self.values = values = self.params.values
+        self.nfev = nfev
+        self.elapsed = elapsed
+        self.values = values
         if loss < self.best_loss and math.isfinite(gn):
             self.best_loss, self.best_iter, self.best_values = loss, self.iteration, values
             self.best_grads = grads
@@ -234,6 +264,44 @@ class LoopState:
                 if len(col) < rows:
                     col.append(math.nan)
             self.info = {}
+
+    def read(self, observers: Sequence[Any] = (), cap: int | None = None) -> Iterator[None]:
+        """The rows to ask the stopping criteria about, one at a time (the loop's ``# stop?``).
+
+        First the row taken last, if it was not asked about yet (every row when reading every
+        iteration; the start and the guard's rollback rows otherwise). Then, once
+        :attr:`read_every` rows are pending (or the iteration reaches ``cap``), their losses and gradient norms are read in one host synchronisation and the rows
+        are taken in order, each made the current state (``x`` included) and shown to the
+        ``observers`` before it is yielded. A caller that stops at a row leaves the state
+        there: the later rows are dropped and the evaluation count set back, so the run ends
+        exactly as reading every iteration would (the rule's state alone has moved on).
+        """
+        if self._asked < len(self.history):
+            self._asked = len(self.history)
+            yield
+        if not self.pending or (len(self.pending) < self.read_every
+                                and (cap is None or self.iteration < cap)):
+            return
+        rows, self.pending = self.pending, []
+        losses = torch.stack([r[1].to(torch.float64) for r in rows]).tolist()
+        norms = torch.stack([r[2].to(torch.float64) for r in rows]).tolist()
+        taken, live = 0, self.objective.nfev
+        try:
+            for (it, _, _, grads, values, nfev, lr, elapsed, info), f, gn in zip(
+                    rows, losses, norms):
+                self.info = info
+                self.params.set(values)
+                self._take(it, f, gn, grads, values, nfev, lr, elapsed)
+                taken += 1
+                self._asked = len(self.history)
+                for obs in observers:
+                    obs(self)
+                yield
+        finally:
+            if taken < len(rows):  # stopped on a row: the later ones never happened
+                dropped = live - self.nfev  # (evaluations the criteria made since are kept)
+                self.objective.nfev -= dropped
+                self.objective.ngev -= dropped
 
     def loss_at(self, values: list[Tensor]) -> float:
         """The loss at ``values`` (no gradient; counted in ``nfev``), on this iteration's batch;

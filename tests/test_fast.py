@@ -19,7 +19,8 @@ TARGET = torch.linspace(-1.0, 2.0, 60).reshape(3, 20)
 
 def quartic(x: dict[str, torch.Tensor]) -> torch.Tensor:
     """A smooth two-tensor problem whose iterates depend on every part of each rule."""
-    return ((x["a"] - TARGET) ** 2).mean() + 0.1 * (x["b"] ** 4).sum() + (x["a"].sum() * x["b"]).sum()
+    return (((x["a"] - TARGET) ** 2).mean() + 0.1 * (x["b"] ** 4).sum()
+            + 0.05 * torch.sin(x["a"].sum() * x["b"]).sum())
 
 
 def start() -> dict[str, torch.Tensor]:
@@ -100,3 +101,63 @@ def test_torch_optimizer_rule_stays_out_of_place(monkeypatch):
     fast, res = solve(True, monkeypatch, rule=functools.partial(torch.optim.SGD, momentum=0.5),
                       lr=0.01, max_iter=5)
     assert res.nit == 5 and all(n is None for _, _, n in fast)
+
+
+def history_rows(res) -> list[tuple]:
+    """Every column of the history but the wall-clock time."""
+    cols = {k: v for k, v in res.history.columns.items() if k != "time"}
+    return list(zip(*cols.values()))
+
+
+CHUNKED = [
+    ("loss_below", {"rule": "gd", "lr": 1.0, "stop": stops.LossBelow(0.3)}),
+    ("grad_small", {"rule": "momentum", "lr": 0.1, "stop": stops.GradNormBelow(0.01)}),
+    ("max_iter", {"rule": "adam", "lr": 0.01, "max_iter": 37}),
+    ("no_improvement", {"rule": "gd", "lr": 0.1, "stop": stops.NoImprovement(3, rtol=0.01)}),
+    ("diverged", {"rule": "momentum", "lr": 0.5, "on_divergence": "stop"}),
+    ("nonfinite", {"rule": "gd", "lr": 10.0, "stop": stops.Diverged(1e30),
+                   "on_divergence": "stop"}),
+    ("max_iter", {"rule": "momentum", "lr": 0.5, "on_divergence": "backtrack",
+                  "max_iter": 120}),
+    ("loss_below", {"rule": "gd", "lr": lambda k: 2.0 / (1 + 0.1 * k),
+                    "stop": stops.LossBelow(0.3), "max_iter": 200}),
+    ("converged", {"rule": "momentum", "lr": 0.1, "max_iter": 400}),
+]
+
+
+@pytest.mark.parametrize("k", [2, 7, 64])
+@pytest.mark.parametrize(("name", "kw"), CHUNKED,
+                         ids=["loss_below", "grad_small", "max_iter", "no_improvement",
+                              "diverged", "nonfinite", "backtrack", "schedule", "defaults"])
+def test_chunked_reads_stop_on_the_same_iterate(name, kw, k, monkeypatch):
+    """Reading the rows every k iterations stops on exactly the iterate reading every one does:
+    the same reason, iteration count, evaluation count, x, history and observed rows (the
+    guards, the backtrack's rollback rows and the default criteria included)."""
+    every, res1 = solve(False, monkeypatch, **kw)
+    chunked, resk = solve(False, monkeypatch, read_every=k, **kw)
+    assert res1.reason == name
+    assert resk.reason == res1.reason and resk.nit == res1.nit and resk.nfev == res1.nfev
+    assert resk.message == res1.message
+    assert history_rows(resk) == history_rows(res1)
+    assert [i for i, _, _ in chunked] == [i for i, _, _ in every]
+    for (i, a, _), (_, b, _) in zip(chunked, every):
+        assert all(torch.equal(u, v) for u, v in zip(a, b)), f"observed iterate {i} differs"
+    for key in ("a", "b"):
+        assert torch.equal(resk.x[key], res1.x[key])
+        assert torch.equal(resk.best_x[key], res1.best_x[key])
+        assert torch.equal(resk.jac[key], res1.jac[key])
+
+
+def test_chunked_reads_read_in_chunks(monkeypatch):
+    """The losses are read from the tensors once per chunk, not once per iteration."""
+    reads = 0
+    real = torch.Tensor.tolist
+
+    def counting(t):
+        nonlocal reads
+        reads += 1
+        return real(t)
+
+    monkeypatch.setattr(torch.Tensor, "tolist", counting)
+    res = descend.minimize(quartic, start(), rule="gd", lr=0.01, max_iter=40, read_every=10)
+    assert res.nit == 40 and reads == 2 * 4  # losses and gradient norms, 4 chunks
