@@ -7,8 +7,9 @@ is: one read of ``x`` forward, one product backward, the same cost everywhere, s
 shows), for a fixed number of iterations. The time per iteration is taken at steady state,
 ``(T(1 + iters) - T(1)) / iters``, so what runs once (the private copy of ``x0``, the first
 touch of new buffers, the result) is left out; the variants of a case are interleaved across
-repeats so load on the shared machine hits all alike, and the table shows medians. descend runs with ``stop=MaxIter(n)`` (its guards and its history still on: the loss
-and gradient norm are computed and recorded every iteration). Targets: descend at most 1.05x the
+repeats so load on the shared machine hits all alike, and the table shows medians. descend
+runs with ``stop=MaxIter(n)`` (its guards and its history still on: the loss and gradient norm
+are computed and recorded every iteration). Targets: descend at most 1.05x the
 in-place loop for gd and momentum, at most 1.05x fused ``torch.optim.Adam`` for adam.
 
 Memory: a case holds about ten tensors of the parameter's size (400 MB each at 1e8); cases run

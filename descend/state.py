@@ -176,11 +176,11 @@ class LoopState:
         "lr",
         "nfev",
         "objective",
-        "spare",
         "params",
         "pending",
         "read_every",
         "rule",
+        "spare",
         "start",
         "start_grads",
         "start_values",
@@ -270,9 +270,10 @@ class LoopState:
 
         First the row taken last, if it was not asked about yet (every row when reading every
         iteration; the start and the guard's rollback rows otherwise). Then, once
-        :attr:`read_every` rows are pending (or the iteration reaches ``cap``), their losses and gradient norms are read in one host synchronisation and the rows
-        are taken in order, each made the current state (``x`` included) and shown to the
-        ``observers`` before it is yielded. A caller that stops at a row leaves the state
+        :attr:`read_every` rows are pending (or the iteration reaches ``cap``), their losses and
+        gradient norms are read in one host synchronisation and the rows are taken in order,
+        each made the current state (``x`` included) and shown to the ``observers`` before it
+        is yielded. A caller that stops at a row leaves the state
         there: the later rows are dropped and the evaluation count set back, so the run ends
         exactly as reading every iteration would (the rule's state alone has moved on).
         """

@@ -11,6 +11,7 @@ import torch
 
 import descend
 from descend import state, stops
+from descend.errors import InputTypeError
 from descend.rules import RULES
 from descend.state import LoopState
 
@@ -161,3 +162,35 @@ def test_chunked_reads_read_in_chunks(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "tolist", counting)
     res = descend.minimize(quartic, start(), rule="gd", lr=0.01, max_iter=40, read_every=10)
     assert res.nit == 40 and reads == 2 * 4  # losses and gradient norms, 4 chunks
+
+
+NOTEBOOK_TARGET = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]])
+
+
+def notebook(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.mse_loss(x, NOTEBOOK_TARGET)
+
+
+def test_compile_gives_the_same_iterates():
+    """``compile=True`` (forward and backward through torch.compile) follows the eager run
+    iterate by iterate, to float32 rounding (inductor may fuse operations differently: a
+    relative 1e-6 here); the compile time is reported apart."""
+    x0 = torch.rand(3, 3, generator=torch.Generator().manual_seed(0))
+    runs = {}
+    for flag in (False, True):
+        seen: list[torch.Tensor] = []
+        res = descend.minimize(notebook, x0, rule="momentum", lr=0.5,
+                               stop=stops.LossBelow(1e-6), max_iter=300, compile=flag,
+                               observers=[lambda s, seen=seen: seen.append(s.values[0].clone())])
+        runs[flag] = (seen, res)
+    (eager, r0), (compiled, r1) = runs[False], runs[True]
+    assert r1.reason == r0.reason == "loss_below" and r1.nit == r0.nit
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert r1.compile_seconds > 0 and r0.compile_seconds == 0
+    assert r1.compile_seconds < r1.seconds
+
+
+def test_compile_must_be_a_bool():
+    with pytest.raises(InputTypeError, match="compile must be True or False, got 'yes'"):
+        descend.minimize(notebook, torch.zeros(3, 3), lr=0.1, compile="yes")
