@@ -5,9 +5,11 @@ Two small objects:
 * :class:`Params` holds what is being minimised: a tensor, a tuple/list/dict of tensors, or an
   ``nn.Module``. It owns one fixed *leaf* tensor per parameter (``requires_grad=True``) and the
   structure ``fn`` receives, built once. An update never writes into a leaf's storage: it computes
-  new values out of place and points the leaf at them (``leaf.data = new``). So the previous and
-  the best iterates are kept for free, by reference, and ``x0`` is never mutated. For a module the
-  leaves are its own parameters, so the module is trained in place, as torch users expect.
+  new values elsewhere (new tensors, or spare storage nothing holds:
+  :class:`~descend.state.Spare`) and points the leaf at them (``leaf.data = new``). So the
+  previous and the best iterates are kept for free, by reference, and ``x0`` is never mutated.
+  For a module the leaves are its own parameters, so the module is trained in place, as torch
+  users expect.
 * :class:`Objective` evaluates ``f(x)`` and ``grad f(x)`` at the current values, counts the
   evaluations, and checks ``fn``'s contract on the first call (scalar, floating point, depends on
   ``x``), raising an :class:`~descend.errors.InputError` that names the value and the fix.

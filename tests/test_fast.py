@@ -136,6 +136,9 @@ def test_chunked_reads_stop_on_the_same_iterate(name, kw, k, monkeypatch):
     guards, the backtrack's rollback rows and the default criteria included)."""
     every, res1 = solve(False, monkeypatch, **kw)
     chunked, resk = solve(False, monkeypatch, read_every=k, **kw)
+    _, res_both = solve(True, monkeypatch, read_every=k, **kw)  # with the in-place path
+    assert history_rows(res_both) == history_rows(res1)
+    assert all(torch.equal(res_both.x[key], res1.x[key]) for key in ("a", "b"))
     assert res1.reason == name
     assert resk.reason == res1.reason and resk.nit == res1.nit and resk.nfev == res1.nfev
     assert resk.message == res1.message
