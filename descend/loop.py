@@ -31,6 +31,13 @@ the loop does what ``on_divergence`` says:
   recorded as one row (the best point again; column ``backtrack`` = 1; a rollback, not an
   iteration). After
   :data:`MAX_BACKTRACKS` backtracks the guard stops the run with its reason.
+
+Two fast paths leave the numbers unchanged. On large parameters the update writes into spare
+storage the run owns (:class:`~descend.state.Spare`) rather than new tensors. With
+``read_every=k`` (a fixed or scheduled step) the rows stay tensors on the device and are read
+every ``k`` iterations in one host synchronisation; ``stop?`` then asks the criteria row by row
+(:meth:`LoopState.read <descend.state.LoopState.read>`) and the run stops on the row where one
+held, with that row's ``x``.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from .objective import Objective, Params
 from .observers import Printer, Progress
 from .rules import Rule, TorchOptimizer, make_rule
 from .state import Line, LoopState
-from .steps import Step, make_step
+from .steps import Constant, Schedule, Step, make_step
 from .stops import (
     EPOCH_CRITERIA,
     Callback,
@@ -121,6 +128,8 @@ class Parts:
         chosen: whether the method was chosen for the caller (no ``lr``, or ``"auto"``).
         checkpoints: the checkpoint hook (:class:`descend.checkpoint.Checkpoints`): writes
             checkpoints, restores a resumed run; None for neither.
+        read_every: read the rows from the device every this many iterations (used with a
+            fixed or scheduled step; 1 with any other).
     """
 
     rule: Rule
@@ -131,6 +140,7 @@ class Parts:
     lr: Any = None
     chosen: bool = False
     checkpoints: Any = None
+    read_every: int = 1
 
     @property
     def max_iter(self) -> int | None:
@@ -164,6 +174,7 @@ def assemble(
     epochs: int | None = None,
     patience: int | None = None,
     validation: bool = False,
+    read_every: int = 1,
 ) -> Parts:
     """Resolve a front end's arguments into the parts of a run: the one policy.
 
@@ -193,6 +204,7 @@ def assemble(
             data, a few words on how they split it (used in the quasi-Newton refusal).
         epochs, patience, validation: ``fit``'s epoch cap, early-stopping patience, and whether
             validation data exist (``ValLossBelow`` needs them).
+        read_every: see :attr:`Parts.read_every`.
 
     Raises:
         InputError: on any bad argument, before any work.
@@ -209,7 +221,7 @@ def assemble(
     if callback is not None:
         given.append(Callback(callback))
     parts = Parts(the_rule, step, criteria_list(given, max_iter), list(observers),
-                  on_divergence, lr, chosen)
+                  on_divergence, lr, chosen, check_count("read_every", read_every))
     if verbose:
         parts.observers.append(Printer())
     if progress:
@@ -359,9 +371,19 @@ def _interrupted(ck: Any) -> Interrupted:
                        "pass checkpoint=PATH to keep the state of an interrupted run")
 
 
+def _ask(criteria: list[Criterion], s: LoopState) -> Criterion | None:
+    """The criterion that fires on the current row, if any (see :func:`~descend.stops.pick`)."""
+    for i, c in enumerate(criteria):
+        if c(s):
+            return pick([c, *(d for d in criteria[i + 1:] if d(s))], s)
+    return None
+
+
 def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
     params, rule, step, criteria = objective.params, parts.rule, parts.step, parts.criteria
     s = LoopState(objective, rule, step)
+    if isinstance(step, (Constant, Schedule)):  # steps that read no loss between the reads
+        s.read_every = parts.read_every
     backtrack = parts.on_divergence == "backtrack"
     searches = step.searches
     ck = parts.checkpoints
@@ -379,15 +401,17 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
             obs(s)
     while True:
         # checkpoint? (when due)  interrupted? (a signal asked to stop: after a checkpoint)
-        if ck.at_top(s) if ck is not None else interrupted_by() is not None:
+        if s.pending and interrupted_by() is not None:
+            s.read_every = 1  # rows read in chunks: read them now, stop at the next top
+        elif ck.at_top(s) if ck is not None else interrupted_by() is not None:
             return s, _interrupted(ck)
-        # stop?  (several at once: a success reason wins over a cap)
-        for i, c in enumerate(criteria):
-            if c(s):
-                fired = pick([c, *(d for d in criteria[i + 1:] if d(s))], s)
+        # stop?  (several at once: a success reason wins over a cap; rows read in chunks are
+        #        asked one by one, and the run stops on the row where a criterion held)
+        fired = None
+        for _ in s.read(parts.observers, parts.max_iter):
+            fired = _ask(criteria, s)
+            if fired is not None:
                 break
-        else:
-            fired = None
         if fired is not None:
             if _guard(s, fired, parts) or _rescale(s, fired, parts):
                 for obs in parts.observers:
@@ -432,6 +456,6 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
             s.info["ls_evals"] = line.evals
         if backtrack:
             s.info["backtrack"] = 0
-        s.record(loss_t, grads)
-        for obs in parts.observers:
-            obs(s)
+        if s.record(loss_t, grads, defer=True):  # else kept, as tensors, for the next read
+            for obs in parts.observers:
+                obs(s)

@@ -126,6 +126,8 @@ class Result:
             Hessian-vector products, computed on the first call and kept); ``None`` when the
             result was not made by :func:`descend.minimize`.
         jac: the gradient at ``x``, in the structure of ``x0`` (scipy's name).
+        compile_seconds: with ``compile=True``, the wall time of the first evaluation, where
+            ``torch.compile`` compiled the objective (part of ``seconds``); 0.0 otherwise.
 
     scipy's names work as well: ``res.fun`` (``loss``), ``res.jac``, ``res.nit``, ``res.nfev``,
     ``res.status`` (:data:`STATUS`), ``res.message``, ``res.success``, and mapping access
@@ -147,6 +149,7 @@ class Result:
     step: str = ""
     diagnose: Callable[[], Diagnosis] | None = field(default=None, repr=False, compare=False)
     jac: Any = field(default=None, repr=False, compare=False)
+    compile_seconds: float = field(default=0.0, repr=False, compare=False)
 
     # ---- scipy.optimize.OptimizeResult's names, for scipy users (see :data:`STATUS`)
 
