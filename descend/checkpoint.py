@@ -56,7 +56,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -516,12 +516,15 @@ class Checkpoints:
         resume: a checkpoint folder to start from, or None.
         epochs: batches per epoch, to checkpoint at each epoch's end (``fit``), or None.
         hint: how to resume, for the ``interrupted`` message.
+        agree: under torchrun, ``World.any``: a signal that reached any rank stops every rank
+            at the same iteration (only rank 0 is given a ``folder`` to write into; every rank
+            reads ``resume``).
     """
 
     def __init__(self, parts: Parts, fingerprint: dict[str, Any], *,
                  folder: str | os.PathLike[str] | None = None, every: Any = None,
                  resume: str | os.PathLike[str] | None = None, epochs: int | None = None,
-                 hint: str = "") -> None:
+                 hint: str = "", agree: Callable[[bool], bool] | None = None) -> None:
         self.parts = parts
         self.fingerprint = fingerprint
         self.body: dict[str, Any] | None = None
@@ -543,6 +546,7 @@ class Checkpoints:
             print(f"descend: note: run {rid}: {start}checkpoints in {self.folder}; if it "
                   f"stops, `descend resume {rid}` continues it", file=sys.stderr)
         self.hint = hint
+        self.agree = agree
         self.saved_iter = -1
         self.saved_at = time.monotonic()
         self.written = 0
@@ -552,6 +556,8 @@ class Checkpoints:
     def at_top(self, s: LoopState) -> bool:
         """Checkpoint when due; True when a signal asks the run to stop."""
         stop = _signum is not None
+        if self.agree is not None:
+            stop = self.agree(stop)
         if self.folder is not None and s.iteration != self.saved_iter and (
                 stop or self._due(s)):
             self.write(s)

@@ -358,17 +358,20 @@ def _ours(out: Path, folder: Path | None) -> bool:
 
 
 def _fit_run(a: argparse.Namespace) -> int:
+    import os
     import shutil
     from pathlib import Path
 
     from .checkpoint import LATEST, PREVIOUS, parse_every
-    from .distributed import is_main, launch
+    from .distributed import STARTED, is_main, launch
     from .fit import fit
     from .resume import start_run
     from .stops import Criterion, TimeLimit, TrainLossBelow
 
     out = Path(a.out)
     folder: Path | None = getattr(a, "started", None)  # set by `descend resume`
+    if folder is None and os.environ.get(STARTED):  # a rank of `--nproc`: its run folder
+        folder = Path(os.environ[STARTED])
     ours = out.exists() and _ours(out, folder)
     if out.exists() and not a.overwrite and not ours:  # refuse before any work
         raise InputError(f"{out} already exists; pass --overwrite to replace it")
@@ -382,7 +385,13 @@ def _fit_run(a: argparse.Namespace) -> int:
         i = argv.index("--nproc") if "--nproc" in argv else -1
         argv = argv[:i] + argv[i + 2:] if i >= 0 else [x for x in argv
                                                        if not x.startswith("--nproc=")]
-        return launch(a.nproc, argv)
+        fresh = folder is None and not a.no_record
+        if fresh:  # the run folder first, so that `descend resume` restarts the N processes
+            folder = start_run(records(a), list(a.argv))
+        code = launch(a.nproc, argv, started=folder)
+        if fresh and code == 2 and folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)  # refused before it started
+        return code
     stop: list[Criterion] = []
     if a.loss_below is not None:
         stop.append(TrainLossBelow(a.loss_below))

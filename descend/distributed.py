@@ -47,6 +47,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -130,6 +131,17 @@ class World:
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on any rank (an all-reduce of one number): a signal that
+        reached one rank stops them all at the same iteration."""
+        if not self.active:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([float(flag)])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
 
     def sum_(self, t: Tensor) -> Tensor:
         """``t`` summed over the ranks, in place (returned)."""
@@ -419,7 +431,7 @@ class DistributedObjective(MiniBatchObjective):
         dev = params.values[0].device
         self.ddp = DistributedDataParallel(
             model, device_ids=[dev] if dev.type == "cuda" else None)
-        self._first = True
+        self._unchecked = True
 
     def __call__(self) -> tuple[Tensor, list[Tensor]]:
         import torch.distributed as dist
@@ -434,9 +446,9 @@ class DistributedObjective(MiniBatchObjective):
         weight = float(getattr(self.batches, "weight", 1.0))
         # no rows of this batch here: nothing to add, but DDP needs every rank's pass
         local = self.loss_fn(out, self._yb) * weight if len(self._xb) else out.sum() * 0.0
-        if self._first:
+        if self._unchecked:
             self._check(local)
-            self._first = False
+            self._unchecked = False
         loss = local.detach().to(torch.float64) / self.world.size
         summed = dist.all_reduce(loss, async_op=True)  # while the backward pass runs
         local.backward()
@@ -465,12 +477,20 @@ def objective(model: nn.Module, params: Params, loss_fn: Callable[..., Tensor], 
 # ------------------------------------------------------------------------------- --nproc N
 
 
-def launch(nproc: int, argv: list[str]) -> int:
+#: The environment variable that gives the ranks of ``--nproc`` their run folder.
+STARTED = "DESCEND_STARTED_RUN"
+
+
+def launch(nproc: int, argv: list[str], started: Any = None) -> int:
     """``descend ARGV`` in ``nproc`` local processes through torch's elastic launcher (the API
     ``torchrun`` is built on: rendezvous on a free loopback port, one worker per rank, the
     others stopped when one fails). Each worker gets ``OMP_NUM_THREADS`` = cores / ``nproc``
     (at least 1) unless it is set. Returns the exit status: 0, 2 when a rank refused its input
-    (it printed the one-line error), else 1 after one line naming the rank that failed."""
+    (it printed the one-line error), else 1 after one line naming the rank that failed.
+
+    ``started``: the run folder the ranks record and checkpoint into (passed to them as
+    :data:`STARTED`); when one fails, the line says whether a checkpoint there lets
+    ``descend resume`` continue the run."""
     import logging
     import uuid
 
@@ -481,6 +501,8 @@ def launch(nproc: int, argv: list[str]) -> int:
         raise InputError(f"--nproc must be at least 1, got {nproc}")
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     os.environ[LAUNCHED_BY] = "1"  # a worker whose peer died leaves the report to us
+    if started is not None:
+        os.environ[STARTED] = str(started)
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     config = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
@@ -498,7 +520,11 @@ def launch(nproc: int, argv: list[str]) -> int:
                                                    rc[0]))
         how = (f"was killed by signal {-c} ({signal.Signals(-c).name})" if c < 0
                else f"exited with status {c}")
+        kept = started is not None and any(
+            (Path(started) / "checkpoint" / n).is_file() for n in ("latest.pt", "previous.pt"))
+        after = (f"its last checkpoint is kept: `descend resume {Path(started).name}` continues "
+                 "the run") if kept else "nothing was saved"
         print(f"descend {argv[0]}: error: rank {r} of {nproc} {how}; the launcher stopped the "
-              "other ranks, nothing was saved", file=sys.stderr)
+              f"other ranks, {after}", file=sys.stderr)
         return 1
     return 0

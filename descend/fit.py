@@ -413,13 +413,14 @@ def fit(
     parts.criteria = distributed.agreed(parts.criteria, world)
     method = f"{parts.rule.name} with {parts.step.describe()} on {batching}" + (
         f"; {stopping}" if stopping else "")
-    if checkpoints:
+    if checkpoints or world.active:  # several ranks: every rank resumes, rank 0 writes
         trained = data if isinstance(data, (str, os.PathLike)) else \
             [d.train.X, d.train.Y] if isinstance(d.train, InMemory) else ()
         parts.checkpoints = Checkpoints(
-            parts, fingerprint(parts, params, type(net), trained),
-            folder=checkpoint if checkpoint is not None else resume, every=checkpoint_every,
-            resume=resume, epochs=bpe if bpe > 1 else None)
+            parts, fingerprint(parts, params, type(net), trained) if checkpoints else {},
+            folder=(checkpoint if checkpoint is not None else resume) if world.main else None,
+            every=checkpoint_every, resume=resume, epochs=bpe if bpe > 1 else None,
+            agree=world.any if world.active else None)
 
     t0 = perf_counter()
     s, fired = run(objective, parts)

@@ -221,7 +221,7 @@ def assemble(
     if callback is not None:
         given.append(Callback(callback))
     parts = Parts(the_rule, step, criteria_list(given, max_iter), list(observers),
-                  on_divergence, lr, chosen, check_count("read_every", read_every))
+                  on_divergence, lr, chosen, read_every=check_count("read_every", read_every))
     if verbose:
         parts.observers.append(Printer())
     if progress:

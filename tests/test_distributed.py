@@ -80,7 +80,10 @@ class Net(nn.Module):
 
     def forward(self, x):
         self.calls += 1
-        if self.calls == 30 and os.environ.get("RANK") == "1":
+        mark = os.environ.get("KILL_MARK", "")
+        if self.calls == 30 and os.environ.get("RANK") == "1" and not os.path.exists(mark):
+            if mark:
+                open(mark, "w").close()  # once: the resumed run lives
             os.kill(os.getpid(), signal.SIGKILL)  # rank 1 dies mid-run, without a word
         return self.lin(x)
 """
@@ -193,10 +196,47 @@ def test_cli_nproc_writes_once_and_reports_a_killed_rank(tmp_path: Path) -> None
     assert (tmp_path / "model" / "weights.pt").is_file()
     assert len([d for d in (tmp_path / "runs").iterdir() if d.is_dir()]) == 1
     killed = subprocess.run([*base, "--epochs", "50", "--model", "killer:Net", "--out",
-                             str(tmp_path / "never")],
+                             str(tmp_path / "never"), "--no-record"],
                             capture_output=True, text=True, env=_env(tmp_path), timeout=300)
     assert killed.returncode == 1
     assert killed.stderr.strip().splitlines() == [
         "descend fit: error: rank 1 of 2 was killed by signal 9 (SIGKILL); the launcher "
         "stopped the other ranks, nothing was saved"]
     assert not (tmp_path / "never").exists()
+
+
+def test_nproc_run_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    """Issue 13, item 5: rank 1 is SIGKILLed mid-run; rank 0's checkpoints survive, the error
+    line names `descend resume`, and resuming with the same world size (every rank reads the
+    checkpoint, rank 0 writes) ends with the weights of the uninterrupted 2-process run,
+    bitwise (the same ranks sum the same shares in the same order)."""
+    data = _csv(tmp_path)
+    (tmp_path / "killer.py").write_text(KILLER)
+    env = _env(tmp_path)
+    base = [sys.executable, "-m", "descend", "fit", str(data), "--target", "y", "--nproc", "2",
+            "--batch-size", "64", "--quiet", "--epochs", "3", "--model", "killer:Net",
+            "--runs", str(tmp_path / "runs"), "--checkpoint-every", "4"]
+    mark = tmp_path / "killed-once"
+    (tmp_path / "ref-mark").write_text("")  # exists: the reference run is not killed
+    ref = subprocess.run([*base, "--out", str(tmp_path / "ref")], capture_output=True,
+                         text=True, env={**env, "KILL_MARK": str(tmp_path / "ref-mark")},
+                         timeout=300)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    killed = subprocess.run([*base, "--out", str(tmp_path / "model")], capture_output=True,
+                            text=True, env={**env, "KILL_MARK": str(mark)}, timeout=300)
+    assert killed.returncode == 1 and mark.exists()
+    last = killed.stderr.strip().splitlines()[-1]
+    rid = last.rsplit("`descend resume ", 1)[-1].split("`")[0]
+    assert last == ("descend fit: error: rank 1 of 2 was killed by signal 9 (SIGKILL); the "
+                    "launcher stopped the other ranks, its last checkpoint is kept: "
+                    f"`descend resume {rid}` continues the run")
+    assert not (tmp_path / "model").exists()
+    again = subprocess.run([sys.executable, "-m", "descend", "resume", rid, "--runs",
+                            str(tmp_path / "runs")], capture_output=True, text=True,
+                           env={**env, "KILL_MARK": str(mark)}, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from" in again.stderr
+    want = torch.load(tmp_path / "ref" / "weights.pt", weights_only=True)
+    got = torch.load(tmp_path / "model" / "weights.pt", weights_only=True)
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
