@@ -58,6 +58,7 @@ __all__ = [
     "device_of",
     "environment",
     "list_runs",
+    "load_weights",
     "open_run",
     "record_run",
     "records_root",
@@ -82,12 +83,19 @@ def records_root(record: str | os.PathLike[str] | bool | None = True) -> Path:
     """The records folder for ``record``: a path as given, or for ``True``/``None`` the default
     (``$DESCEND_RUNS`` or ``runs``)."""
     if record is True or record is None:
-        return Path(os.environ.get("DESCEND_RUNS") or DEFAULT_ROOT)
+        return _folder(Path(os.environ.get("DESCEND_RUNS") or DEFAULT_ROOT))
     if record is False:
         raise InputError("record=False records nothing; pass True or a folder")
     if not isinstance(record, (str, os.PathLike)):
         raise InputError(f"record must be True or a folder path, got {record!r}")
-    return Path(record)
+    return _folder(Path(record))
+
+
+def _folder(root: Path) -> Path:
+    if root.exists() and not root.is_dir():
+        raise InputError(f"the records folder {root} is a file; give a folder with --runs DIR "
+                         "(record=DIR)")
+    return root
 
 
 @dataclass
@@ -122,9 +130,8 @@ class Run:
 
     def params(self) -> Any:
         """The final parameters as saved (tensors in ``x0``'s structure, or a state_dict)."""
-        import torch
-
-        return torch.load(self.path / "params.pt", weights_only=True)
+        return load_weights(self.path / "params.pt", f"the parameters of run {self.id}",
+                            map_location=None)
 
     def snapshots(self) -> dict[str, Any] | None:
         """The recorded iterates, or None: ``{"iteration": [k...], "values": Tensor[F, n],
@@ -132,9 +139,8 @@ class Run:
         p = self.path / "snapshots.pt"
         if not p.exists():
             return None
-        import torch
-
-        out: dict[str, Any] = torch.load(p, weights_only=True)
+        out: dict[str, Any] = load_weights(p, f"the snapshots of run {self.id}",
+                                              map_location=None)
         return out
 
 
@@ -388,6 +394,26 @@ def record_run(
 
 
 # ---------------------------------------------------------------------------- reading
+
+
+def load_weights(path: Path, what: str, *, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never
+    pickled code. A damaged, empty or crafted file is an :class:`InputError` in one line."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError, KeyError,
+            AttributeError, ImportError, IndexError, TypeError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = ("it is empty" if path.is_file() and path.stat().st_size == 0 else
+               "it holds something besides tensors (a crafted or foreign pickle), refused by "
+               "torch.load(weights_only=True)" if "Weights only load failed" in str(e) else
+               (lines[0] if lines else type(e).__name__))
+        raise InputError(f"cannot load {what}: {path.name} is damaged or not a descend file "
+                         f"({why[:200]})") from None
 
 
 def _read_json(path: Path) -> Any:
