@@ -497,7 +497,7 @@ def _check_outputs(net: nn.Module, train: Any, loss: str | None) -> None:
         raise InputError(
             f"loss {loss}: the model's outputs have shape {tuple(out.shape)} for 2 rows but the "
             f"targets {tuple(yb.shape)}; they would be broadcast, not compared row by row: give "
-            f"targets of shape {('n', *out.shape[1:])}{fix} or a model "
+            f"targets of shape (n, {', '.join(map(str, out.shape[1:]))}){fix} or a model "
             "with one output per target column")
 
 

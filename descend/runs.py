@@ -111,10 +111,9 @@ def _json_row(r: dict[str, Any]) -> dict[str, Any]:
 
 def _runs_list(a: argparse.Namespace) -> int:
     import json
+    import sys
 
     from .store import list_runs
-
-    import sys
 
     root = records(a)
     notes: list[str] = []

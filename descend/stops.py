@@ -149,6 +149,11 @@ REASONS: dict[str, tuple[bool, str]] = {
     "val_loss_below": (
         True, "validation loss {val_loss:.4e} is at or below the threshold {threshold:g}",
     ),
+    "monitor_nonfinite": (
+        False,
+        "early stopping: the {monitor} was never a finite number in {patience} epochs (NaN or "
+        "inf): check the validation rows and the loss",
+    ),
     "early_stopping": (
         True,
         "the {monitor} has not improved by {min_delta:g} in {patience} epochs; "
@@ -226,6 +231,11 @@ class GradNormBelow(Criterion):
 
     def __call__(self, s: LoopState) -> bool:
         return s.grad_norm <= self.tol
+
+    def resolve(self, s: LoopState) -> Criterion:
+        # a small gradient norm is not scale-free: a success only where the probes of
+        # not_a_minimum find a minimum (a plateau, far above the start too, is reported so)
+        return plateau(s) or self
 
 
 class NoImprovement(Criterion):
@@ -733,6 +743,22 @@ class EarlyStopping(Criterion):
             self.best, self.best_epoch = value, epoch
             return False
         return epoch - self.best_epoch >= self.patience
+
+    def resolve(self, s: LoopState) -> Criterion:
+        # no finite monitored loss was ever seen (NaN validation losses): not a success
+        return self if math.isfinite(self.best) else _NeverFinite(self.monitor, self.patience)
+
+
+class _NeverFinite(Criterion):
+    """Reported instead of ``early_stopping`` when the monitored loss was never finite."""
+
+    reason = "monitor_nonfinite"
+
+    def __init__(self, monitor: str = "loss", patience: int = 0) -> None:
+        self.monitor, self.patience = monitor, patience
+
+    def __call__(self, s: LoopState) -> bool:
+        return False
 
 
 #: The criteria that count epochs (``fit`` only): refused up front elsewhere.

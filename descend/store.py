@@ -61,8 +61,8 @@ __all__ = [
     "load_weights",
     "open_run",
     "record_run",
-    "recover",
     "records_root",
+    "recover",
     "remove_run",
     "run_path",
 ]
