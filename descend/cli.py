@@ -249,7 +249,7 @@ def _diagnose(a: argparse.Namespace) -> int:
     check_seed("--seed", a.seed)
     p = problems.notebook(a.seed) if a.problem == "notebook" else problems.get(a.problem)
     threshold = p.threshold if a.threshold is None else a.threshold
-    if threshold <= p.f_star:
+    if threshold is not None and threshold <= p.f_star:
         raise InputError(f"--threshold must be above the problem's optimal loss {p.f_star:g} "
                          f"(a lower loss is never reached), got {threshold:g}")
     d = diagnose(p.fn, p.x0, a.lr, threshold=threshold, f_star=p.f_star, max_iter=a.max_hvps)
