@@ -43,6 +43,7 @@ import shutil
 import sqlite3
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -448,7 +449,9 @@ def load_weights(path: Path, what: str, *, map_location: Any = "cpu") -> Any:
     import torch
 
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a crafted file's pickle protocol warns: one line only
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError, KeyError,
             AttributeError, ImportError, IndexError, TypeError) as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
