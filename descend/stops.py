@@ -233,9 +233,13 @@ class GradNormBelow(Criterion):
         return s.grad_norm <= self.tol
 
     def resolve(self, s: LoopState) -> Criterion:
-        # a small gradient norm is not scale-free: a success only where the probes of
-        # not_a_minimum find a minimum (a plateau, far above the start too, is reported so)
-        return plateau(s) or self
+        # A gradient norm is not scale-free: the tolerance met is a success only where the
+        # probes of not_a_minimum do not find the loss flat around x (a plateau), and, if the
+        # loss still falls there, only below the starting loss (not stuck on a slope above it).
+        flat = plateau(s)
+        if flat is None or (flat.what == "the loss still falls" and s.loss < s.loss0):
+            return self
+        return flat
 
 
 class NoImprovement(Criterion):

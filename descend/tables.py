@@ -612,15 +612,16 @@ def check_names(table: pa.Table, name: str, target: Sequence[str],
     """
     cols = list(table.column_names)
     dup = _repeated(cols)
-    if dup:
-        raise InputError(f"column {dup!r} appears {cols.count(dup)} times in the header of "
+    if dup is not None:
+        shown = repr(dup) if dup else "with an empty name"
+        raise InputError(f"column {shown} appears {cols.count(dup)} times in the header of "
                          f"{name}; give each column its own name")
     dup = _repeated(target)
-    if dup:
+    if dup is not None:
         raise InputError(f"target column {dup!r} is named {list(target).count(dup)} times in "
                          f"--target (target=); name each column once")
     dup = _repeated(list(features or ()))
-    if dup:
+    if dup is not None:
         raise InputError(f"feature column {dup!r} is named {list(features or ()).count(dup)} "
                          f"times in --features (features=); name each column once")
     _mostly_numbers(table, name, [t for t in target if t in cols], "target")

@@ -400,3 +400,163 @@ def test_runs_list_deletes_nothing_it_did_not_create(tmp_path, capsys):
     rc, out, _ = run(["runs", "list", "--runs", tmp_path], capsys)
     assert rc == 0 and out == f"no runs in {tmp_path}\n"
     assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in theirs)  # nor an index added
+
+
+# ------------------------------------------------------------------------------- outputs
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(proc.stdout)
+
+
+def test_predict_o_keeps_the_old_file_whole_when_the_write_fails(ws, tmp_path, monkeypatch,
+                                                                  capsys):
+    import pyarrow.csv as pacsv
+
+    monkeypatch.chdir(tmp_path)
+    old = tmp_path / "p.csv"
+    old.write_text("old,predictions\n1,2\n")
+    stale = tmp_path / f".p.csv.tmp-{_dead_pid()}"  # left by a killed writer
+    stale.write_text("half")
+    theirs = tmp_path / ".p.csv.tmp-notes"  # not descend's form: kept
+    theirs.write_text("mine")
+    real = pacsv.write_csv
+
+    def torn(table, where, *args, **kwargs):
+        Path(where).write_text("x1,x2,y,y_pred\n0.1,")  # a truncated file, then the kill
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pacsv, "write_csv", torn)
+    rc, _, err = run(["predict", ws / "m", ws / "d.csv", "-o", old, "--overwrite"], capsys)
+    assert rc == 130 and err == "descend predict: interrupted\n"
+    assert old.read_text() == "old,predictions\n1,2\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".p.csv.tmp-notes", "p.csv"]
+    monkeypatch.setattr(pacsv, "write_csv", real)
+    rc, _, _ = run(["predict", ws / "m", ws / "d.csv", "-o", old, "--overwrite"], capsys)
+    assert rc == 0 and old.read_text().splitlines()[0] == '"x1","x2","y","c","y_pred"'
+    assert theirs.read_text() == "mine"
+
+
+def test_a_kill_between_the_renames_of_overwrite_leaves_the_old_model_restorable(ws, tmp_path,
+                                                                                  capsys):
+    from descend import load
+
+    pid = _dead_pid()
+    # killed after `m` was renamed aside and before the new folder was renamed in
+    shutil.copytree(ws / "m", tmp_path / f".old-m-{pid}-abcdef")
+    (tmp_path / f".tmp-m-{pid}-123456").mkdir()  # the new one, half written
+    (tmp_path / ".old-m-mine").mkdir()  # not descend's form: kept
+    store.recover(tmp_path / "m")
+    assert sorted(os.listdir(tmp_path)) == [".old-m-mine", "m"]
+    assert load(tmp_path / "m").predict(ws / "d.csv").shape == (40,)
+    # killed after both renames, before the old folder was deleted: the old copy goes
+    shutil.copytree(ws / "m", tmp_path / f".old-m-{pid}-fedcba")
+    rc, out, err = run(["fit", ws / "d.csv", "--target", "y", "--features", "x1", "--out",
+                        tmp_path / "m", "--overwrite", "--quiet", "--no-record"], capsys)
+    assert rc == 0, err
+    assert sorted(os.listdir(tmp_path)) == [".old-m-mine", "m"]
+    assert load(tmp_path / "m").features == ["x1"]
+
+
+def test_an_error_while_overwriting_keeps_the_old_model(ws, tmp_path, monkeypatch, capsys):
+    from descend import load
+    from descend import models
+
+    shutil.copytree(ws / "m", tmp_path / "m")
+    before = _hashes(tmp_path / "m")
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(models, "_write_json", broken)
+    rc, _, err = run(["fit", ws / "d.csv", "--target", "y", "--out", tmp_path / "m",
+                      "--overwrite", "--quiet", "--no-record"], capsys)
+    assert rc == 2
+    assert err.splitlines()[-1] == (f"descend fit: error: cannot save the model to "
+                                    f"{tmp_path / 'm'}: No space left on device")
+    assert _hashes(tmp_path / "m") == before and os.listdir(tmp_path) == ["m"]
+    assert load(tmp_path / "m").features == ["x1", "x2"]
+
+
+# ------------------------------------------------------------------------------- the Python API
+
+
+def _api_cases():
+    import torch
+
+    from descend import fit, minimize
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(100, 3, generator=g)
+    y = X @ torch.tensor([1.0, 2.0, 3.0])
+    A = torch.randn(4, 4, generator=g)
+    return [
+        (lambda: fit(torch.nn.Linear(3, 1), (X, y), loss="mse", max_iter=5),
+         "loss mse: the model's outputs have shape (2, 1) for 2 rows but the targets (2,); "
+         "they would be broadcast"),
+        (lambda: fit(torch.nn.Linear(3, 1), (X, torch.randn(100, 2, generator=g)), loss="mse",
+                     max_iter=5),
+         "loss mse: the model's outputs have shape (2, 1) for 2 rows but the targets (2, 2)"),
+        (lambda: fit(torch.nn.Linear(3, 2), (X, torch.full((100,), 0.5)),
+                     loss="cross_entropy", max_iter=5),
+         "cross_entropy takes class indices 0, 1, 2, ... as targets, got 0.5"),
+        (lambda: fit(torch.nn.Linear(3, 2), (X, torch.randint(0, 5, (100,), generator=g)),
+                     loss="cross_entropy", max_iter=5),
+         "cross_entropy needs one output per class: the targets hold class index 4"),
+        (lambda: fit(torch.nn.Linear(3, 1), (X, 2 * torch.ones(100, 1)), loss="bce",
+                     max_iter=5), "bce takes targets 0 or 1"),
+        (lambda: fit(torch.nn.Linear(4, 1), (X, y[:, None]), max_iter=5),
+         "the model cannot take the inputs (rows of shape (3,), torch.float32)"),
+        (lambda: fit(torch.nn.LSTM(3, 1), (X, y[:, None]), max_iter=5),
+         "the model must return a tensor, got tuple"),
+        (lambda: fit("linear", (X, y), seed=2**64, max_iter=5),
+         "seed must be a whole number from 0 to 2**64 - 1"),
+        (lambda: fit("linear", (X, y), device="meta", max_iter=5), "device 'meta' holds no data"),
+        (lambda: fit("linear", (X, y), record=Path(__file__), max_iter=5),
+         "the records folder"),
+        (lambda: minimize(lambda x: (A @ x).sum(), torch.zeros(3)),
+         "fn failed at the start x0 (shapes (3,) float32) with RuntimeError: size mismatch"),
+        (lambda: minimize(lambda x: x.view(7).sum(), torch.zeros(3)),
+         "fn failed at the start x0 (shapes (3,) float32) with RuntimeError: shape '[7]'"),
+    ]
+
+
+def test_python_api_misuse_is_an_input_error_before_any_iteration():
+    from descend.errors import InputError
+
+    cases = _api_cases()
+    for call, first in cases:
+        with pytest.raises(InputError) as e:
+            call()
+        assert str(e.value).startswith(first), str(e.value)
+        assert "\n" not in str(e.value)
+
+
+def test_no_success_on_a_plateau_or_with_never_finite_validation_losses():
+    import torch
+
+    from descend import fit, minimize
+    from descend.stops import GradNormBelow
+
+    # gd with a too-long step jumps from near the minimum onto the flat rim, 6x the start
+    res = minimize(lambda x: 12 - 11.5 * torch.exp(-(x ** 2).sum()), torch.tensor([0.2]),
+                   rule="gd", lr=30.0, stop=GradNormBelow(1e-3), max_iter=100)
+    assert res.loss > 6 * res.history.loss[0]
+    assert (res.reason, res.success) == ("plateau", False)
+    # the same criterion at a minimum is a success
+    res = minimize(lambda x: 12 - 11.5 * torch.exp(-(x ** 2).sum()), torch.tensor([0.2]),
+                   rule="gd", lr=0.05, stop=GradNormBelow(1e-3), max_iter=1000)
+    assert (res.reason, res.success) == ("grad_small", True)
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(60, 3, generator=g)
+    Y = X.sum(1, keepdim=True)
+    res = fit(torch.nn.Linear(3, 1), (X, Y), val=(X, torch.full((60, 1), float("nan"))),
+              loss="mse", patience=2, epochs=20, batch_size=10)
+    assert (res.reason, res.success) == ("monitor_nonfinite", False)
+    assert res.message == ("early stopping: the validation loss was never a finite number in 2 "
+                           "epochs (NaN or inf): check the validation rows and the loss")
