@@ -456,16 +456,15 @@ def test_a_kill_between_the_renames_of_overwrite_leaves_the_old_model_restorable
     assert load(tmp_path / "m").predict(ws / "d.csv").shape == (40,)
     # killed after both renames, before the old folder was deleted: the old copy goes
     shutil.copytree(ws / "m", tmp_path / f".old-m-{pid}-fedcba")
-    rc, out, err = run(["fit", ws / "d.csv", "--target", "y", "--features", "x1", "--out",
-                        tmp_path / "m", "--overwrite", "--quiet", "--no-record"], capsys)
+    rc, _, err = run(["fit", ws / "d.csv", "--target", "y", "--features", "x1", "--out",
+                      tmp_path / "m", "--overwrite", "--quiet", "--no-record"], capsys)
     assert rc == 0, err
     assert sorted(os.listdir(tmp_path)) == [".old-m-mine", "m"]
     assert load(tmp_path / "m").features == ["x1"]
 
 
 def test_an_error_while_overwriting_keeps_the_old_model(ws, tmp_path, monkeypatch, capsys):
-    from descend import load
-    from descend import models
+    from descend import load, models
 
     shutil.copytree(ws / "m", tmp_path / "m")
     before = _hashes(tmp_path / "m")
