@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from .errors import InputError, InputTypeError, check_fraction
-from .tables import Preprocessing, check_names, read_table, to_table
+from .checks import check_names
+from .tables import Preprocessing, read_table, to_table
 from .tasks import CLASSIFIER_LOSSES, check_task, choose_task
 
 if TYPE_CHECKING:

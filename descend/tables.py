@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .checks import _kind, check_huge, check_names, mostly_numbers
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -229,19 +230,6 @@ def write_table(table: pa.Table, path: str | Path, *, overwrite: bool = False) -
 # ---------------------------------------------------------------------------------------- columns
 
 
-def _kind(typ: Any) -> str:
-    """'number' for numbers and booleans, 'missing' for an all-null column, else 'text'."""
-    import pyarrow.types as pt
-
-    if pt.is_integer(typ) or pt.is_floating(typ) or pt.is_boolean(typ) or pt.is_decimal(typ):
-        return "number"
-    if pt.is_null(typ):
-        return "missing"
-    if pt.is_dictionary(typ):
-        return _kind(typ.value_type) if _kind(typ.value_type) == "number" else "text"
-    return "text"
-
-
 def _floating(typ: Any) -> bool:
     import pyarrow.types as pt
 
@@ -337,7 +325,7 @@ class Preprocessing:
         text = _text_columns(table, name, feats, target, task=task, one_hot=one_hot)
         table = _check_missing(table, name, drop_missing)
         _check_infinite(table, name, [c for c in feats + target if c not in text])
-        _check_huge(table, name, [c for c in feats + target if c not in text])
+        check_huge(table, name, [c for c in feats + target if c not in text])
         if table.num_rows < 2:
             raise InputError(
                 f"{name} has only {table.num_rows} data row; fitting needs at least 2"
@@ -602,69 +590,6 @@ def _chosen_features(table: pa.Table, name: str, target: list[str],
     return feats
 
 
-def check_names(table: pa.Table, name: str, target: Sequence[str],
-                features: Sequence[str] | None) -> None:
-    """Raise when the header of ``table`` names a column twice, or ``target``/``features``
-    name one twice (before anything selects columns by name).
-
-    Raises:
-        InputError: naming the repeated column and the fix.
-    """
-    cols = list(table.column_names)
-    dup = _repeated(cols)
-    if dup is not None:
-        shown = repr(dup) if dup else "with an empty name"
-        raise InputError(f"column {shown} appears {cols.count(dup)} times in the header of "
-                         f"{name}; give each column its own name")
-    dup = _repeated(target)
-    if dup is not None:
-        raise InputError(f"target column {dup!r} is named {list(target).count(dup)} times in "
-                         f"--target (target=); name each column once")
-    dup = _repeated(list(features or ()))
-    if dup is not None:
-        raise InputError(f"feature column {dup!r} is named {list(features or ()).count(dup)} "
-                         f"times in --features (features=); name each column once")
-    _mostly_numbers(table, name, [t for t in target if t in cols], "target")
-
-
-def _repeated(names: Sequence[str]) -> str | None:
-    """The first name that appears more than once in ``names``, or None."""
-    seen: set[str] = set()
-    for n in names:
-        if n in seen:
-            return n
-        seen.add(n)
-    return None
-
-
-def _mostly_numbers(table: pa.Table, name: str, columns: Sequence[str], what: str) -> None:
-    """Raise naming the column and row when a text column holds numbers in all but a few
-    cells: a typo in a numeric column (e.g. ``0.3o``), not categories to one-hot encode."""
-    import pyarrow.compute as pc
-
-    for c in columns:
-        col = table.column(c)
-        if _kind(col.type) != "text":
-            continue
-        values = col.to_pylist()
-        bad = []
-        for i, v in enumerate(values):
-            if v is None:
-                continue
-            try:
-                float(str(v))
-            except ValueError:
-                bad.append(i)
-                if len(bad) > 3:
-                    break
-        cells = len(values) - int(pc.sum(pc.is_null(col)).as_py() or 0)
-        if bad and len(bad) <= 3 and cells - len(bad) >= max(2, cells // 2):
-            i = bad[0]
-            raise InputError(
-                f"{what} column {c!r} of {name} holds numbers except {values[i]!r} in data row "
-                f"{i + 1} (line {i + 2} of a CSV file); correct that cell (or remove the row)")
-
-
 def _text_columns(table: pa.Table, name: str, feats: list[str], target: list[str], *,
                   task: str, one_hot: bool) -> list[str]:
     """The non-numeric feature columns (to one-hot encode).
@@ -674,9 +599,9 @@ def _text_columns(table: pa.Table, name: str, feats: list[str], target: list[str
             numeric.
     """
     text = [c for c in feats if _kind(table.column(c).type) == "text"]
-    _mostly_numbers(table, name, text, "feature")
+    mostly_numbers(table, name, text, "feature")
     if task == "regression":
-        _mostly_numbers(table, name, target, "target")
+        mostly_numbers(table, name, target, "target")
     if text and not one_hot:
         raise InputError(
             f"non-numeric feature column(s) in {name}: {', '.join(text)}; pass --one-hot "
@@ -805,25 +730,3 @@ def _check_infinite(table: pa.Table, name: str, columns: Sequence[str]) -> None:
             f"infinite values in {name}: {_counts(counts)}; replace or remove those cells"
         )
 
-
-#: Largest magnitude a numeric cell may hold: past it, squares (variances, the squared error)
-#: overflow float64.
-HUGE = 1e150
-
-
-def _check_huge(table: pa.Table, name: str, columns: Sequence[str]) -> None:
-    """Raise when a numeric column holds a value beyond :data:`HUGE` in magnitude, naming the
-    column, the row and the fix (the losses and the scaling would overflow to inf or NaN)."""
-    import numpy as np
-
-    for c in columns:
-        col = table.column(c)
-        if _kind(col.type) != "number":
-            continue
-        a = np.abs(_numbers(col).astype(np.float64))
-        if a.size and np.nanmax(a) > HUGE:
-            i = int(np.nanargmax(a))
-            raise InputError(
-                f"column {c!r} of {name} holds {_fmt(col[i].as_py())} (data row {i + 1}); past "
-                f"{HUGE:g} in magnitude squares overflow float64: divide the column by a power "
-                "of ten first")
