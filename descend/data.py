@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .errors import InputError, InputTypeError, check_fraction
 from .checks import check_names
+from .errors import InputError, InputTypeError, check_fraction
 from .tables import Preprocessing, read_table, to_table
 from .tasks import CLASSIFIER_LOSSES, check_task, choose_task
 
