@@ -55,6 +55,7 @@ from .errors import InputError
 __all__ = [
     "DEFAULT_ROOT",
     "Run",
+    "atomic_file",
     "atomic_folder",
     "device_of",
     "environment",
@@ -251,10 +252,13 @@ def _writer_gone(name: str, prefix: str) -> bool:
     """Whether ``name`` is a hidden ``PREFIX...-PID-XXXXXX`` entry descend made whose writer
     process is gone (names of any other form are never touched)."""
     m = re.match(rf"^{re.escape(prefix)}(?:.+-)?(\d+)-[0-9a-f]{{6}}$", name)
-    if m is None:
-        return False
+    return m is not None and _pid_gone(int(m.group(1)))
+
+
+def _pid_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs (one we may not signal still runs)."""
     try:
-        os.kill(int(m.group(1)), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except (PermissionError, OverflowError):
@@ -280,6 +284,35 @@ def recover(final: str | os.PathLike[str]) -> None:
                 os.rename(p, final)
             else:
                 shutil.rmtree(p, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Write the file ``final`` whole or not at all: yield a hidden temporary sibling
+    (``.NAME.tmp-PID``, same suffix) to write, then fsync it and rename it over ``final``; on
+    any error (or Ctrl-C) the temporary file goes and ``final`` is as it was. Temporary files of
+    that form left by a killed writer of ``final`` are removed first."""
+    final = Path(final)
+    for q in final.parent.glob(f".{glob.escape(final.name)}.tmp-*"):
+        m = re.fullmatch(rf"\.{re.escape(final.name)}\.tmp-(\d+){re.escape(final.suffix)}",
+                         q.name)
+        if m is not None and q.is_file() and _pid_gone(int(m.group(1))):
+            q.unlink(missing_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}{final.suffix}")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):  # some file systems cannot fsync a folder
+        _fsync_dir(final.parent)
 
 
 @contextlib.contextmanager

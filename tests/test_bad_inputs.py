@@ -559,3 +559,33 @@ def test_no_success_on_a_plateau_or_with_never_finite_validation_losses():
     assert (res.reason, res.success) == ("monitor_nonfinite", False)
     assert res.message == ("early stopping: the validation loss was never a finite number in 2 "
                            "epochs (NaN or inf): check the validation rows and the loss")
+
+
+def test_report_and_plot_replace_their_file_whole_and_clean_leftovers(ws, tmp_path,
+                                                                      monkeypatch, capsys):
+    from descend import report
+
+    monkeypatch.chdir(tmp_path)
+    stale = tmp_path / f".r.html.tmp-{_dead_pid()}.html"  # left by a killed writer
+    stale.write_text("<html")
+    (tmp_path / "r.html").write_text("the old report")
+
+    real_render, real_write = report.render_report, Path.write_text
+    monkeypatch.setattr(report, "render_report", lambda runs, title: "<html>half")
+
+    def torn(self, text, *args, **kwargs):
+        real_write(self, text[:5], *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", torn)
+    rc, _, _ = run(["report", "good", "--runs", ws / "R", "-o", "r.html"], capsys)
+    monkeypatch.setattr(Path, "write_text", real_write)
+    monkeypatch.setattr(report, "render_report", real_render)
+    assert rc == 130 and (tmp_path / "r.html").read_text() == "the old report"
+    assert sorted(os.listdir(tmp_path)) == ["r.html"]  # the stale and the torn temporaries gone
+    rc, _, _ = run(["report", "good", "--runs", ws / "R", "-o", "r.html"], capsys)
+    assert rc == 0 and (tmp_path / "r.html").read_text().startswith("<!")
+    rc, _, err = run(["plot", "good", "--runs", ws / "R", "-o", "p.png"], capsys)
+    assert rc == 0, err
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(os.listdir(tmp_path)) == ["p.png", "r.html"]
