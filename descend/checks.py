@@ -11,24 +11,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
+from .tables import _kind
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["HUGE", "check_huge", "check_names", "mostly_numbers"]
-
-
-def _kind(typ: Any) -> str:
-    """'number' for numbers and booleans, 'missing' for an all-null column, else 'text'."""
-    import pyarrow.types as pt
-
-    if pt.is_integer(typ) or pt.is_floating(typ) or pt.is_boolean(typ) or pt.is_decimal(typ):
-        return "number"
-    if pt.is_null(typ):
-        return "missing"
-    if pt.is_dictionary(typ):
-        return _kind(typ.value_type) if _kind(typ.value_type) == "number" else "text"
-    return "text"
 
 
 def _fmt(v: Any) -> str:
@@ -57,7 +45,6 @@ def check_names(table: pa.Table, name: str, target: Sequence[str],
     if dup is not None:
         raise InputError(f"feature column {dup!r} is named {list(features or ()).count(dup)} "
                          f"times in --features (features=); name each column once")
-    mostly_numbers(table, name, [t for t in target if t in cols], "target")
 
 
 def _repeated(names: Sequence[str]) -> str | None:
@@ -115,8 +102,9 @@ def check_huge(table: pa.Table, name: str, columns: Sequence[str]) -> None:
         if _kind(col.type) != "number":
             continue
         a = np.abs(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False))
-        if a.size and np.nanmax(a) > HUGE:
-            i = int(np.nanargmax(a))
+        a[~np.isfinite(a)] = 0.0  # NaN and inf have their own messages
+        if a.size and a.max() > HUGE:
+            i = int(a.argmax())
             raise InputError(
                 f"column {c!r} of {name} holds {_fmt(col[i].as_py())} (data row {i + 1}); past "
                 f"{HUGE:g} in magnitude squares overflow float64: divide the column by a power "

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .checks import check_names
+from .checks import check_huge, check_names, mostly_numbers
 from .errors import InputError, InputTypeError, check_fraction
 from .tables import Preprocessing, read_table, to_table
 from .tasks import CLASSIFIER_LOSSES, check_task, choose_task
@@ -336,6 +336,12 @@ def _prepare_table(model: Any, data: Any, val: Any, val_frac: float | None, *, t
     notes: list[str] = []
     table, name = _read(data, "the DataFrame", encoding, notes)
     check_names(table, name, targets, features)
+    chosen = [c for c in table.column_names if c not in targets
+              and (features is None or c in features)]
+    mostly_numbers(table, name, chosen, "feature")  # a typo, not a column to one-hot encode
+    if task != "classify" and loss not in CLASSIFIER_LOSSES and model != "logistic":
+        mostly_numbers(table, name, [t for t in targets if t in table.column_names], "target")
+    check_huge(table, name, [*chosen, *[t for t in targets if t in table.column_names]])
     task_name = choose_task(table, name, targets, model=model, loss=loss, task=task)
     classifier = task_name == "classification"
     prep, table = Preprocessing.fit(

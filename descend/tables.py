@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .checks import _kind, check_huge, check_names, mostly_numbers
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -230,6 +229,19 @@ def write_table(table: pa.Table, path: str | Path, *, overwrite: bool = False) -
 # ---------------------------------------------------------------------------------------- columns
 
 
+def _kind(typ: Any) -> str:
+    """'number' for numbers and booleans, 'missing' for an all-null column, else 'text'."""
+    import pyarrow.types as pt
+
+    if pt.is_integer(typ) or pt.is_floating(typ) or pt.is_boolean(typ) or pt.is_decimal(typ):
+        return "number"
+    if pt.is_null(typ):
+        return "missing"
+    if pt.is_dictionary(typ):
+        return _kind(typ.value_type) if _kind(typ.value_type) == "number" else "text"
+    return "text"
+
+
 def _floating(typ: Any) -> bool:
     import pyarrow.types as pt
 
@@ -325,7 +337,6 @@ class Preprocessing:
         text = _text_columns(table, name, feats, target, task=task, one_hot=one_hot)
         table = _check_missing(table, name, drop_missing)
         _check_infinite(table, name, [c for c in feats + target if c not in text])
-        check_huge(table, name, [c for c in feats + target if c not in text])
         if table.num_rows < 2:
             raise InputError(
                 f"{name} has only {table.num_rows} data row; fitting needs at least 2"
@@ -568,7 +579,6 @@ def _chosen_features(table: pa.Table, name: str, target: list[str],
     cols = list(table.column_names)
     if not target:
         raise InputError("give at least one target column")
-    check_names(table, name, target, features)
     for t in target:
         if t not in cols:
             raise InputError(
@@ -599,9 +609,6 @@ def _text_columns(table: pa.Table, name: str, feats: list[str], target: list[str
             numeric.
     """
     text = [c for c in feats if _kind(table.column(c).type) == "text"]
-    mostly_numbers(table, name, text, "feature")
-    if task == "regression":
-        mostly_numbers(table, name, target, "target")
     if text and not one_hot:
         raise InputError(
             f"non-numeric feature column(s) in {name}: {', '.join(text)}; pass --one-hot "
