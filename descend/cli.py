@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .errors import InputError
+from .errors import InputError, check_seed
 from .i18n import _, translate, translate_tail
 from .resume import add_resume_parser
 from .runs import add_runs_parser, descending, records
@@ -122,6 +122,7 @@ def _demo_runs(a: argparse.Namespace) -> int:
     # busy machine they stall the run many times over (measured: 1.2 s vs 22 s under load).
     torch.set_num_threads(1)
     # Check every option before printing anything.
+    check_seed("--seed", a.seed)
     lesson = None
     if a.problem is not None:
         from .lessons import get
@@ -135,11 +136,11 @@ def _demo_runs(a: argparse.Namespace) -> int:
     make_step(a.model_lr)
     MaxIter(a.max_iters)
     MaxIter(a.model_iters)
-    lrs = _floats(a.sweep_lr, "--sweep-lr") if a.sweep_lr else [lr]
+    lrs = _floats(a.sweep_lr, "--sweep-lr") if a.sweep_lr is not None else [lr]
     for v in lrs:
         make_step(v)
-    rules = _names(a.sweep_rule) if a.sweep_rule else [a.rule]
-    sweep = bool(a.sweep_lr or a.sweep_rule)
+    rules = _names(a.sweep_rule) if a.sweep_rule is not None else [a.rule]
+    sweep = a.sweep_lr is not None or a.sweep_rule is not None
     report = Path(a.report) if a.report else (Path("sweep.html") if sweep else None)
     if report is not None and not report.parent.is_dir():
         raise InputError(f"cannot write {report}: the folder {report.parent} does not exist")
@@ -308,8 +309,12 @@ def _diagnose(a: argparse.Namespace) -> int:
     from .diagnose import diagnose
 
     torch.set_num_threads(1)  # small problems: extra threads only add synchronisation
+    check_seed("--seed", a.seed)
     p = problems.notebook(a.seed) if a.problem == "notebook" else problems.get(a.problem)
     threshold = p.threshold if a.threshold is None else a.threshold
+    if threshold is not None and threshold <= p.f_star:
+        raise InputError(f"--threshold must be above the problem's optimal loss {p.f_star:g} "
+                         f"(a lower loss is never reached), got {threshold:g}")
     d = diagnose(p.fn, p.x0, a.lr, threshold=threshold, f_star=p.f_star, max_iter=a.max_hvps)
     print(_("problem {name}, {n} parameters, at its start x0").format(
         name=p.name, n=sum(t.numel() for t in _tensors(p.x0))))
@@ -372,8 +377,10 @@ def _fit_run(a: argparse.Namespace) -> int:
     folder: Path | None = getattr(a, "started", None)  # set by `descend resume`
     if folder is None and os.environ.get(STARTED):  # a rank of `--nproc`: its run folder
         folder = Path(os.environ[STARTED])
+    if out.exists() and not out.is_dir():  # refuse before any work
+        raise InputError(f"--out {out} is a file; give a folder to save the model in")
     ours = out.exists() and _ours(out, folder)
-    if out.exists() and not a.overwrite and not ours:  # refuse before any work
+    if out.exists() and not a.overwrite and not ours:
         raise InputError(f"{out} already exists; pass --overwrite to replace it")
     if a.checkpoint_every is not None:
         if a.no_record:
@@ -482,11 +489,14 @@ def _predict(a: argparse.Namespace) -> int:
 
     out = None if a.output in (None, "-") else Path(a.output)
     if out is not None:  # refuse before any work
+        if out.is_dir():
+            raise InputError(f"-o {out} is a folder; give a file name ending in .csv or "
+                             ".parquet")
         if out.exists() and not a.overwrite:
             raise InputError(f"{out} already exists; pass --overwrite to replace it")
         if not out.parent.is_dir():
             raise InputError(f"cannot write {out}: the folder {out.parent} does not exist")
-    saved = load_model(a.folder)
+    saved = load_model(a.folder, trust_code=a.trust_code)
     notes: list[str] = []
     table = read_table(a.file, encoding=a.encoding, notes=notes)
     table = saved.predict_table(table, Path(a.file).name, missing=a.missing, notes=notes)
@@ -507,10 +517,11 @@ def _evaluate(a: argparse.Namespace) -> int:
     from .models import load_model
     from .tables import read_table
 
+    saved = load_model(a.folder, trust_code=a.trust_code)  # the model first, as predict
     notes: list[str] = []
     table = read_table(a.file, encoding=a.encoding, notes=notes)
     _notes("evaluate", notes)
-    scores = load_model(a.folder).evaluate_table(table, Path(a.file).name)
+    scores = saved.evaluate_table(table, Path(a.file).name)
     print(f"rows {table.num_rows}")
     for k, v in scores.items():
         print(f"{k} {v:.6g}")
@@ -711,6 +722,10 @@ def _parser() -> _Parser:
                     "rows, or impute (fill numeric features with the training means) "
                     "(default refuse)")
     pr.add_argument("--encoding", metavar="NAME", help=encoding_help)
+    pr.add_argument("--trust-code", action="store_true",
+                    help="allow a model folder whose config.json names a model class as "
+                    "pkg.module:Class to import that module (which runs its code); only for "
+                    "folders you trust (default: refused)")
     pr.set_defaults(run=_predict)
 
     ev = sub.add_parser("evaluate", help="score a saved model on labelled rows",
@@ -719,6 +734,10 @@ def _parser() -> _Parser:
     ev.add_argument("folder", metavar="DIR", help="a model folder written by descend fit --out")
     ev.add_argument("file", metavar="FILE", help="labelled rows: a CSV or Parquet file")
     ev.add_argument("--encoding", metavar="NAME", help=encoding_help)
+    ev.add_argument("--trust-code", action="store_true",
+                    help="allow a model folder whose config.json names a model class as "
+                    "pkg.module:Class to import that module (which runs its code); only for "
+                    "folders you trust (default: refused)")
     ev.set_defaults(run=_evaluate)
 
     co = sub.add_parser("completion", help="print a shell completion script (bash, zsh, fish)",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .checks import check_huge, check_names, mostly_numbers
 from .errors import InputError, InputTypeError, check_fraction
 from .tables import Preprocessing, read_table, to_table
 from .tasks import CLASSIFIER_LOSSES, check_task, choose_task
@@ -387,6 +388,13 @@ def _prepare_table(model: Any, data: Any, val: Any, val_frac: float | None, *, t
     targets = [target] if isinstance(target, str) else list(target)
     notes: list[str] = []
     table, name = _read(data, "the DataFrame", encoding, notes)
+    check_names(table, name, targets, features)
+    chosen = [c for c in table.column_names if c not in targets
+              and (features is None or c in features)]
+    mostly_numbers(table, name, chosen, "feature")  # a typo, not a column to one-hot encode
+    if task != "classify" and loss not in CLASSIFIER_LOSSES and model != "logistic":
+        mostly_numbers(table, name, [t for t in targets if t in table.column_names], "target")
+    check_huge(table, name, [*chosen, *[t for t in targets if t in table.column_names]])
     task_name = choose_task(table, name, targets, model=model, loss=loss, task=task)
     classifier = task_name == "classification"
     prep, table = Preprocessing.fit(
@@ -396,6 +404,11 @@ def _prepare_table(model: Any, data: Any, val: Any, val_frac: float | None, *, t
     X = prep.features_of(table, name, torch.float64)
     Y = prep.targets_of(table, name, torch.float64)
     loss_name = default_loss(model, loss, len(prep.classes), task_name)
+    if loss_name == "bce" and len(prep.classes) != 2:
+        raise InputError(
+            f"--loss bce (loss='bce') needs a target of 2 classes; column {targets[0]!r} of "
+            f"{name} holds {len(prep.classes)} distinct values: use --loss cross_entropy for "
+            "more classes, or --loss mse for a quantity")
     if val_frac:
         tr, va = split_indices(len(X), val_frac, seed)
     else:
@@ -460,11 +473,37 @@ def _prepare_loader(model: Any, data: Any, val: Any, val_frac: float | None, *, 
     return Prepared(train, vsrc, None, 0, 0, default_loss(model, loss, 0))
 
 
+def _check_labels(Y: Tensor, loss_name: str | None) -> None:
+    """Raise when ``Y`` cannot be the targets of ``loss_name``: class indices (whole numbers
+    >= 0, one per row) for cross_entropy, 0/1 (or probabilities in [0, 1]) for bce; nothing is
+    truncated or broadcast silently."""
+    if loss_name not in CLASSIFIER_LOSSES or Y.is_complex():
+        return
+    Yd = Y.detach().double()
+    if not bool(torch.isfinite(Yd).all()):
+        raise InputError(f"targets of loss {loss_name} must be finite, got a non-finite value")
+    if loss_name == "cross_entropy":
+        if Y.dim() != 1:
+            raise InputError(f"cross_entropy takes one class index per row (a 1-D target), got "
+                             f"targets of shape {tuple(Y.shape)}")
+        bad = (Yd != Yd.round()) | (Yd < 0)
+        if bool(bad.any()):
+            v = Yd[bad][0].item()
+            raise InputError(f"cross_entropy takes class indices 0, 1, 2, ... as targets, got "
+                             f"{v:g}; give whole-number labels (class probabilities are not "
+                             "truncated to a class)")
+    elif bool(((Yd < 0) | (Yd > 1)).any()):
+        v = Yd[(Yd < 0) | (Yd > 1)][0].item()
+        raise InputError(f"bce takes targets 0 or 1 (or probabilities in [0, 1]), got {v:g}; "
+                         "use cross_entropy for class indices, or mse for a quantity")
+
+
 def _cast(X: Tensor, Y: Tensor, model: Any, loss_name: str | None,
           dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """Inputs as ``dtype`` (complex ones kept), targets as the loss wants them, and for a spec
     model one column per feature and per target."""
     X = X if X.is_complex() else X.to(dtype)
+    _check_labels(Y, loss_name)
     if loss_name == "cross_entropy":
         Y = Y.long()
     elif Y.is_floating_point() or loss_name is not None:

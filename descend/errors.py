@@ -58,3 +58,19 @@ def check_count(name: str, value: object, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InputError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return value
+
+
+#: The seeds accepted: whole numbers from 0 to 2**64 - 1 (``torch.manual_seed`` takes no more
+#: than 64 bits).
+SEED_RANGE = (0, 2**64 - 1)
+
+
+def check_seed(name: str, value: object) -> int:
+    """Return ``value`` or raise naming ``name`` when it is not a whole number in
+    :data:`SEED_RANGE` (past 64 bits torch cannot take it)."""
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
+        shown = repr(value) if len(repr(value)) <= 30 else repr(value)[:27] + "..."
+        raise InputError(f"{name} must be a whole number from 0 to 2**64 - 1 (64 bits), got "
+                         f"{shown}")
+    return value

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from . import distributed
 from .checkpoint import Checkpoints, check_args, fingerprint
 from .data import CLASSIFIER_LOSSES, InMemory, prepare
-from .errors import InputError, InputTypeError, check_count
+from .errors import InputError, InputTypeError, check_count, check_seed
 from .history import History
 from .loop import Observer, assemble, run
 from .models import (
@@ -195,6 +195,13 @@ def _device(device: str | torch.device) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise InputError(f"unknown device {device!r}; use cpu, cuda, cuda:1, mps, ...") from None
+    if dev.type == "meta":
+        raise InputError(f"device {device!r} holds no data (shapes only); use cpu or cuda")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {device!r} is not available here "
+                         "(torch.backends.mps.is_available() is False); use cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device {device!r} is not supported; use cpu, cuda, cuda:1 or mps")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} is not available here (torch.cuda.is_available() "
                          "is False); use cpu")
@@ -336,6 +343,7 @@ def fit(
         check_count("epochs", epochs)
     if patience is not None:
         check_count("patience", patience, minimum=0)
+    check_seed("seed", seed)
     _check_loss_and_metrics(model, loss, metrics)
     checkpoints = check_args(checkpoint, checkpoint_every, resume)  # before any work
     dev, dtype = _placement(model, device)
@@ -370,6 +378,7 @@ def fit(
             net = build_model(model, d.n_in, d.n_out, activation).to(dev, dtype)
     else:
         net = model
+    _check_outputs(net, d.train, d.loss)
     net.train()
     loss_fn: Callable[..., Tensor] = LOSSES[d.loss] if d.loss is not None else loss  # type: ignore[assignment]
     loss_fn = penalized(loss_fn, net, d.l2)
@@ -501,6 +510,45 @@ def _batching(d: Any, batch_size: int | str | None, shuffle: bool, seed: int,
     if train.batches_per_epoch == 1:
         return f"the full batch ({rows} rows)", dtype
     return f"batch_size={batch_size}", dtype
+
+
+def _check_outputs(net: nn.Module, train: Any, loss: str | None) -> None:
+    """Run the model on two training rows (eval mode, no gradients) and raise when its outputs
+    do not fit the targets under the named loss: the shapes must match (mse, mae, huber, bce:
+    no silent broadcasting of (n,) targets against (n, 1) outputs), and cross_entropy's class
+    indices must be below the number of outputs."""
+    if loss is None or not isinstance(train, InMemory) or len(train.X) == 0:
+        return
+    xb, yb = train.X[:2], train.Y[:2]
+    was = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(xb)
+    except (RuntimeError, TypeError, ValueError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"the model cannot take the inputs (rows of shape "
+                         f"{tuple(xb.shape[1:])}, {xb.dtype}): {first}") from None
+    finally:
+        net.train(was)
+    if not isinstance(out, Tensor):
+        raise InputError(f"the model must return a tensor, got {type(out).__name__}")
+    if loss == "cross_entropy":
+        top = int(train.Y.max()) if train.Y.numel() else 0
+        if out.dim() != 2 or out.shape[1] <= top:
+            raise InputError(
+                f"cross_entropy needs one output per class: the targets hold class index {top} "
+                f"but the model's outputs have shape {tuple(out.shape)} for 2 rows; give the "
+                f"model {top + 1} outputs")
+        return
+    if out.shape != yb.shape:
+        fix = (" (Y.reshape(-1, 1) for one target)" if yb.dim() == 1 and out.dim() == 2
+               and out.shape[1] == 1 else "")
+        raise InputError(
+            f"loss {loss}: the model's outputs have shape {tuple(out.shape)} for 2 rows but the "
+            f"targets {tuple(yb.shape)}; they would be broadcast, not compared row by row: give "
+            f"targets of shape (n, {', '.join(map(str, out.shape[1:]))}){fix} or a model "
+            "with one output per target column")
 
 
 def _check_loss_and_metrics(model: Any, loss: Any, metrics: Any) -> None:

@@ -193,6 +193,22 @@ class Objective:
                 "compute it from the x that fn receives, without .detach(), .item() or numpy"
             )
 
+    def _first_call(self) -> Any:
+        """``fn`` at the start; a torch error raised there (shapes, dtypes, devices that do not
+        fit ``x0``) is misuse, named as an :class:`InputError` before any iteration."""
+        try:
+            return self._eval(self.params.structure, *self.args)
+        except InputError:
+            raise
+        except (RuntimeError, TypeError, IndexError, ValueError) as e:
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            shapes = ", ".join(f"{_shape(v)} {str(v.dtype).replace('torch.', '')}"
+                               for v in self.params.values[:4])
+            raise InputError(
+                f"fn failed at the start x0 (shapes {shapes}) with {type(e).__name__}: "
+                f"{(lines[0] if lines else '')[:200]}; check that fn works on x0's shapes, "
+                "dtype and device") from e
+
     def __call__(self) -> tuple[Tensor, list[Tensor]]:
         """Return ``(loss, grads)`` at the current point.
 
@@ -207,7 +223,10 @@ class Objective:
                 return self._first()
             finally:
                 self.compile_seconds = perf_counter() - t0
-        loss = self._eval(self.params.structure, *self.args)
+        if not self._checked:
+            loss = self._first_call()
+        else:
+            loss = self._eval(self.params.structure, *self.args)
         if self._checked:  # the fast path: straight into autograd's engine
             grads = _ENGINE.run_backward(  # (outputs, seeds, keep_graph, create_graph, inputs,
                 (loss,), self._seed, False, False, self._leaves, True, False,  # allow_unused,
@@ -221,7 +240,7 @@ class Objective:
     def _first(self, loss: Any = None) -> tuple[Tensor, list[Tensor]]:
         """The first, fully checked evaluation (``loss``: ``fn`` already evaluated)."""
         if loss is None:
-            loss = self._eval(self.params.structure, *self.args)
+            loss = self._first_call()
         self._check(loss)
         grads = torch.autograd.grad(loss.reshape(()), self.params.leaves, allow_unused=True)
         unused = [n for n, g in zip(self.params.names, grads) if g is None]

@@ -253,9 +253,10 @@ def write_report(runs: Sequence[Run], path: str | os.PathLike[str],
     if not path.parent.is_dir():
         raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
     text = render_report(runs, title)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from .store import atomic_file
+
+    with atomic_file(path) as tmp:  # the old report stays whole until the new one is
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 
@@ -367,5 +368,8 @@ def plot_runs(runs: Sequence[Run], path: str | os.PathLike[str],
             _draw(ax, r.history, c, r.label if len(runs) > 1 else r.id,
                   PALETTE[i % len(PALETTE)])
         ax.legend(fontsize=8)
-    fig.savefig(path, dpi=dpi)
+    from .store import atomic_file
+
+    with atomic_file(path) as tmp:  # the format from path's suffix, which tmp keeps
+        fig.savefig(tmp, dpi=dpi, format=path.suffix[1:].lower() or "png")
     return path

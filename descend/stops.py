@@ -155,6 +155,11 @@ REASONS: dict[str, tuple[bool, str]] = {
     "val_loss_below": (
         True, N_("validation loss {val_loss:.4e} is at or below the threshold {threshold:g}"),
     ),
+    "monitor_nonfinite": (
+        False,
+        "early stopping: the {monitor} was never a finite number in {patience} epochs (NaN or "
+        "inf): check the validation rows and the loss",
+    ),
     "early_stopping": (
         True,
         N_("the {monitor} has not improved by {min_delta:g} in {patience} epochs; "
@@ -233,6 +238,15 @@ class GradNormBelow(Criterion):
 
     def __call__(self, s: LoopState) -> bool:
         return s.grad_norm <= self.tol
+
+    def resolve(self, s: LoopState) -> Criterion:
+        # A gradient norm is not scale-free: the tolerance met is a success only where the
+        # probes of not_a_minimum do not find the loss flat around x (a plateau), and, if the
+        # loss still falls there, only below the starting loss (not stuck on a slope above it).
+        flat = plateau(s)
+        if flat is None or (flat.what == "the loss still falls" and s.loss < s.loss0):
+            return self
+        return flat
 
 
 class NoImprovement(Criterion):
@@ -757,6 +771,22 @@ class EarlyStopping(Criterion):
             self.best, self.best_epoch = value, epoch
             return False
         return epoch - self.best_epoch >= self.patience
+
+    def resolve(self, s: LoopState) -> Criterion:
+        # no finite monitored loss was ever seen (NaN validation losses): not a success
+        return self if math.isfinite(self.best) else _NeverFinite(self.monitor, self.patience)
+
+
+class _NeverFinite(Criterion):
+    """Reported instead of ``early_stopping`` when the monitored loss was never finite."""
+
+    reason = "monitor_nonfinite"
+
+    def __init__(self, monitor: str = "loss", patience: int = 0) -> None:
+        self.monitor, self.patience = monitor, patience
+
+    def __call__(self, s: LoopState) -> bool:
+        return False
 
 
 #: The criteria that count epochs (``fit`` only): refused up front elsewhere.

@@ -278,7 +278,7 @@ def test_one_hot_columns_and_a_user_module(tmp_path, capsys, monkeypatch):
     assert rc == 0, err
     prep = json.loads((tmp_path / "m" / "preprocessing.json").read_text())
     assert prep["categories"] == {"color": ["blue", "red"]}
-    rc, out, err = run(["predict", "m", "d.csv"], capsys)
+    rc, out, err = run(["predict", "m", "d.csv", "--trust-code"], capsys)  # it names mynet
     assert rc == 0, err
     assert out.splitlines()[0] == '"a","color","y","y_pred"'
 
