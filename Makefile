@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint docs dist test-min bench clean chromium
+.PHONY: demo test lint docs dist test-min bench clean chromium messages
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,11 +25,23 @@ lint: $(STAMP)
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# The Korean report needs a font with Hangul (tests/test_browser_learn.py checks every glyph):
+# Debian's fonts-noto-cjk, installed when fontconfig knows no Korean font.
 chromium:
 	@if [ ! -x $(CHROMIUM) ]; then \
 		$(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	fi
 	@test -x $(CHROMIUM) || { echo "make chromium: $(CHROMIUM) is still missing" >&2; exit 1; }
+	@if [ -z "$$(fc-list :lang=ko 2>/dev/null)" ]; then \
+		$(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y fonts-noto-cjk; \
+	fi
+	@test -n "$$(fc-list :lang=ko)" || { echo "make chromium: no font with Hangul (fonts-noto-cjk)" >&2; exit 1; }
+
+# The Korean catalogue: the message ids collected from the source merged into
+# descend/locale/ko/LC_MESSAGES/descend.po (translations kept), descend.mo compiled beside it;
+# lists the ids still to translate (tests/test_i18n.py fails on any).
+messages: $(STAMP)
+	$(BIN)/python tests/catalogue.py
 
 # The API reference from the docstrings (pdoc, Google style) into docs/api/ (git-ignored).
 # Any warning pdoc prints fails the target, so the reference cannot rot.

@@ -19,10 +19,11 @@ from ._version import __version__
 from .errors import InputError
 
 if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name comes lazily
-    from . import observers, problems, report, rules, sklearn, steps, stops, store
+    from . import checkpoint, observers, problems, report, rules, sklearn, steps, stops, store
     from .diagnose import Diagnosis, diagnose
     from .fit import FitResult, fit
     from .history import History
+    from .i18n import set_language
     from .loop import DivergenceError
     from .lsq import CurveFit, LeastSquaresResult, curve_fit, least_squares
     from .minimize import minimize
@@ -39,6 +40,7 @@ __all__ = [
     "LeastSquaresResult",
     "Result",
     "__version__",
+    "checkpoint",
     "curve_fit",
     "diagnose",
     "fit",
@@ -49,6 +51,7 @@ __all__ = [
     "problems",
     "report",
     "rules",
+    "set_language",
     "sklearn",
     "steps",
     "stops",
@@ -72,8 +75,9 @@ _FROM: dict[str, tuple[str, str | None]] = {
     "least_squares": ("lsq", "least_squares"),
     "load": ("models", "load_model"),
     "minimize": ("minimize", "minimize"),
-    **{m: (m, None) for m in ("observers", "problems", "report", "rules", "sklearn", "steps",
-                              "stops", "store")},
+    "set_language": ("i18n", "set_language"),
+    **{m: (m, None) for m in ("checkpoint", "observers", "problems", "report", "rules",
+                              "sklearn", "steps", "stops", "store")},
 }
 _LAZY = frozenset(_FROM)
 # Functions that share their name with their module (`fit` in `fit.py`): importing the module

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .errors import InputError
+from .errors import InputError, check_seed
+from .i18n import _, translate, translate_tail
+from .resume import add_resume_parser
 from .runs import add_runs_parser, descending, records
 
 if TYPE_CHECKING:
@@ -24,7 +26,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        message = translate_tail(message)
+        print(_("{prog}: error: {message}").format(prog=self.prog, message=message),
+              file=sys.stderr)
         sys.exit(2)
 
 
@@ -91,13 +95,23 @@ def _g(lr: float | str) -> str:
 
 
 def _demo(a: argparse.Namespace) -> int:
+    """``descend demo``; Ctrl-C ends the current run (and skips the rest), exit 130."""
+    from .checkpoint import interrupted_by, signals
+
+    with signals(sigterm=False):
+        code = _demo_runs(a)
+        sig = interrupted_by()
+    return 128 + sig if sig is not None else code
+
+
+def _demo_runs(a: argparse.Namespace) -> int:
     import contextlib
     import tempfile
 
     import torch
 
     from .minimize import minimize
-    from .observers import Snapshots
+    from .observers import Printer, Snapshots
     from .problems import notebook
     from .report import write_report
     from .result import record_result
@@ -108,16 +122,25 @@ def _demo(a: argparse.Namespace) -> int:
     # busy machine they stall the run many times over (measured: 1.2 s vs 22 s under load).
     torch.set_num_threads(1)
     # Check every option before printing anything.
-    stop = LossBelow(a.threshold)
-    make_step(a.lr)
+    check_seed("--seed", a.seed)
+    lesson = None
+    if a.problem is not None:
+        from .lessons import get
+
+        lesson = get(a.problem)
+    lr = a.lr if a.lr is not None else (lesson.lr if lesson is not None else 1.0)
+    threshold = a.threshold if a.threshold is not None else (
+        lesson.threshold if lesson is not None else 1e-5)
+    stop = None if threshold is None else LossBelow(threshold)
+    make_step(lr)
     make_step(a.model_lr)
     MaxIter(a.max_iters)
     MaxIter(a.model_iters)
-    lrs = _floats(a.sweep_lr, "--sweep-lr") if a.sweep_lr else [a.lr]
+    lrs = _floats(a.sweep_lr, "--sweep-lr") if a.sweep_lr is not None else [lr]
     for v in lrs:
         make_step(v)
-    rules = _names(a.sweep_rule) if a.sweep_rule else [a.rule]
-    sweep = bool(a.sweep_lr or a.sweep_rule)
+    rules = _names(a.sweep_rule) if a.sweep_rule is not None else [a.rule]
+    sweep = a.sweep_lr is not None or a.sweep_rule is not None
     report = Path(a.report) if a.report else (Path("sweep.html") if sweep else None)
     if report is not None and not report.parent.is_dir():
         raise InputError(f"cannot write {report}: the folder {report.parent} does not exist")
@@ -127,43 +150,82 @@ def _demo(a: argparse.Namespace) -> int:
         root = (Path(stack.enter_context(tempfile.TemporaryDirectory())) if a.no_record
                 else records(a))
         p = notebook(a.seed)
+        fn, x0, target = p.fn, p.x0, p.target
+        name = "notebook"
+        if lesson is not None:
+            fn, x0, target, name = lesson.fn, lesson.x0, lesson.target, lesson.name
+            if not a.quiet:
+                print(_("problem {name}: {about}").format(name=name, about=_(lesson.about)))
+        if a.show_start and not sweep:
+            _show_start(fn, x0, target)
         runs: list[Run] = []
 
         def one(rule: str, lr: float, verbose: bool) -> None:
+            from .lessons import StepThrough, contour
+
             snaps = Snapshots()
-            res = minimize(p.fn, p.x0, rule=rule, lr=lr, stop=stop, max_iter=a.max_iters,
-                           verbose=verbose, observers=[snaps])
+            watch: list[Any] = [snaps]
+            if verbose:  # the notebook's lines, then (--step) the wait for Enter
+                watch += [Printer(), StepThrough()] if a.step else [Printer()]
+            res = minimize(fn, x0, rule=rule, lr=lr, stop=stop, max_iter=a.max_iters,
+                           observers=watch)
             label = f"{rule} lr={_g(lr)}"
-            print(f"{label + ': ' if sweep else ''}x: stopped after {res.nit} iterations, "
-                  f"{res.message} [{res.reason}]")
+            print((_("{label}: x: stopped after {nit} iterations, {message} [{reason}]") if sweep
+                   else _("x: stopped after {nit} iterations, {message} [{reason}]")).format(
+                       label=label, nit=res.nit, message=res.message, reason=res.reason))
             if a.explain:
                 print("\n" + res.explain())
             summary = res.diagnose().summary() if res.diagnose is not None else None
-            runs.append(record_result(root, res, snapshots=snaps, target=p.target,
+            snap = snaps.data(target)
+            if snap is not None:  # the loss around the path, for the report's contour view
+                snap["contour"] = contour(fn, snap["values"], snap["shapes"][0], target)
+            runs.append(record_result(root, res, snapshots=snap, target=target,
                                       diagnostics=summary,
                                       env=_env(a, a.seed), config={
-                                          "kind": "demo", "problem": "notebook", "label": label,
-                                          "rule": rule, "lr": lr, "threshold": a.threshold,
+                                          "kind": "demo", "problem": name, "label": label,
+                                          "rule": rule, "lr": lr, "threshold": threshold,
                                           "max_iter": a.max_iters, "seed": a.seed}))
 
         recorded = runs
         if sweep:
-            # every variant from the same start p.x0 (tensors are never mutated)
+            # every variant from the same start x0 (tensors are never mutated)
             for rule in rules:
-                for lr in lrs:
-                    one(rule, lr, verbose=False)
+                for v in lrs:
+                    one(rule, v, verbose=False)
         else:
-            one(a.rule, a.lr, verbose=not a.quiet)
-            recorded = [*runs, _demo_model(a, stop, root)]
+            one(a.rule, lr, verbose=not a.quiet)
+            if lesson is None:  # the notebook's second half
+                recorded = [*runs, _demo_model(a, stop, root)]
         if not a.no_record:  # after the summaries, which keep the notebook's order
             for r in recorded:
-                print(f"recorded {root / r.id}")
+                print(_("recorded {path}").format(path=root / r.id))
         if report is not None:
-            title = ("The notebook: x pulled to the target by gradient descent" if not sweep
-                     else f"The notebook, {len(runs)} variants from the same start")
+            title = (_("The notebook: x pulled to the target by gradient descent")
+                     if not sweep and lesson is None else
+                     _("{problem}: x pulled to its minimum by gradient descent").format(
+                         problem=name) if not sweep else
+                     _("The notebook, {n} variants from the same start").format(n=len(runs))
+                     if lesson is None else
+                     _("{problem}, {n} variants from the same start").format(
+                         problem=name, n=len(runs)))
             write_report(runs, report, title=title)
-            print(f"report: {report}")
+            print(_("report: {path}").format(path=report))
     return 0
+
+
+def _show_start(fn: Any, x0: Any, target: Any) -> None:
+    """``--show-start``: what the notebook shows before its loop (its cells ``target``, ``x``
+    and ``loss``), each label marked with ``#`` so a diff against the notebook stays easy."""
+    import torch
+
+    print(_("# target (the values x should reach):"))
+    print(target)
+    print(_("# x, the start, before the first step:"))
+    print(x0)
+    with torch.no_grad():
+        loss = float(fn(x0))
+    print(_("# loss before the first step: {loss:.4e}").format(loss=loss))
+    print()
 
 
 def _demo_model(a: argparse.Namespace, stop: Any, root: Path) -> Run:
@@ -185,18 +247,20 @@ def _demo_model(a: argparse.Namespace, stop: Any, root: Path) -> Run:
     model = nn.Linear(5, 3)
     every = max(1, a.model_iters // 10)
     if not a.quiet:
-        print(f"\nnn.Linear(5, 3), rule gd (what optim.SGD does), lr={_g(a.model_lr)}: "
-              f"fitting 200 rows of y = W x + b + noise")
+        print("\n" + _("nn.Linear(5, 3), rule gd (what optim.SGD does), lr={lr}: fitting 200 "
+                       "rows of y = W x + b + noise").format(lr=_g(a.model_lr)))
     snaps = Snapshots()
     res2 = minimize(lambda m: F.mse_loss(m(X), Y), model, rule="gd", lr=a.model_lr,
                     stop=stop, max_iter=a.model_iters,
                     observers=[snaps] if a.quiet else [Printer(every=every, show_x=False), snaps])
     err = (model.weight.detach() - W).abs().max().item()
-    print(f"model: stopped after {res2.nit} iterations, {res2.message} [{res2.reason}]; "
-          f"loss {res2.history.loss[0]:.4e} -> {res2.loss:.4e}, max |W - W_true| = {err:.3f}")
+    print(_("model: stopped after {nit} iterations, {message} [{reason}]; loss {first:.4e} -> "
+            "{last:.4e}, max |W - W_true| = {err:.3f}").format(
+                nit=res2.nit, message=res2.message, reason=res2.reason,
+                first=res2.history.loss[0], last=res2.loss, err=err))
     if res2.reason == "max_iter" and res2.history.loss[-2] > res2.loss:
-        print("model: the loss was still falling at the cap: raise --model-lr (try 0.1, or "
-              "auto) or --model-iters")
+        print(_("model: the loss was still falling at the cap: raise --model-lr (try 0.1, or "
+                "auto) or --model-iters"))
     run = record_result(root, res2, snapshots=snaps, target=torch.cat([W.reshape(-1), b]),
                         env=_env(a, a.seed), config={
                             "kind": "demo", "problem": "notebook-linear",
@@ -245,11 +309,15 @@ def _diagnose(a: argparse.Namespace) -> int:
     from .diagnose import diagnose
 
     torch.set_num_threads(1)  # small problems: extra threads only add synchronisation
+    check_seed("--seed", a.seed)
     p = problems.notebook(a.seed) if a.problem == "notebook" else problems.get(a.problem)
     threshold = p.threshold if a.threshold is None else a.threshold
+    if threshold is not None and threshold <= p.f_star:
+        raise InputError(f"--threshold must be above the problem's optimal loss {p.f_star:g} "
+                         f"(a lower loss is never reached), got {threshold:g}")
     d = diagnose(p.fn, p.x0, a.lr, threshold=threshold, f_star=p.f_star, max_iter=a.max_hvps)
-    print(f"problem {p.name}, {sum(t.numel() for t in _tensors(p.x0))} parameters, at its "
-          "start x0")
+    print(_("problem {name}, {n} parameters, at its start x0").format(
+        name=p.name, n=sum(t.numel() for t in _tensors(p.x0))))
     print(d)
     return 0
 
@@ -273,14 +341,64 @@ def _fmt_scores(scores: dict[str, float], prefix: str) -> str:
 
 
 def _fit(a: argparse.Namespace) -> int:
+    """``descend fit``; SIGINT/SIGTERM stop it after the iteration, keeping the work, exit
+    130/143."""
+    from .checkpoint import interrupted_by, signals
+
+    with signals():
+        code = _fit_run(a)
+        sig = interrupted_by()
+    return 128 + sig if sig is not None else code
+
+
+def _ours(out: Path, folder: Path | None) -> bool:
+    """Whether the model folder ``out`` was saved by the started run ``folder`` (resumed)."""
+    import json
+
+    try:
+        return folder is not None and json.loads(
+            (out / "config.json").read_text()).get("run") == folder.name
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _fit_run(a: argparse.Namespace) -> int:
+    import os
+    import shutil
     from pathlib import Path
 
+    from .checkpoint import LATEST, PREVIOUS, parse_every
+    from .distributed import STARTED, is_main, launch
     from .fit import fit
+    from .resume import start_run
     from .stops import Criterion, TimeLimit, TrainLossBelow
 
     out = Path(a.out)
-    if out.exists() and not a.overwrite:  # refuse before any work
+    folder: Path | None = getattr(a, "started", None)  # set by `descend resume`
+    if folder is None and os.environ.get(STARTED):  # a rank of `--nproc`: its run folder
+        folder = Path(os.environ[STARTED])
+    if out.exists() and not out.is_dir():  # refuse before any work
+        raise InputError(f"--out {out} is a file; give a folder to save the model in")
+    ours = out.exists() and _ours(out, folder)
+    if out.exists() and not a.overwrite and not ours:
         raise InputError(f"{out} already exists; pass --overwrite to replace it")
+    if a.checkpoint_every is not None:
+        if a.no_record:
+            raise InputError("--checkpoint-every needs the run record (checkpoints go into the "
+                             "run folder); drop --no-record")
+        parse_every(a.checkpoint_every, "--checkpoint-every")
+    if a.nproc is not None:  # N local processes through torch's launcher, each running this
+        argv = list(a.argv)
+        i = argv.index("--nproc") if "--nproc" in argv else -1
+        argv = argv[:i] + argv[i + 2:] if i >= 0 else [x for x in argv
+                                                       if not x.startswith("--nproc=")]
+        fresh = folder is None and not a.no_record
+        if fresh:  # the run folder first, so that `descend resume` restarts the N processes
+            folder = start_run(records(a), list(a.argv))
+        code = launch(a.nproc, argv, started=folder)
+        if fresh and code == 2 and folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)  # refused before it started
+        return code
     stop: list[Criterion] = []
     if a.loss_below is not None:
         stop.append(TrainLossBelow(a.loss_below))
@@ -288,23 +406,33 @@ def _fit(a: argparse.Namespace) -> int:
         stop.append(TimeLimit(a.time_limit))
     val = a.val_file if a.val_file is not None else (a.val or None)
     patience = a.patience  # None: fit's automatic method decides; 0: off
-    root = None if a.no_record else records(a)
-    res = fit(
-        a.model, a.file, target=_columns(a.target), features=_columns(a.features), val=val,
-        loss=a.loss, rule=a.rule, lr=a.lr, batch_size=a.batch_size, epochs=a.epochs,
-        stop=stop or None, max_iter=a.max_iter, patience=patience,
-        standardize=not a.no_standardize,
-        one_hot=a.one_hot, drop_missing=a.drop_missing, drop_constant=a.drop_constant,
-        activation=a.activation, seed=a.seed, device=a.device, progress=not a.quiet,
-        on_divergence=a.on_divergence, task=a.task, l2=a.l2, encoding=a.encoding,
-    )
+    root = None if a.no_record or not is_main() else records(a)
+    resume, fresh = None, False
+    if root is not None and folder is None:
+        folder, fresh = start_run(root, list(a.argv)), True
+    elif folder is not None and any((folder / "checkpoint" / n).exists()
+                                    for n in (LATEST, PREVIOUS)):
+        resume = folder / "checkpoint"
+    try:
+        res = _fit_call(a, fit, val, stop, patience, folder, resume)
+    except InputError:
+        if fresh and folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)  # it did not start: leave nothing
+        raise
+    if not is_main():  # under torchrun rank 0 prints, saves and records
+        return 0
+    interrupted = res.reason == "interrupted"
     prep = res.preprocessing
     assert prep is not None
     _notes("fit", prep.notes)
     print(f"method: {res.method}")
     print(f"stopped after {res.epochs} epochs ({res.nit} iterations, {res.seconds:.1f} s): "
           f"{res.message} [{res.reason}]")
-    if res.restored_best:
+    if interrupted:
+        print(f"interrupted: saving the weights of the best epoch so far, {res.best_epoch}"
+              if res.restored_best or res.best_epoch else
+              f"interrupted before an epoch ended: saving the weights of iteration {res.nit}")
+    elif res.restored_best:
         print(f"restored the weights of the best epoch, {res.best_epoch}")
     print(f"task: {prep.task}, loss {res.loss_name}, l2 penalty {prep.l2:.4g}")
     print(f"train: {_fmt_scores(res.metrics, 'train_')}")
@@ -317,20 +445,40 @@ def _fit(a: argparse.Namespace) -> int:
         "drop_missing": a.drop_missing, "drop_constant": a.drop_constant, "data": str(a.file),
         "task": prep.task, "l2": prep.l2, "encoding": a.encoding,
     }
-    res.save(out, overwrite=a.overwrite, options=options)
+    if folder is not None:
+        options["run"] = folder.name
+    res.save(out, overwrite=a.overwrite or ours, options=options)
     print(f"saved the model to {out}")
     if root is not None:
         from .fit import record_fit
 
+        assert folder is not None
         run = record_fit(root, res, config={
-            "kind": "fit", "problem": Path(a.file).name, "model": a.model, **options})
+            "kind": "fit", "problem": Path(a.file).name, "model": a.model, **options},
+            run_id=folder.name, started=True)
         print(f"recorded {root / run.id}")
     return 0
 
 
+def _fit_call(a: argparse.Namespace, fit: Any, val: Any, stop: list[Any], patience: Any,
+              folder: Path | None, resume: Path | None) -> Any:
+    return fit(
+        a.model, a.file, target=_columns(a.target), features=_columns(a.features), val=val,
+        loss=a.loss, rule=a.rule, lr=a.lr, batch_size=a.batch_size, epochs=a.epochs,
+        stop=stop or None, max_iter=a.max_iter, patience=patience,
+        standardize=not a.no_standardize,
+        one_hot=a.one_hot, drop_missing=a.drop_missing, drop_constant=a.drop_constant,
+        activation=a.activation, seed=a.seed, device=a.device, progress=not a.quiet,
+        on_divergence=a.on_divergence, task=a.task, l2=a.l2, encoding=a.encoding,
+        stream=a.stream, checkpoint=folder / "checkpoint" if folder is not None else None,
+        checkpoint_every=a.checkpoint_every, resume=resume,
+    )
+
+
 def _notes(command: str, notes: list[str]) -> None:
     for note in notes:
-        print(f"descend {command}: note: {note}", file=sys.stderr)
+        print(_("descend {command}: note: {note}").format(command=command, note=translate(note)),
+              file=sys.stderr)
 
 
 def _predict(a: argparse.Namespace) -> int:
@@ -341,11 +489,14 @@ def _predict(a: argparse.Namespace) -> int:
 
     out = None if a.output in (None, "-") else Path(a.output)
     if out is not None:  # refuse before any work
+        if out.is_dir():
+            raise InputError(f"-o {out} is a folder; give a file name ending in .csv or "
+                             ".parquet")
         if out.exists() and not a.overwrite:
             raise InputError(f"{out} already exists; pass --overwrite to replace it")
         if not out.parent.is_dir():
             raise InputError(f"cannot write {out}: the folder {out.parent} does not exist")
-    saved = load_model(a.folder)
+    saved = load_model(a.folder, trust_code=a.trust_code)
     notes: list[str] = []
     table = read_table(a.file, encoding=a.encoding, notes=notes)
     table = saved.predict_table(table, Path(a.file).name, missing=a.missing, notes=notes)
@@ -366,10 +517,11 @@ def _evaluate(a: argparse.Namespace) -> int:
     from .models import load_model
     from .tables import read_table
 
+    saved = load_model(a.folder, trust_code=a.trust_code)  # the model first, as predict
     notes: list[str] = []
     table = read_table(a.file, encoding=a.encoding, notes=notes)
     _notes("evaluate", notes)
-    scores = load_model(a.folder).evaluate_table(table, Path(a.file).name)
+    scores = saved.evaluate_table(table, Path(a.file).name)
     print(f"rows {table.num_rows}")
     for k, v in scores.items():
         print(f"{k} {v:.6g}")
@@ -387,11 +539,12 @@ def _parser() -> _Parser:
     d = sub.add_parser("demo", help="run the notebook: a 3x3 x pulled to a target, then "
                        "nn.Linear(5, 3) fitted with SGD",
                        description="Runs the gradient-descent notebook line for line.")
-    d.add_argument("--lr", type=_lr, default=1.0,
+    d.add_argument("--lr", type=_lr, default=None,
                    help="step size for x: a number or auto, armijo, wolfe, polyak, bb, adaptive "
-                   "(default 1.0)")
-    d.add_argument("--threshold", type=float, default=1e-5,
-                   help="stop when the loss is at or below this (default 1e-5)")
+                   "(default 1.0; with --problem, the problem's own)")
+    d.add_argument("--threshold", type=float, default=None,
+                   help="stop when the loss is at or below this (default 1e-5; with --problem, "
+                   "the problem's own)")
     d.add_argument("--seed", type=int, default=0, help="torch.manual_seed before rand_like "
                    "(default 0)")
     d.add_argument("--rule", default="gd", help="update rule for x (default gd)")
@@ -414,6 +567,13 @@ def _parser() -> _Parser:
                    "or sweep.html")
     d.add_argument("--runs", metavar="DIR", help=runs_help)
     d.add_argument("--no-record", action="store_true", help="write no run record")
+    d.add_argument("--problem", metavar="NAME", help="a learner problem of two parameters "
+                   "instead of the notebook: bowl (bowl:K for condition number K), rosenbrock, "
+                   "saddle, linreg")
+    d.add_argument("--show-start", action="store_true", help="first print the target, the "
+                   "starting x and its loss, as the notebook's cells show them")
+    d.add_argument("--step", action="store_true", help="wait for Enter after each iteration "
+                   "(q then Enter runs to the end)")
     d.set_defaults(run=_demo)
 
     common = _Parser(add_help=False)
@@ -533,8 +693,18 @@ def _parser() -> _Parser:
     arg("--overwrite", action="store_true", help="replace the --out folder if it exists")
     arg("--quiet", action="store_true", help="no progress display")
     arg("--runs", metavar="DIR", help=runs_help)
-    arg("--no-record", action="store_true", help="write no run record")
+    arg("--no-record", action="store_true", help="write no run record (and no checkpoints)")
+    arg("--checkpoint-every", metavar="N", help="checkpoint the run into its run folder every "
+        "N iterations (100) or seconds (30s, 5m), and at each epoch's end (default 30s); "
+        "`descend resume RUN` continues a stopped run")
+    arg("--nproc", type=int, metavar="N", help="train data-parallel in N local processes "
+        "(torch.distributed's launcher, gloo on the CPU); on several machines run torchrun "
+        "-m descend fit ... instead (see the README)")
+    arg("--stream", action=argparse.BooleanOptionalAction, default=None,
+        help="stream a Parquet file or folder by row groups instead of loading it (default: "
+        "streamed when its columns as float64 exceed 2 GiB)")
     f.set_defaults(run=_fit)
+    add_resume_parser(sub, common, p)
 
     pr = sub.add_parser("predict", help="predict with a saved model",
                         description="Writes the rows of FILE with one column <target>_pred per "
@@ -552,6 +722,10 @@ def _parser() -> _Parser:
                     "rows, or impute (fill numeric features with the training means) "
                     "(default refuse)")
     pr.add_argument("--encoding", metavar="NAME", help=encoding_help)
+    pr.add_argument("--trust-code", action="store_true",
+                    help="allow a model folder whose config.json names a model class as "
+                    "pkg.module:Class to import that module (which runs its code); only for "
+                    "folders you trust (default: refused)")
     pr.set_defaults(run=_predict)
 
     ev = sub.add_parser("evaluate", help="score a saved model on labelled rows",
@@ -560,6 +734,10 @@ def _parser() -> _Parser:
     ev.add_argument("folder", metavar="DIR", help="a model folder written by descend fit --out")
     ev.add_argument("file", metavar="FILE", help="labelled rows: a CSV or Parquet file")
     ev.add_argument("--encoding", metavar="NAME", help=encoding_help)
+    ev.add_argument("--trust-code", action="store_true",
+                    help="allow a model folder whose config.json names a model class as "
+                    "pkg.module:Class to import that module (which runs its code); only for "
+                    "folders you trust (default: refused)")
     ev.set_defaults(run=_evaluate)
 
     co = sub.add_parser("completion", help="print a shell completion script (bash, zsh, fish)",
@@ -571,7 +749,26 @@ def _parser() -> _Parser:
     co.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
     co.set_defaults(run=_completion)
     _path_hints(p)
+    _languages(p)
     return p
+
+
+def _languages(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """``--lang`` on every command; every help and description in the current language."""
+    if top or not any("--lang" in act.option_strings for act in parser._actions):
+        parser.add_argument("--lang", choices=LANGS, default=None if top else argparse.SUPPRESS,
+                            help="language of the messages: en or ko (default $DESCEND_LANG, "
+                            "else the locale, else en)")
+    if parser.description:
+        parser.description = _(parser.description)
+    for act in parser._actions:
+        if act.help and act.help != argparse.SUPPRESS:
+            act.help = _(act.help)
+        if isinstance(act, argparse._SubParsersAction):
+            for c in act._choices_actions:
+                c.help = _(c.help) if c.help else c.help
+            for sub in dict.fromkeys(act.choices.values()):
+                _languages(sub, top=False)
 
 
 # What shtab completes for an argument: its own FILE and DIRECTORY hints, written out here so
@@ -601,10 +798,42 @@ def _version() -> str:
     return f"descend {__version__}"
 
 
+LANGS = ("en", "ko")
+
+
+def _lang_option(args: Sequence[str]) -> str | None:
+    """The value of ``--lang`` in ``args`` (before parsing: the parser's own text depends on
+    it); an unknown value is left to argparse to refuse."""
+    for i, tok in enumerate(args):
+        if tok == "--":
+            break
+        value = (args[i + 1] if tok == "--lang" and i + 1 < len(args)
+                 else tok[7:] if tok.startswith("--lang=") else None)
+        if value in LANGS:
+            return value
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
-    parser = _parser()
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    The language: ``--lang``, else ``$DESCEND_LANG``, else the locale, else English
+    (:func:`descend.i18n.choose`); put back as it was on return."""
+    from . import i18n
+
     args = list(sys.argv[1:] if argv is None else argv)
+    before = i18n.get_language()
+    lang = i18n.choose(_lang_option(args))
+    i18n.set_language(lang if lang in LANGS else "en")
+    try:
+        with i18n.argparse_language():
+            return _main(args)
+    finally:
+        i18n.set_language(before)
+
+
+def _main(args: list[str]) -> int:
+    parser = _parser()
     try:
         a = parser.parse_args(descending(args))
     except SystemExit as e:
@@ -613,11 +842,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(a.run(a))
     except InputError as e:
-        print(f"descend {a.command}: error: {e}", file=sys.stderr)
+        from .distributed import is_main
+
+        if is_main():  # under torchrun every rank has the same error: rank 0 says it
+            print(_("descend {command}: error: {message}").format(command=a.command, message=e),
+                  file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        if type(e).__name__ != "PeerLost":  # descend.distributed's: a rank of the job died
+            raise
+        import os
+
+        if not os.environ.get("DESCEND_NPROC"):  # under --nproc the launcher says which
+            print(f"descend {a.command}: error: {e}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # e.g. `descend demo | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print(f"descend {a.command}: interrupted", file=sys.stderr)
+        print(_("descend {command}: interrupted").format(command=a.command), file=sys.stderr)
         return 130

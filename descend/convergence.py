@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .i18n import N_, _
+
 if TYPE_CHECKING:
     from .state import LoopState
 
@@ -61,17 +63,17 @@ def first_order(s: LoopState, c: float, typx: Sequence[Tensor] | None = None) ->
 
 
 #: What a run that cannot go on should try, by dtype.
-HINT_FLOAT32 = ("the problem may be badly scaled or too ill-conditioned for float32: try "
+HINT_FLOAT32 = N_("the problem may be badly scaled or too ill-conditioned for float32: try "
                 "float64 (x0.double()), rescaling the parameters to similar sizes, or another "
                 "start")
-HINT_FLOAT64 = ("the problem may be badly scaled or the gradient may not match the loss: try "
+HINT_FLOAT64 = N_("the problem may be badly scaled or the gradient may not match the loss: try "
                 "rescaling the parameters to similar sizes, checking the gradient, or another "
                 "start")
 
 
 def hint(s: LoopState) -> str:
     """What to try when a run cannot go on, for its dtype."""
-    return HINT_FLOAT32 if eps_of(s) > 1e-10 else HINT_FLOAT64
+    return _(HINT_FLOAT32 if eps_of(s) > 1e-10 else HINT_FLOAT64)
 
 
 def _rms(x: Tensor) -> Tensor:
@@ -133,12 +135,12 @@ def not_a_minimum(s: LoopState) -> str | None:
     probes = [at(m) for m in moves]
     # a fall counts when it goes on at twice the move (a slope, not the loss's round-off noise)
     if any(f < s.loss - band and at(m, 2.0) < f - band for f, m in zip(probes, moves)):
-        return "the loss still falls"
+        return _("the loss still falls")
     if all(abs(f - s.loss) <= band for f in probes):
-        return "the loss does not change"
+        return _("the loss does not change")
     if small:  # a parameter that mattered at the start and has no effect here has saturated
         mattered = [bool(v) for g0 in s.start_grads for v in (g0.reshape(-1) != 0).tolist()]
         if any(abs(f - s.loss) <= band and m for f, m in zip(probes, mattered)):
-            return ("the loss does not change along a parameter that mattered at the start "
-                    "(it saturated)")
+            return _("the loss does not change along a parameter that mattered at the start "
+                     "(it saturated)")
     return None

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .checks import check_huge, check_names, mostly_numbers
 from .errors import InputError, InputTypeError, check_fraction
 from .tables import Preprocessing, read_table, to_table
 from .tasks import CLASSIFIER_LOSSES, check_task, choose_task
@@ -72,15 +73,18 @@ class InMemory:
         self.shuffle = shuffle and self.batches_per_epoch > 1
         self.generator = torch.Generator().manual_seed(seed)
         self._perm: Tensor | None = None
+        self._epoch = -1  # the epoch whose permutation _perm is
 
     def batch(self, k: int) -> tuple[Tensor, Tensor]:
-        """Batch ``k`` of the run (``k = 0, 1, ...``)."""
+        """Batch ``k`` of the run (``k = 0, 1, ...``); a new epoch draws its permutation, and
+        asking again for a batch of the current epoch draws nothing."""
         j = k % self.batches_per_epoch
         b = self.batch_size
         if not self.shuffle:
             return self.X[j * b:(j + 1) * b], self.Y[j * b:(j + 1) * b]
-        if j == 0 or self._perm is None:
+        if self._perm is None or k // self.batches_per_epoch != self._epoch:
             self._perm = torch.randperm(self.n, generator=self.generator).to(self.X.device)
+            self._epoch = k // self.batches_per_epoch
         idx = self._perm[j * b:(j + 1) * b]
         return self.X.index_select(0, idx), self.Y.index_select(0, idx)
 
@@ -95,12 +99,18 @@ class InMemory:
             yield self.X[i:i + size], self.Y[i:i + size]
 
     def state_dict(self) -> dict[str, Any]:
-        """The shuffling generator's state."""
-        return {"generator": self.generator.get_state()}
+        """The data order: the shuffling generator's state, the current epoch's permutation
+        (``perm``, None before the first or without shuffling) and that epoch (``epoch``)."""
+        return {"generator": self.generator.get_state(), "perm": self._perm,
+                "epoch": self._epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the shuffling generator."""
+        """Restore the data order from :meth:`state_dict`."""
         self.generator.set_state(state["generator"])
+        if "perm" in state:
+            perm = state["perm"]
+            self._perm = perm.to(self.X.device) if perm is not None else None
+            self._epoch = state["epoch"]
 
     def __repr__(self) -> str:
         return (f"InMemory(n={self.n}, batch_size={self.batch_size}, "
@@ -124,6 +134,9 @@ class FromLoader:
         self.loader = loader
         self.device = device
         self._it: Iterator[Any] | None = None
+        self._next = 0  # the index in the pass of the batch next() gives
+        self._start: dict[str, Any] | None = None  # the random states where the pass began
+        self._resumed = False
         self.n = len(loader.dataset) if hasattr(loader, "dataset") else -1
 
     def _pair(self, item: Any) -> tuple[Tensor, Tensor]:
@@ -141,14 +154,55 @@ class FromLoader:
         return x, y
 
     def batch(self, k: int) -> tuple[Tensor, Tensor]:
-        """Batch ``k`` of the run."""
-        if k % self.batches_per_epoch == 0 or self._it is None:
-            self._it = iter(self.loader)
-        try:
-            return self._pair(next(self._it))
-        except StopIteration:  # the loader was shorter than its len(): start the next pass
-            self._it = iter(self.loader)
-            return self._pair(next(self._it))
+        """Batch ``k`` of the run. In a resumed run (:meth:`load_state_dict`) the current pass
+        is begun again from the random states it began with (torch's and the loader
+        generator's) and walked to batch ``k``."""
+        j = k % self.batches_per_epoch
+        if self._resumed and self._start is not None:
+            item = self._replay(j)
+        else:
+            if j == 0 or self._it is None:
+                self._begin()
+            try:
+                item = next(self._it)  # type: ignore[arg-type]
+            except StopIteration:  # the loader was shorter than its len(): the next pass
+                self._begin()
+                item = next(self._it)  # type: ignore[arg-type]
+        self._resumed = False
+        self._next = j + 1
+        return self._pair(item)
+
+    def _begin(self) -> None:
+        """A new pass over the loader; the random states it begins with are kept."""
+        gen = getattr(self.loader, "generator", None)
+        self._start = {"torch": torch.get_rng_state(),
+                       "loader": gen.get_state() if gen is not None else None}
+        self._it = iter(self.loader)
+
+    def _replay(self, j: int) -> Any:
+        """Batch ``j`` of the pass begun at ``_start``, walked to from its beginning."""
+        assert self._start is not None
+        gen = getattr(self.loader, "generator", None)
+        now = torch.get_rng_state()
+        torch.set_rng_state(self._start["torch"])
+        if gen is not None and self._start["loader"] is not None:
+            gen.set_state(self._start["loader"])
+        self._it = iter(self.loader)
+        for _ in range(j):
+            next(self._it)
+        item = next(self._it)
+        torch.set_rng_state(now)
+        return item
+
+    def state_dict(self) -> dict[str, Any]:
+        """The data order: the random states where the current pass began (``start``: torch's
+        and the loader generator's) and the index of the next batch in it (``next``)."""
+        return {"start": self._start, "next": self._next}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the data order; the next :meth:`batch` walks the pass to its place."""
+        self._start, self._next, self._it = state["start"], state["next"], None
+        self._resumed = True
 
     def sizes(self) -> list[int]:
         """Rows per batch are not known ahead for a loader: equal weights."""
@@ -334,6 +388,13 @@ def _prepare_table(model: Any, data: Any, val: Any, val_frac: float | None, *, t
     targets = [target] if isinstance(target, str) else list(target)
     notes: list[str] = []
     table, name = _read(data, "the DataFrame", encoding, notes)
+    check_names(table, name, targets, features)
+    chosen = [c for c in table.column_names if c not in targets
+              and (features is None or c in features)]
+    mostly_numbers(table, name, chosen, "feature")  # a typo, not a column to one-hot encode
+    if task != "classify" and loss not in CLASSIFIER_LOSSES and model != "logistic":
+        mostly_numbers(table, name, [t for t in targets if t in table.column_names], "target")
+    check_huge(table, name, [*chosen, *[t for t in targets if t in table.column_names]])
     task_name = choose_task(table, name, targets, model=model, loss=loss, task=task)
     classifier = task_name == "classification"
     prep, table = Preprocessing.fit(
@@ -343,6 +404,11 @@ def _prepare_table(model: Any, data: Any, val: Any, val_frac: float | None, *, t
     X = prep.features_of(table, name, torch.float64)
     Y = prep.targets_of(table, name, torch.float64)
     loss_name = default_loss(model, loss, len(prep.classes), task_name)
+    if loss_name == "bce" and len(prep.classes) != 2:
+        raise InputError(
+            f"--loss bce (loss='bce') needs a target of 2 classes; column {targets[0]!r} of "
+            f"{name} holds {len(prep.classes)} distinct values: use --loss cross_entropy for "
+            "more classes, or --loss mse for a quantity")
     if val_frac:
         tr, va = split_indices(len(X), val_frac, seed)
     else:
@@ -407,11 +473,37 @@ def _prepare_loader(model: Any, data: Any, val: Any, val_frac: float | None, *, 
     return Prepared(train, vsrc, None, 0, 0, default_loss(model, loss, 0))
 
 
+def _check_labels(Y: Tensor, loss_name: str | None) -> None:
+    """Raise when ``Y`` cannot be the targets of ``loss_name``: class indices (whole numbers
+    >= 0, one per row) for cross_entropy, 0/1 (or probabilities in [0, 1]) for bce; nothing is
+    truncated or broadcast silently."""
+    if loss_name not in CLASSIFIER_LOSSES or Y.is_complex():
+        return
+    Yd = Y.detach().double()
+    if not bool(torch.isfinite(Yd).all()):
+        raise InputError(f"targets of loss {loss_name} must be finite, got a non-finite value")
+    if loss_name == "cross_entropy":
+        if Y.dim() != 1:
+            raise InputError(f"cross_entropy takes one class index per row (a 1-D target), got "
+                             f"targets of shape {tuple(Y.shape)}")
+        bad = (Yd != Yd.round()) | (Yd < 0)
+        if bool(bad.any()):
+            v = Yd[bad][0].item()
+            raise InputError(f"cross_entropy takes class indices 0, 1, 2, ... as targets, got "
+                             f"{v:g}; give whole-number labels (class probabilities are not "
+                             "truncated to a class)")
+    elif bool(((Yd < 0) | (Yd > 1)).any()):
+        v = Yd[(Yd < 0) | (Yd > 1)][0].item()
+        raise InputError(f"bce takes targets 0 or 1 (or probabilities in [0, 1]), got {v:g}; "
+                         "use cross_entropy for class indices, or mse for a quantity")
+
+
 def _cast(X: Tensor, Y: Tensor, model: Any, loss_name: str | None,
           dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """Inputs as ``dtype`` (complex ones kept), targets as the loss wants them, and for a spec
     model one column per feature and per target."""
     X = X if X.is_complex() else X.to(dtype)
+    _check_labels(Y, loss_name)
     if loss_name == "cross_entropy":
         Y = Y.long()
     elif Y.is_floating_point() or loss_name is not None:

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from .errors import InputError, InputTypeError, check_fraction, check_positive
+from .i18n import _
 from .objective import Objective, Params
 
 __all__ = ["Diagnosis", "diagnose", "diagnose_at", "lanczos_extremes"]
@@ -147,35 +148,44 @@ class Diagnosis:
         return _iterations(self.loss, t, self.f_star, self.contraction_at(lr))
 
     def __str__(self) -> str:
+        head = (_("Diagnosis (local estimates at x0, from the quadratic model built with 1 "
+                  "Hessian-vector product{exact}):") if self.hvps == 1 else
+                _("Diagnosis (local estimates at x0, from the quadratic model built with {hvps} "
+                  "Hessian-vector products{exact}):"))
+        top = (_("  top curvature L ~ {L}, bottom curvature mu ~ {mu}") if self.convex else
+               _("  top curvature L ~ {L}, bottom curvature mu ~ {mu} (not convex here)"))
         lines = [
-            "Diagnosis (local estimates at x0, from the quadratic model built with "
-            f"{self.hvps} Hessian-vector product{'' if self.hvps == 1 else 's'}"
-            f"{'; exact' if self.exact else ''}):",
-            f"  loss {self.loss:.4e}, gradient norm {self.grad_norm:.4e}",
-            f"  top curvature L ~ {self.L:.6g}, bottom curvature mu ~ {self.mu:.6g}"
-            + ("" if self.convex else " (not convex here)"),
-            f"  condition number ~ {self.condition:.6g}",
-            f"  stable steps: 0 < lr < 2/L ~ {self.lr_max:.6g}; one-step lr 1/L ~ "
-            f"{self.lr_one_step:.6g}; fastest fixed lr ~ {self.lr_fastest:.6g} "
-            f"(contraction {self.contraction_fastest:.4g} per step)",
+            head.format(hvps=self.hvps, exact=_("; exact") if self.exact else ""),
+            _("  loss {loss:.4e}, gradient norm {grad_norm:.4e}").format(
+                loss=self.loss, grad_norm=self.grad_norm),
+            top.format(L=f"{self.L:.6g}", mu=f"{self.mu:.6g}"),
+            _("  condition number ~ {condition:.6g}").format(condition=self.condition),
+            _("  stable steps: 0 < lr < 2/L ~ {lr_max:.6g}; one-step lr 1/L ~ {lr_one_step:.6g}; "
+              "fastest fixed lr ~ {lr_fastest:.6g} (contraction {contraction:.4g} per "
+              "step)").format(lr_max=self.lr_max, lr_one_step=self.lr_one_step,
+                              lr_fastest=self.lr_fastest, contraction=self.contraction_fastest),
         ]
         if self.lr is not None and self.contraction is not None:
-            lines.append(f"  at lr = {self.lr:g}: error contraction ~ {self.contraction:.4g} per "
-                         f"step, loss factor ~ {self.contraction ** 2:.4g}")
+            lines.append(_("  at lr = {lr:g}: error contraction ~ {contraction:.4g} per step, "
+                           "loss factor ~ {factor:.4g}").format(
+                               lr=self.lr, contraction=self.contraction,
+                               factor=self.contraction ** 2))
         if self.threshold is not None:
-            at_lr = "" if self.lr is None else f"{_count(self.iterations)} at lr = {self.lr:g}, "
-            lines.append(
-                f"  predicted gd iterations to loss <= {self.threshold:.10g} "
-                f"(assuming f* = {self.f_star:.10g}): {at_lr}"
-                f"{_count(self.iterations_fastest)} at the fastest lr"
-            )
+            fields = {"threshold": self.threshold, "f_star": self.f_star, "lr": self.lr,
+                      "at_lr": _count(self.iterations),
+                      "fastest": _count(self.iterations_fastest)}
+            text = (_("  predicted gd iterations to loss <= {threshold:.10g} (assuming f* = "
+                      "{f_star:.10g}): {fastest} at the fastest lr") if self.lr is None else
+                    _("  predicted gd iterations to loss <= {threshold:.10g} (assuming f* = "
+                      "{f_star:.10g}): {at_lr} at lr = {lr:g}, {fastest} at the fastest lr"))
+            lines.append(text.format(**fields))
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return (
             f"Diagnosis(local estimates: L={self.L:.6g}, mu={self.mu:.6g}, "
             f"condition={self.condition:.6g}, lr_max={self.lr_max:.6g}, lr={_g(self.lr)}, "
-            f"contraction={_g(self.contraction)}, iterations={_count(self.iterations)}, "
+            f"contraction={_g(self.contraction)}, iterations={_count(self.iterations, str)}, "
             f"hvps={self.hvps})"
         )
 
@@ -184,10 +194,10 @@ def _g(v: float | None) -> str:
     return "None" if v is None else f"{v:.6g}"
 
 
-def _count(k: float | None) -> str:
+def _count(k: float | None, say: Callable[[str], str] = _) -> str:
     if k is None:
-        return "n/a"
-    return "never" if math.isinf(k) else str(int(k))
+        return say("n/a")
+    return say("never") if math.isinf(k) else str(int(k))
 
 
 def _contraction(lr: float, big: float, small: float) -> float:
@@ -255,7 +265,7 @@ def lanczos_extremes(
         alphas.append(float(basis[-1] @ w))
         # full reorthogonalisation, twice ("twice is enough"): keeps Q orthonormal in floats
         qmat = torch.stack(basis, 1)
-        for _ in range(2):
+        for _twice in range(2):
             w = w - qmat @ (qmat.T @ w)
         beta = float(w.norm())
         t = torch.diag(torch.tensor(alphas, dtype=torch.float64))
@@ -398,7 +408,7 @@ def diagnose_at(
         hvp = _HVP(fn, params, args)
         # H v carries the round-off of the parameters' dtype (float32 for the notebook)
         eps = max(torch.finfo(v.dtype).eps for v in values)
-        big, small, _, exact = lanczos_extremes(
+        big, small, _steps, exact = lanczos_extremes(
             hvp, sum(hvp.sizes), max_iter=max_iter, rtol=rtol, seed=seed,
             exact_tol=max(1e-12, 10 * eps))
     finally:

@@ -40,8 +40,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from . import distributed
+from .checkpoint import Checkpoints, check_args, fingerprint
 from .data import CLASSIFIER_LOSSES, InMemory, prepare
-from .errors import InputError, InputTypeError, check_count
+from .errors import InputError, InputTypeError, check_count, check_seed
 from .history import History
 from .loop import Observer, assemble, run
 from .models import (
@@ -54,12 +56,13 @@ from .models import (
     evaluate,
     penalized,
 )
-from .objective import MiniBatchObjective, Params
+from .objective import Params
 from .observers import EpochProgress, Epochs
 from .result import Result, outcome
 from .rules import Rule
 from .steps import Step
 from .stops import DEFAULT_MAX_ITER, Criterion, EarlyStopping
+from .stream import loaded, prepare_stream, wanted
 from .tables import Preprocessing
 
 if TYPE_CHECKING:
@@ -192,6 +195,13 @@ def _device(device: str | torch.device) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise InputError(f"unknown device {device!r}; use cpu, cuda, cuda:1, mps, ...") from None
+    if dev.type == "meta":
+        raise InputError(f"device {device!r} holds no data (shapes only); use cpu or cuda")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {device!r} is not available here "
+                         "(torch.backends.mps.is_available() is False); use cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device {device!r} is not supported; use cpu, cuda, cuda:1 or mps")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} is not available here (torch.cuda.is_available() "
                          "is False); use cpu")
@@ -201,6 +211,7 @@ def _device(device: str | torch.device) -> torch.device:
     return dev
 
 
+@distributed.joined
 def fit(
     model: nn.Module | str,
     data: Any,
@@ -233,6 +244,10 @@ def fit(
     task: str | None = None,
     l2: float | None = None,
     encoding: str | None = None,
+    stream: bool | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | str | None = None,
+    resume: str | os.PathLike[str] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data`` by mini-batch gradient descent, on the loop of ``minimize``.
 
@@ -244,7 +259,8 @@ def fit(
             ``"linear"``, ``"logistic"`` (classifier: binary with ``bce``, multi-class with
             ``cross_entropy``), ``"mlp:64,64"``, or ``"pkg.mod:Class"``.
         data: ``(X, Y)`` tensors or numpy arrays, a pandas DataFrame (or pyarrow Table), a torch
-            ``Dataset`` or ``DataLoader`` yielding ``(x, y)``, or a CSV/Parquet path.
+            ``Dataset`` or ``DataLoader`` yielding ``(x, y)``, a CSV/Parquet path, or a Parquet
+            folder or ``pyarrow.dataset.Dataset`` (streamed when large: see ``stream``).
         target: the target column(s) of a table.
         features: the feature columns of a table (default: all other columns).
         val: validation data: a fraction of the rows held out at random (seeded), or a
@@ -302,6 +318,18 @@ def fit(
             training loss; validation and final scores report the loss without it. Default: 0,
             and ``1 / n_train`` for classifiers built from a spec (scikit-learn's ``C=1``).
         encoding: the text encoding of a CSV file (default: detected; UTF-8 or CP949).
+        stream: stream a Parquet file, folder or ``pyarrow.dataset.Dataset`` by row groups
+            instead of loading it (:mod:`descend.stream`). Default: streamed when its columns
+            as float64 exceed :data:`~descend.stream.STREAM_BYTES`; False always loads it.
+        checkpoint: a folder to write checkpoints into (:mod:`descend.checkpoint`): every
+            ``checkpoint_every`` (iterations, or seconds as ``"30s"``; default ``"30s"``), at
+            the end of each epoch of mini-batches, and when SIGINT or SIGTERM stops the run
+            (reason ``"interrupted"``; the model then holds the best epoch's weights so far).
+        checkpoint_every: see ``checkpoint``.
+        resume: a checkpoint folder to continue from, mid-epoch included (checkpoints go on
+            into it unless ``checkpoint`` names another); the other arguments and the data must
+            be those of the checkpointed run (the data's sha256 is compared). The result is
+            bitwise that of the uninterrupted run (same threads and device).
 
     Returns:
         A :class:`FitResult`.
@@ -315,28 +343,42 @@ def fit(
         check_count("epochs", epochs)
     if patience is not None:
         check_count("patience", patience, minimum=0)
+    check_seed("seed", seed)
     _check_loss_and_metrics(model, loss, metrics)
+    checkpoints = check_args(checkpoint, checkpoint_every, resume)  # before any work
     dev, dtype = _placement(model, device)
-    if isinstance(model, str) and batch_size in ("auto", None):
+    world = distributed.current()  # several processes under torchrun: see descend.distributed
+    dev = world.device(dev)
+    streaming = wanted(data, stream)
+    data = data if streaming else loaded(data)
+    if isinstance(model, str) and batch_size in ("auto", None) and not streaming:
         dtype = torch.float64  # the full batch to the optimum, as scikit-learn computes it
     root = None
-    if record is not None and record is not False:
+    if record is not None and record is not False and world.main:
         from .store import records_root
 
         root = records_root(record)  # checked before any work
 
-    d = prepare(model, data, val, target=target, features=features, loss=loss,
-                batch_size=batch_size if isinstance(batch_size, int) else FULL_BATCH,
-                standardize=standardize, one_hot=one_hot, drop_missing=drop_missing,
-                drop_constant=drop_constant, shuffle=shuffle, seed=seed, dtype=dtype, device=dev,
-                task=task, l2=l2, encoding=encoding)
+    d = distributed.agree(world, lambda: (
+        prepare_stream if streaming else prepare)(
+        model, data, val, target=target, features=features, loss=loss,
+        batch_size=batch_size if isinstance(batch_size, int) else
+        AUTO_BATCH if streaming and batch_size == "auto" else FULL_BATCH,
+        standardize=standardize, one_hot=one_hot, drop_missing=drop_missing,
+        drop_constant=drop_constant, shuffle=shuffle, seed=seed, dtype=dtype, device=dev,
+        task=task, l2=l2, encoding=encoding,
+        **({"rank": world.rank, "world": world.size} if streaming else {})))
     batching, dtype = _batching(d, batch_size, shuffle, seed, dtype)
+    d.train = distributed.shard(d.train, world)
+    if world.active:
+        batching += f", shared by {world.size} processes ({world.backend})"
     if isinstance(model, str):
         with torch.random.fork_rng(devices=[]):  # seed the weights, not the caller's generator
             torch.manual_seed(seed)
             net = build_model(model, d.n_in, d.n_out, activation).to(dev, dtype)
     else:
         net = model
+    _check_outputs(net, d.train, d.loss)
     net.train()
     loss_fn: Callable[..., Tensor] = LOSSES[d.loss] if d.loss is not None else loss  # type: ignore[assignment]
     loss_fn = penalized(loss_fn, net, d.l2)
@@ -348,12 +390,14 @@ def fit(
 
     def validate() -> dict[str, float]:
         assert val_src is not None
-        return evaluate(net, val_src, loss_fn, head, metric_list)
+        # rank 0 scores, every rank reads the same numbers (and so stops alike)
+        return world.same(evaluate(net, val_src, loss_fn, head, metric_list)
+                          if world.main else {})
 
     names = [m if isinstance(m, str) else getattr(m, "__name__", "metric") for m in metric_list]
     bpe = d.train.batches_per_epoch
     log = Epochs(bpe, d.train.sizes(), validate if val_src is not None else None, names)
-    objective = MiniBatchObjective(net, params, loss_fn, d.train)
+    objective = distributed.objective(net, params, loss_fn, d.train, world)
     objective.epochs = log
     unbounded = stop is None and max_iter is None and epochs is None
     stopping = ""
@@ -369,13 +413,23 @@ def fit(
     parts = assemble(
         params, rule=rule, lr=lr, stop=stop, max_iter=max_iter, callback=callback,
         observers=[log, *observers], on_divergence=on_divergence,
-        progress=(lambda total: EpochProgress(log, total)) if progress else False,
+        progress=(lambda total: EpochProgress(log, total)) if progress and world.main
+        else False,
         counts_epochs=True,
         minibatch=None if bpe == 1 else f"{batching} splits the training rows into {bpe} "
                                         "mini-batches",
         epochs=epochs, patience=patience or None, validation=val_src is not None)
+    parts.criteria = distributed.agreed(parts.criteria, world)
     method = f"{parts.rule.name} with {parts.step.describe()} on {batching}" + (
         f"; {stopping}" if stopping else "")
+    if checkpoints or world.active:  # several ranks: every rank resumes, rank 0 writes
+        trained = data if isinstance(data, (str, os.PathLike)) else \
+            [d.train.X, d.train.Y] if isinstance(d.train, InMemory) else ()
+        parts.checkpoints = Checkpoints(
+            parts, fingerprint(parts, params, type(net), trained) if checkpoints else {},
+            folder=(checkpoint if checkpoint is not None else resume) if world.main else None,
+            every=checkpoint_every, resume=resume, epochs=bpe if bpe > 1 else None,
+            agree=world.any if world.active else None)
 
     t0 = perf_counter()
     s, fired = run(objective, parts)
@@ -386,15 +440,20 @@ def fit(
     if early and early[0].restore_best and log.best_values and s.values is not log.best_values:
         params.set(log.best_values)
         restored = True
-    final = {}
-    if metric_list:  # metrics=[] skips the final passes over the data
+    elif fired.reason == "interrupted" and log.best_values and s.values is not log.best_values:
+        params.set(log.best_values)  # the best weights so far (the checkpoint has the last)
+        restored = True
+    final: dict[str, float] = {}
+    if metric_list and world.main:  # metrics=[] skips the final passes over the data
         train_eval = InMemory(d.train.X, d.train.Y, 65536, shuffle=False) \
             if isinstance(d.train, InMemory) else d.train
         final.update({f"train_{k}": v for k, v in
-                      evaluate(net, train_eval, loss_fn, head, metric_list).items()})
+                      evaluate(net, train_eval, loss_fn, head,
+                               getattr(train_eval, "eval_metrics", metric_list)).items()})
         if val_src is not None:
             final.update({f"val_{k}": v for k, v in
                           evaluate(net, val_src, loss_fn, head, metric_list).items()})
+    final = world.same(final)  # rank 0's scores, on every rank
     best_val = math.nan
     if val_src is not None and log.best_epoch:
         best_val = log.history.extra["val_loss"][log.best_epoch - 1]
@@ -431,7 +490,7 @@ def _batching(d: Any, batch_size: int | str | None, shuffle: bool, seed: int,
     why. Returns that and the dtype to train in."""
     train = d.train
     if not isinstance(train, InMemory):
-        return "the loader's batches", dtype
+        return getattr(train, "describe", "the loader's batches"), dtype
     rows = len(train.X)
     cols = train.X.shape[1] if train.X.dim() > 1 else 1
     if batch_size == "auto":
@@ -451,6 +510,45 @@ def _batching(d: Any, batch_size: int | str | None, shuffle: bool, seed: int,
     if train.batches_per_epoch == 1:
         return f"the full batch ({rows} rows)", dtype
     return f"batch_size={batch_size}", dtype
+
+
+def _check_outputs(net: nn.Module, train: Any, loss: str | None) -> None:
+    """Run the model on two training rows (eval mode, no gradients) and raise when its outputs
+    do not fit the targets under the named loss: the shapes must match (mse, mae, huber, bce:
+    no silent broadcasting of (n,) targets against (n, 1) outputs), and cross_entropy's class
+    indices must be below the number of outputs."""
+    if loss is None or not isinstance(train, InMemory) or len(train.X) == 0:
+        return
+    xb, yb = train.X[:2], train.Y[:2]
+    was = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(xb)
+    except (RuntimeError, TypeError, ValueError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"the model cannot take the inputs (rows of shape "
+                         f"{tuple(xb.shape[1:])}, {xb.dtype}): {first}") from None
+    finally:
+        net.train(was)
+    if not isinstance(out, Tensor):
+        raise InputError(f"the model must return a tensor, got {type(out).__name__}")
+    if loss == "cross_entropy":
+        top = int(train.Y.max()) if train.Y.numel() else 0
+        if out.dim() != 2 or out.shape[1] <= top:
+            raise InputError(
+                f"cross_entropy needs one output per class: the targets hold class index {top} "
+                f"but the model's outputs have shape {tuple(out.shape)} for 2 rows; give the "
+                f"model {top + 1} outputs")
+        return
+    if out.shape != yb.shape:
+        fix = (" (Y.reshape(-1, 1) for one target)" if yb.dim() == 1 and out.dim() == 2
+               and out.shape[1] == 1 else "")
+        raise InputError(
+            f"loss {loss}: the model's outputs have shape {tuple(out.shape)} for 2 rows but the "
+            f"targets {tuple(yb.shape)}; they would be broadcast, not compared row by row: give "
+            f"targets of shape (n, {', '.join(map(str, out.shape[1:]))}){fix} or a model "
+            "with one output per target column")
 
 
 def _check_loss_and_metrics(model: Any, loss: Any, metrics: Any) -> None:
@@ -494,7 +592,8 @@ def _metric_list(metrics: Any, head: Head, loss_name: str | None) -> list[Any]:
 
 
 def record_fit(root: str | os.PathLike[str], res: FitResult, *,
-               config: dict[str, Any] | None = None) -> Any:
+               config: dict[str, Any] | None = None, run_id: str | None = None,
+               started: bool = False) -> Any:
     """Write a run record (:mod:`descend.store`) of a fit: the per-iteration history, with the
     per-epoch validation columns (``val_*``) placed on each epoch's last iteration (nan
     elsewhere), the summary and the final weights. Returns the :class:`~descend.store.Run`."""
@@ -511,4 +610,5 @@ def record_fit(root: str | os.PathLike[str], res: FitResult, *,
             if 0 <= it < rows:
                 values[it] = v
         extra[name] = values
-    return record_result(root, res, config=config, extra_columns=extra)
+    return record_result(root, res, config=config, extra_columns=extra, run_id=run_id,
+                         started=started)

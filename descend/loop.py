@@ -16,6 +16,11 @@ line search and refused on mini-batches, every check up front, the divergence gu
     update     x <- x - alpha u; line.accept(alpha)                 (loop: the only place x moves)
     record     one row of history; observers see it                 (history, observers)
 
+At the top of each pass, before ``stop?``, the run's state is settled: there a checkpoint is
+written when due and a signal (SIGINT, SIGTERM) stops the run with reason ``interrupted``; a
+resumed run starts there from its checkpoint instead of evaluating the start
+(:mod:`descend.checkpoint`, :attr:`Parts.checkpoints`).
+
 When a divergence guard fires (:class:`~descend.stops.NonFinite`, :class:`~descend.stops.Diverged`)
 the loop does what ``on_divergence`` says:
 
@@ -26,6 +31,13 @@ the loop does what ``on_divergence`` says:
   recorded as one row (the best point again; column ``backtrack`` = 1; a rollback, not an
   iteration). After
   :data:`MAX_BACKTRACKS` backtracks the guard stops the run with its reason.
+
+Two fast paths leave the numbers unchanged. On large parameters the update writes into spare
+storage the run owns (:class:`~descend.state.Spare`) rather than new tensors. With
+``read_every=k`` (a fixed or scheduled step) the rows stay tensors on the device and are read
+every ``k`` iterations in one host synchronisation; ``stop?`` then asks the criteria row by row
+(:meth:`LoopState.read <descend.state.LoopState.read>`) and the run stops on the row where one
+held, with that row's ``x``.
 """
 
 from __future__ import annotations
@@ -38,18 +50,20 @@ from typing import Any
 
 import torch
 
+from .checkpoint import interrupted_by, signals
 from .errors import InputError, check_count
 from .objective import Objective, Params
 from .observers import Printer, Progress
 from .rules import Rule, TorchOptimizer, make_rule
 from .state import Line, LoopState
-from .steps import Step, make_step
+from .steps import Constant, Schedule, Step, make_step
 from .stops import (
     EPOCH_CRITERIA,
     Callback,
     Criterion,
     Diverged,
     EarlyStopping,
+    Interrupted,
     MaxEpochs,
     MaxIter,
     NonFinite,
@@ -112,6 +126,10 @@ class Parts:
         on_divergence: one of :data:`GUARD_ACTIONS`.
         lr: the ``lr`` as resolved (a number, a name or the object given), for records.
         chosen: whether the method was chosen for the caller (no ``lr``, or ``"auto"``).
+        checkpoints: the checkpoint hook (:class:`descend.checkpoint.Checkpoints`): writes
+            checkpoints, restores a resumed run; None for neither.
+        read_every: read the rows from the device every this many iterations (used with a
+            fixed or scheduled step; 1 with any other).
     """
 
     rule: Rule
@@ -121,6 +139,8 @@ class Parts:
     on_divergence: str = "stop"
     lr: Any = None
     chosen: bool = False
+    checkpoints: Any = None
+    read_every: int = 1
 
     @property
     def max_iter(self) -> int | None:
@@ -154,6 +174,7 @@ def assemble(
     epochs: int | None = None,
     patience: int | None = None,
     validation: bool = False,
+    read_every: int = 1,
 ) -> Parts:
     """Resolve a front end's arguments into the parts of a run: the one policy.
 
@@ -183,6 +204,7 @@ def assemble(
             data, a few words on how they split it (used in the quasi-Newton refusal).
         epochs, patience, validation: ``fit``'s epoch cap, early-stopping patience, and whether
             validation data exist (``ValLossBelow`` needs them).
+        read_every: see :attr:`Parts.read_every`.
 
     Raises:
         InputError: on any bad argument, before any work.
@@ -199,7 +221,7 @@ def assemble(
     if callback is not None:
         given.append(Callback(callback))
     parts = Parts(the_rule, step, criteria_list(given, max_iter), list(observers),
-                  on_divergence, lr, chosen)
+                  on_divergence, lr, chosen, read_every=check_count("read_every", read_every))
     if verbose:
         parts.observers.append(Printer())
     if progress:
@@ -265,8 +287,10 @@ def run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
     Raises:
         DivergenceError: with ``on_divergence="raise"``, when a guard fires.
     """
+    ck = parts.checkpoints
     try:
-        s, fired = _run(objective, parts)
+        with signals(sigterm=ck is not None and ck.folder is not None):
+            s, fired = _run(objective, parts)
         _warn_low_precision(s, fired)
         return s, fired
     finally:
@@ -338,30 +362,56 @@ def _guard(s: LoopState, fired: Criterion, parts: Parts) -> bool:
     return False
 
 
+def _interrupted(ck: Any) -> Interrupted:
+    import signal
+
+    num = interrupted_by()
+    name = signal.Signals(num).name if num is not None else "a signal"
+    return Interrupted(name, ck.message_hint() if ck is not None else
+                       "pass checkpoint=PATH to keep the state of an interrupted run")
+
+
+def _ask(criteria: list[Criterion], s: LoopState) -> Criterion | None:
+    """The criterion that fires on the current row, if any (see :func:`~descend.stops.pick`)."""
+    for i, c in enumerate(criteria):
+        if c(s):
+            return pick([c, *(d for d in criteria[i + 1:] if d(s))], s)
+    return None
+
+
 def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
     params, rule, step, criteria = objective.params, parts.rule, parts.step, parts.criteria
     s = LoopState(objective, rule, step)
-    rule.init(params.values)
-    step.reset()
+    if isinstance(step, (Constant, Schedule)):  # steps that read no loss between the reads
+        s.read_every = parts.read_every
     backtrack = parts.on_divergence == "backtrack"
     searches = step.searches
-    if backtrack:
-        s.info["backtrack"] = 0
-    # evaluate (the start): this iteration's batch, then loss and gradient at x
-    objective.draw()
-    loss_t, grads = objective()
-    s.record(loss_t, grads)
-    s.loss0 = s.loss
-    for obs in parts.observers:
-        obs(s)
+    ck = parts.checkpoints
+    if ck is None or not ck.restore(s):  # resume: the state as checkpointed, else the start
+        rule.init(params.values)
+        step.reset()
+        if backtrack:
+            s.info["backtrack"] = 0
+        # evaluate (the start): this iteration's batch, then loss and gradient at x
+        objective.draw()
+        loss_t, grads = objective()
+        s.record(loss_t, grads)
+        s.loss0 = s.loss
+        for obs in parts.observers:
+            obs(s)
     while True:
-        # stop?  (several at once: a success reason wins over a cap)
-        for i, c in enumerate(criteria):
-            if c(s):
-                fired = pick([c, *(d for d in criteria[i + 1:] if d(s))], s)
+        # checkpoint? (when due)  interrupted? (a signal asked to stop: after a checkpoint)
+        if s.pending and interrupted_by() is not None:
+            s.read_every = 1  # rows read in chunks: read them now, stop at the next top
+        elif ck.at_top(s) if ck is not None else interrupted_by() is not None:
+            return s, _interrupted(ck)
+        # stop?  (several at once: a success reason wins over a cap; rows read in chunks are
+        #        asked one by one, and the run stops on the row where a criterion held)
+        fired = None
+        for _ in s.read(parts.observers, parts.max_iter):
+            fired = _ask(criteria, s)
+            if fired is not None:
                 break
-        else:
-            fired = None
         if fired is not None:
             if _guard(s, fired, parts) or _rescale(s, fired, parts):
                 for obs in parts.observers:
@@ -406,6 +456,6 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
             s.info["ls_evals"] = line.evals
         if backtrack:
             s.info["backtrack"] = 0
-        s.record(loss_t, grads)
-        for obs in parts.observers:
-            obs(s)
+        if s.record(loss_t, grads, defer=True):  # else kept, as tensors, for the next read
+            for obs in parts.observers:
+                obs(s)

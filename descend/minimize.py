@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .checkpoint import Checkpoints, check_args, fingerprint
 from .errors import InputError, InputTypeError
 from .loop import Observer, assemble, run
 from .objective import Objective, Params
@@ -39,6 +40,11 @@ def minimize(
     progress: bool = False,
     record: str | os.PathLike[str] | bool | None = None,
     on_divergence: str | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | str | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    compile: bool = False,
+    read_every: int = 1,
 ) -> Result:
     """Minimise ``f(x) = fn(x, *args)`` by gradient descent from ``x0``.
 
@@ -87,6 +93,26 @@ def minimize(
             diverges: ``"backtrack"`` (return to the best point, halve the step, restart the
             rule; each backtrack is a history row with ``backtrack`` = 1), ``"stop"`` (stop with
             the reason) or ``"raise"`` (raise :class:`descend.loop.DivergenceError`).
+        checkpoint: a folder to write checkpoints into (:mod:`descend.checkpoint`): all the
+            run needs to continue exactly, written crash-safe.
+        checkpoint_every: how often: a number of iterations (``100``) or of seconds
+            (``"30s"``, ``"5m"``); default ``"30s"``. A checkpoint is also written when SIGINT
+            or SIGTERM stops the run (reason ``"interrupted"``).
+        resume: a checkpoint folder to continue from (checkpoints then go on into it unless
+            ``checkpoint`` names another); the other arguments must describe the same run.
+            The result is bitwise that of the uninterrupted run (same threads and device).
+        compile: evaluate the loss and gradient through ``torch.compile`` (opt-in; pays on
+            small problems, where Python overhead dominates, and on a GPU). The iterates match
+            the uncompiled run to rounding; the time spent compiling is
+            ``result.compile_seconds`` (also inside ``result.seconds``).
+        read_every: with a fixed or scheduled ``lr``, keep the loss and gradient norm on the
+            device and read them every ``read_every`` iterations in one host synchronisation
+            (two per iteration otherwise: worth it on a GPU). The criteria are then asked row
+            by row and the run stops exactly where one held, with that iterate: the result and
+            history are those of ``read_every=1``. Costs up to ``read_every`` iterates and
+            gradients in memory, and up to ``read_every - 1`` evaluations past the stop (not
+            counted in ``nfev``); observers see each row at the read. Not with ``checkpoint``
+            or ``resume`` (a checkpoint holds whole rows).
 
     Returns:
         A :class:`~descend.result.Result`; not converging is a result with a reason, never an
@@ -97,11 +123,20 @@ def minimize(
         DivergenceError: only with ``on_divergence="raise"``.
     """
     fn, x0, numpy_in = _scipy_style(fn, fun, x0)
+    checkpoints = check_args(checkpoint, checkpoint_every, resume)  # before any work
     params = Params(x0)
-    objective = Objective(fn, params, args)
+    objective = Objective(fn, params, args, compile=compile)
     parts = assemble(params, rule=rule, lr=lr, stop=stop, max_iter=max_iter, callback=callback,
                      observers=observers, progress=progress, verbose=verbose,
-                     on_divergence=on_divergence)
+                     on_divergence=on_divergence, read_every=read_every)
+    if checkpoints:
+        if parts.read_every > 1:
+            raise InputError(f"read_every={read_every} cannot be combined with checkpoint or "
+                             "resume (a checkpoint holds rows already read); pass read_every=1")
+        parts.checkpoints = Checkpoints(
+            parts, fingerprint(parts, params, fn, args),
+            folder=checkpoint if checkpoint is not None else resume, every=checkpoint_every,
+            resume=resume)
     fixed = parts.step.lr if isinstance(parts.step, Constant) else None
     start = start_diagnosis(fn, params, args, fixed, parts.criteria)  # for explain; lazy
     snaps = None
@@ -116,7 +151,8 @@ def minimize(
     s, fired = run(objective, parts)
     seconds = perf_counter() - t0
 
-    res = Result(**outcome(s, fired, seconds, parts.step.describe()), diagnose=start)
+    res = Result(**outcome(s, fired, seconds, parts.step.describe()), diagnose=start,
+                 compile_seconds=objective.compile_seconds)
     if numpy_in:
         res = dataclasses.replace(res, x=_numpy(res.x), best_x=_numpy(res.best_x),
                                   jac=_numpy(res.jac))

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from .data import CLASSIFIER_LOSSES, FromLoader, InMemory, as_tensor, is_table
 from .errors import InputError
 from .history import History
-from .store import _write_json, _write_torch, atomic_folder
+from .store import _write_json, _write_torch, atomic_folder, load_weights
 from .tables import Preprocessing, read_table, to_table
 
 if TYPE_CHECKING:
@@ -557,33 +557,63 @@ class Saved:
                         list(DEFAULT_METRICS[head.task]))
 
 
-def load_model(folder: str | Path) -> Saved:
+def is_code(spec: object) -> bool:
+    """Whether the model spec ``spec`` names code to import (``pkg.mod:Class``)."""
+    return (isinstance(spec, str) and ":" in spec and not spec.startswith(":")
+            and not spec.startswith("mlp:"))
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path.name} is damaged (not JSON: {e})") from None
+
+
+def load_model(folder: str | Path, *, trust_code: bool = False) -> Saved:
     """Load a folder written by :func:`save_model`.
 
+    A folder is data, not code: ``weights.pt`` is read with ``torch.load(weights_only=True)``
+    (tensors only), and a model class named in ``config.json`` as ``pkg.mod:Class`` is
+    imported (which runs that module's code) only with ``trust_code=True``.
+
+    Args:
+        folder: the model folder.
+        trust_code: allow importing the module a ``pkg.mod:Class`` model names
+            (``--trust-code``). Only for folders whose source you trust.
+
     Raises:
-        InputError: the folder is missing or not a descend model folder.
+        InputError: the folder is missing, damaged or not a descend model folder, or names a
+            module to import without ``trust_code``.
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not (folder / "weights.pt").is_file():
         raise InputError(f"{folder} is not a saved descend model (no config.json/weights.pt); "
                          "create one with descend fit ... --out DIR")
     try:
-        config = json.loads((folder / "config.json").read_text())
-        prep = Preprocessing.from_state_dict(
-            json.loads((folder / "preprocessing.json").read_text()))
+        config = _json(folder / "config.json")
+        if not isinstance(config, dict):
+            raise ValueError("config.json is not a JSON object")
+        spec = config.get("model")
+        if is_code(spec) and not trust_code:
+            raise InputError(
+                f"{folder} names the model class {spec!r}: loading it would import and run the "
+                f"module {str(spec).partition(':')[0]!r}; pass --trust-code (trust_code=True) "
+                "only if you trust where the folder came from")
+        prep = Preprocessing.from_state_dict(_json(folder / "preprocessing.json"))
         metrics_path = folder / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        metrics = _json(metrics_path) if metrics_path.is_file() else {}
         if config.get("format") != FORMAT:
             raise ValueError(f"unknown format {config.get('format')!r}")
         model = build_model(config["model"], config["in_features"], config["out_features"],
                             config.get("activation", "relu"))
         model.to(getattr(torch, config.get("dtype", "float32")))  # as trained (float64: full batch)
-        state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+        state = load_weights(folder / "weights.pt", f"the model in {folder}")
         model.load_state_dict(state)
     except InputError:
         raise
-    except (ValueError, KeyError, TypeError, RuntimeError, OSError) as e:
+    except (ValueError, KeyError, TypeError, RuntimeError, OSError, AttributeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"cannot load the model in {folder}: {first}") from None
+        raise InputError(f"cannot load the model in {folder}: {first[:300]}") from None
     model.eval()
     return Saved(model=model, config=config, prep=prep, metrics=metrics)

@@ -5,9 +5,11 @@ Two small objects:
 * :class:`Params` holds what is being minimised: a tensor, a tuple/list/dict of tensors, or an
   ``nn.Module``. It owns one fixed *leaf* tensor per parameter (``requires_grad=True``) and the
   structure ``fn`` receives, built once. An update never writes into a leaf's storage: it computes
-  new values out of place and points the leaf at them (``leaf.data = new``). So the previous and
-  the best iterates are kept for free, by reference, and ``x0`` is never mutated. For a module the
-  leaves are its own parameters, so the module is trained in place, as torch users expect.
+  new values elsewhere (new tensors, or spare storage nothing holds:
+  :class:`~descend.state.Spare`) and points the leaf at them (``leaf.data = new``). So the
+  previous and the best iterates are kept for free, by reference, and ``x0`` is never mutated.
+  For a module the leaves are its own parameters, so the module is trained in place, as torch
+  users expect.
 * :class:`Objective` evaluates ``f(x)`` and ``grad f(x)`` at the current values, counts the
   evaluations, and checks ``fn``'s contract on the first call (scalar, floating point, depends on
   ``x``), raising an :class:`~descend.errors.InputError` that names the value and the fix.
@@ -17,6 +19,7 @@ Two small objects:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from time import perf_counter
 from typing import Any
 
 import torch
@@ -138,17 +141,30 @@ class Objective:
     Calling the objective evaluates ``f`` and ``grad f`` at ``params.values``. The first call
     checks the contract of ``fn``; later calls take the fast path.
 
+    With ``compile=True`` the loss and its gradient go through ``torch.compile`` (forward and
+    backward compiled together by AOTAutograd; the first evaluation compiles, and its time is
+    kept in ``compile_seconds``). Evaluations without a gradient (:meth:`LoopState.loss_at
+    <descend.state.LoopState.loss_at>`) call ``fn`` as given.
+
     Attributes:
         nfev: number of evaluations of ``f`` so far (with or without a gradient).
         ngev: number of gradient evaluations so far.
+        compile_seconds: wall time of the first evaluation with ``compile=True``, compilation
+            included (0.0 without).
     """
 
-    def __init__(self, fn: Callable[..., Tensor], params: Params, args: tuple = ()) -> None:
+    def __init__(self, fn: Callable[..., Tensor], params: Params, args: tuple = (),
+                 compile: bool = False) -> None:
         if not callable(fn):
             raise InputTypeError(f"fn must be callable, got {type(fn).__name__}")
         if not isinstance(args, tuple):
             raise InputTypeError(f"args must be a tuple, got {type(args).__name__}")
+        if not isinstance(compile, bool):
+            raise InputTypeError(f"compile must be True or False, got {compile!r}")
         self.fn = fn
+        self._eval: Callable[..., Tensor] = torch.compile(fn, dynamic=False) if compile else fn
+        self.compile = compile
+        self.compile_seconds = 0.0
         self.params = params
         self.args = args
         self.nfev = 0
@@ -177,6 +193,22 @@ class Objective:
                 "compute it from the x that fn receives, without .detach(), .item() or numpy"
             )
 
+    def _first_call(self) -> Any:
+        """``fn`` at the start; a torch error raised there (shapes, dtypes, devices that do not
+        fit ``x0``) is misuse, named as an :class:`InputError` before any iteration."""
+        try:
+            return self._eval(self.params.structure, *self.args)
+        except InputError:
+            raise
+        except (RuntimeError, TypeError, IndexError, ValueError) as e:
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            shapes = ", ".join(f"{_shape(v)} {str(v.dtype).replace('torch.', '')}"
+                               for v in self.params.values[:4])
+            raise InputError(
+                f"fn failed at the start x0 (shapes {shapes}) with {type(e).__name__}: "
+                f"{(lines[0] if lines else '')[:200]}; check that fn works on x0's shapes, "
+                "dtype and device") from e
+
     def __call__(self) -> tuple[Tensor, list[Tensor]]:
         """Return ``(loss, grads)`` at the current point.
 
@@ -185,7 +217,16 @@ class Objective:
         """
         self.nfev += 1
         self.ngev += 1
-        loss = self.fn(self.params.structure, *self.args)
+        if self.compile and not self._checked:
+            t0 = perf_counter()
+            try:
+                return self._first()
+            finally:
+                self.compile_seconds = perf_counter() - t0
+        if not self._checked:
+            loss = self._first_call()
+        else:
+            loss = self._eval(self.params.structure, *self.args)
         if self._checked:  # the fast path: straight into autograd's engine
             grads = _ENGINE.run_backward(  # (outputs, seeds, keep_graph, create_graph, inputs,
                 (loss,), self._seed, False, False, self._leaves, True, False,  # allow_unused,
@@ -194,6 +235,12 @@ class Objective:
                 return loss, [torch.zeros_like(v) if g is None else g
                               for g, v in zip(grads, self.params.values)]
             return loss, list(grads)
+        return self._first(loss)
+
+    def _first(self, loss: Any = None) -> tuple[Tensor, list[Tensor]]:
+        """The first, fully checked evaluation (``loss``: ``fn`` already evaluated)."""
+        if loss is None:
+            loss = self._first_call()
         self._check(loss)
         grads = torch.autograd.grad(loss.reshape(()), self.params.leaves, allow_unused=True)
         unused = [n for n, g in zip(self.params.names, grads) if g is None]

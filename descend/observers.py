@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import InputError
 from .history import History
+from .i18n import N_
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -150,7 +151,8 @@ class Snapshots:
             self.shapes = [list(v.shape) for v in s.values]
         k, values = s.iteration, s.values
         last = self._last
-        if not self._eager and last is not None and self._versions(last[1]) != last[2]:
+        if (not self._eager and last is not None and last[2] is not None
+                and self._versions(last[1]) != last[2]):
             self._eager = True  # the last iterate's tensors changed in place: copy from now on
         # the latest iterate is kept by reference (no copy per iteration) unless it may change
         self._last = (k, self._flat(values), None) if self._eager else \
@@ -164,6 +166,23 @@ class Snapshots:
             keep = [i for i, it in enumerate(self.iterations) if it % self.stride == 0]
             self.iterations = [self.iterations[i] for i in keep]
             self.frames = [self.frames[i] for i in keep]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The frames so far, for a checkpoint."""
+        last = None
+        if self._last is not None:  # the latest iterate as a copy
+            k, v, versions = self._last
+            last = [k, v if versions is None else self._flat(v)]
+        return {"stride": self.stride, "iterations": self.iterations, "frames": self.frames,
+                "shapes": self.shapes, "skipped": self.skipped, "last": last}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` gave."""
+        self.stride, self.skipped = state["stride"], state["skipped"]
+        self.iterations, self.frames = list(state["iterations"]), list(state["frames"])
+        self.shapes = state["shapes"]
+        last = state["last"]
+        self._last = (last[0], last[1], None) if last is not None else None
 
     def data(self, target: Any = None) -> dict[str, Any] | None:
         """The frames as plain data (None when nothing was recorded): ``iteration`` (list of
@@ -225,7 +244,8 @@ class Epochs:
         self.metric_names = [f"val_{m}" for m in metrics] if validate else []
         self.history = History(extra=["epoch", "val_loss", *self.metric_names])
         self.count = 0
-        self.monitor = "validation loss" if validate else "training loss"
+        # words for the early-stopping message (translated where it is filled in)
+        self.monitor = N_("validation loss") if validate else N_("training loss")
         self.monitored = math.nan
         self.train_loss = math.nan
         self.val_loss = math.nan
@@ -249,6 +269,25 @@ class Epochs:
                             **{name: scores.get(name[4:], math.nan) for name in self.metric_names})
         if self.monitored < self.best:
             self.best, self.best_epoch, self.best_values = self.monitored, self.count, s.values
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epochs so far (counters, best weights, the per-epoch history), for a
+        checkpoint."""
+        from .checkpoint import columns
+
+        return {"count": self.count, "monitored": self.monitored,
+                "train_loss": self.train_loss, "val_loss": self.val_loss, "best": self.best,
+                "best_epoch": self.best_epoch, "best_values": self.best_values,
+                "history": columns(self.history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` gave."""
+        from .checkpoint import load_columns
+
+        for k in ("count", "monitored", "train_loss", "val_loss", "best", "best_epoch",
+                  "best_values"):
+            setattr(self, k, state[k])
+        load_columns(self.history, state["history"])
 
     def __repr__(self) -> str:
         return f"Epochs(count={self.count}, best_epoch={self.best_epoch}, best={self.best:.4e})"

@@ -8,7 +8,10 @@ legend: the loss on a log scale, the gradient norm, the step size, validation cu
 history has ``val_*`` columns; a table with each run's stop reason and message; the diagnostics
 when recorded; and, for runs whose parameters have at most 4,096 elements, a heatmap of the
 iterate beside the target and their difference, with a slider and a play button that walk the
-iterations (the notebook's ``x`` approaching ``target``).
+iterations (the notebook's ``x`` approaching ``target``); and, for runs recorded with a loss grid
+(``descend demo``: :func:`descend.lessons.contour`), the path on the loss's contour lines, over
+the two parameters or the two leading directions of the path, with a slider moving a marker
+along it (a sweep's runs side by side). The page's words follow :func:`descend.set_language`.
 
 :func:`plot_runs` and :func:`plot_history` draw the same curves with matplotlib (an optional
 dependency: ``pip install 'descend[plot]'``), and :func:`result_html` is what a
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputError
+from .i18n import N_, _, get_language, translate
 
 if TYPE_CHECKING:
     from .store import Run
@@ -53,12 +57,49 @@ MAX_HEAT_ELEMENTS = 4096
 #: The history columns drawn, with their titles and captions (validation columns are found by
 #: their ``val_`` prefix).
 CHARTS = (
-    ("loss", "Loss (log scale)",
-     "A straight line down means each step multiplies the loss by the same factor."),
-    ("grad_norm", "Gradient norm (log scale)",
-     "How steep the loss is at x; it shrinks to zero at a minimum."),
-    ("lr", "Step size", "The step size taken to reach each iterate."),
+    ("loss", N_("Loss (log scale)"),
+     N_("A straight line down means each step multiplies the loss by the same factor.")),
+    ("grad_norm", N_("Gradient norm (log scale)"),
+     N_("How steep the loss is at x; it shrinks to zero at a minimum.")),
+    ("lr", N_("Step size"), N_("The step size taken to reach each iterate.")),
 )
+#: The page's own words (report_page.html asks for them by their English text; ``{name}``
+#: fields are filled in by the page).
+PAGE_TEXT = (
+    N_("One run: how the loss fell, why it stopped, and (when small) how x moved."),
+    N_("{n} runs from their records, overlaid: the colour in the table is the colour of the run "
+       "in every chart."),
+    N_("Runs"), N_("Curves"), N_("Parameters"), N_("Details"), N_("Diagnostics"), N_("Config"),
+    N_("Environment"), N_("run"), N_("rule"), N_("step"), N_("iterations"), N_("final loss"),
+    N_("best loss"), N_("stopped"), N_("time"), N_("iteration"), N_("iteration (log scale)"),
+    N_("log scale for the iterations (runs of very different lengths)"),
+    N_("Validation (log scale)"),
+    N_("Training loss (solid) against the validation columns (dashed)."),
+    N_("▶ Play"), N_("❚❚ Pause"), N_("{label}: x walking to the target"),
+    N_("{label}: the parameters along the run"), N_("x"), N_("target"), N_("x − target"),
+    N_("x at iteration {k}"), N_("iteration {k} of {n} · loss {loss}"),
+    N_("colours: x and target on one scale from {lo} (dark) to {hi} (yellow)"),
+    N_("; x − target from −{d} (blue) through 0 (white) to +{d} (red)"),
+    N_("; {kept} of {rows} iterates kept"),
+    N_("Paths on the loss surface"),
+    N_("The loss over the two parameters as contour lines, the path of x and, at the slider, "
+       "its iterate."),
+    N_("The loss on the plane of the path's two leading directions, through its last iterate, "
+       "as contour lines, the path of x projected on it and, at the slider, its iterate."),
+    N_("direction 1"), N_("direction 2"), N_("start"), N_("the target"),
+)
+#: The labels of :meth:`descend.diagnose.Diagnosis.summary` (recorded in English), translated
+#: when the page is not (numbered fields: the numbers in the recorded label).
+DIAGNOSIS_LABELS = (
+    N_("loss at the start"), N_("gradient norm at the start"),
+    N_("top curvature L (local estimate)"), N_("bottom curvature mu (local estimate)"),
+    N_("condition number (local estimate)"), N_("stable steps 0 < lr < 2/L (local estimate)"),
+    N_("one-step lr 1/L (local estimate)"), N_("fastest fixed lr (local estimate)"),
+    N_("error contraction per step at lr={0} (local estimate)"),
+    N_("predicted iterations to {0} at lr={1} (local estimate)"),
+    N_("Hessian-vector products"), N_("never"),
+)
+
 
 
 def _num(v: Any, digits: int = 6) -> float | None:
@@ -116,6 +157,36 @@ def _heat(run: Run) -> dict[str, Any] | None:
     }
 
 
+def _contour(run: Run) -> dict[str, Any] | None:
+    """The contour view's data: the loss grid recorded with the run (``contour`` in its
+    snapshots, see :func:`descend.lessons.contour`) and the path, projected on its plane (the
+    frames the heatmap keeps, so one slider index means the same iterate in both)."""
+    snap = run.snapshots()
+    grid = None if snap is None else snap.get("contour")
+    if snap is None or grid is None:
+        return None
+    values = snap["values"]
+    keep = _thin(len(snap["iteration"]), max(2, MAX_HEAT_NUMBERS // max(int(values.shape[1]), 1)))
+    origin, dirs = grid["origin"].double(), grid["dirs"].double()
+    path = ((values[keep].double() - origin) @ dirs.T).tolist()
+    target = snap.get("target")
+    hist = run.history_arrays(["iteration", "loss"])  # two columns read, not the history
+    it, loss = hist.get("iteration", np.empty(0)), hist.get("loss", np.empty(0))
+    at = np.isin(it, [snap["iteration"][i] for i in keep])
+    loss_at = dict(zip(it[at].tolist(), loss[at].tolist()))
+    return {
+        "kind": grid["kind"],
+        "a": [_num(v, 5) for v in grid["a"]],
+        "b": [_num(v, 5) for v in grid["b"]],
+        "z": [[_num(v, 4) for v in row] for row in grid["loss"].tolist()],
+        "path": [[_num(u, 5), _num(v, 5)] for u, v in path],
+        "iterations": [snap["iteration"][i] for i in keep],
+        "loss": [_num(loss_at.get(snap["iteration"][i])) for i in keep],
+        "target": None if target is None else
+        [_num(v, 5) for v in ((target.double() - origin) @ dirs.T).tolist()],
+    }
+
+
 def _run_data(run: Run, color: str) -> dict[str, Any]:
     summary = run.history_summary
     names = summary["columns"]
@@ -133,11 +204,20 @@ def _run_data(run: Run, color: str) -> dict[str, Any]:
         "config": run.config,
         "env": {k: run.environment.get(k) for k in
                 ("created", "descend", "torch", "python", "device", "seed", "argv")},
-        "diagnostics": run.diagnostics,
+        "diagnostics": _translated(run.diagnostics),
         "rows": summary["rows"],
         "series": series,
         "heat": _heat(run),
+        "contour": _contour(run),
     }
+
+
+def _translated(diagnostics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The recorded diagnostics with their labels (and words) in the report's language."""
+    if diagnostics is None or get_language() == "en":
+        return diagnostics
+    return {translate(k): translate(v) if isinstance(v, str) else v
+            for k, v in diagnostics.items()}
 
 
 def _safe(obj: Any) -> Any:
@@ -152,21 +232,27 @@ def _safe(obj: Any) -> Any:
 
 
 def render_report(runs: Sequence[Run], title: str | None = None) -> str:
-    """The report for ``runs`` (overlaid in the order given) as one HTML string."""
+    """The report for ``runs`` (overlaid in the order given) as one HTML string, in the
+    language of :func:`descend.i18n.set_language` (``<html lang=...>``)."""
     if not runs:
         raise InputError("a report needs at least one run")
-    title = title or ("Run " + runs[0].id if len(runs) == 1 else f"{len(runs)} runs compared")
+    title = title or (_("Run {id}").format(id=runs[0].id) if len(runs) == 1 else
+                      _("{n} runs compared").format(n=len(runs)))
+    lang = get_language()
     data = {
         "title": title,
-        "charts": [{"key": k, "title": t, "caption": c} for k, t, c in CHARTS],
+        "charts": [{"key": k, "title": _(t), "caption": _(c)} for k, t, c in CHARTS],
         "runs": [_run_data(r, PALETTE[i % len(PALETTE)]) for i, r in enumerate(runs)],
+        # the page's words in the report's language (English: the page's own)
+        "text": {} if lang == "en" else {t: _(t) for t in PAGE_TEXT},
     }
     payload = json.dumps(_safe(data), separators=(",", ":"), allow_nan=False)
     # inside <script> only "</" and "<!--" could end or confuse the element
     payload = payload.replace("<", "\\u003c")
     # the page (HTML, CSS and the drawing script) lives beside this module: report_page.html
     page = resources.files("descend").joinpath("report_page.html").read_text(encoding="utf-8")
-    return page.replace("__TITLE__", html.escape(title)).replace("__DATA__", payload)
+    return (page.replace("__LANG__", lang).replace("__TITLE__", html.escape(title))
+            .replace("__DATA__", payload))
 
 
 def write_report(runs: Sequence[Run], path: str | os.PathLike[str],
@@ -180,9 +266,10 @@ def write_report(runs: Sequence[Run], path: str | os.PathLike[str],
     if not path.parent.is_dir():
         raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
     text = render_report(runs, title)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from .store import atomic_file
+
+    with atomic_file(path) as tmp:  # the old report stays whole until the new one is
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 
@@ -272,7 +359,7 @@ def plot_history(history: Any, columns: Sequence[str] = ("loss",), ax: Any = Non
     if ax is None:  # pyplot's figure, in whatever backend the user has (never switched here)
         import matplotlib.pyplot as plt
 
-        _, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+        _fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
     for c in columns:
         _draw(ax, cols, c, c, None)
     if len(columns) > 1:
@@ -311,5 +398,8 @@ def plot_runs(runs: Sequence[Run], path: str | os.PathLike[str],
             _draw(ax, curves[i], c, r.label if len(runs) > 1 else r.id,
                   PALETTE[i % len(PALETTE)])
         ax.legend(fontsize=8)
-    fig.savefig(path, dpi=dpi)
+    from .store import atomic_file
+
+    with atomic_file(path) as tmp:  # the format from path's suffix, which tmp keeps
+        fig.savefig(tmp, dpi=dpi, format=path.suffix[1:].lower() or "png")
     return path

@@ -25,6 +25,7 @@ from torch import Tensor
 from .diagnose import UNIT_TOL, Diagnosis, diagnose_at
 from .errors import InputError
 from .history import History
+from .i18n import _
 from .objective import Params
 from .stops import Criterion, LossBelow, message, succeeded
 
@@ -125,6 +126,8 @@ class Result:
             Hessian-vector products, computed on the first call and kept); ``None`` when the
             result was not made by :func:`descend.minimize`.
         jac: the gradient at ``x``, in the structure of ``x0`` (scipy's name).
+        compile_seconds: with ``compile=True``, the wall time of the first evaluation, where
+            ``torch.compile`` compiled the objective (part of ``seconds``); 0.0 otherwise.
 
     scipy's names work as well: ``res.fun`` (``loss``), ``res.jac``, ``res.nit``, ``res.nfev``,
     ``res.status`` (:data:`STATUS`), ``res.message``, ``res.success``, and mapping access
@@ -146,6 +149,7 @@ class Result:
     step: str = ""
     diagnose: Callable[[], Diagnosis] | None = field(default=None, repr=False, compare=False)
     jac: Any = field(default=None, repr=False, compare=False)
+    compile_seconds: float = field(default=0.0, repr=False, compare=False)
 
     # ---- scipy.optimize.OptimizeResult's names, for scipy users (see :data:`STATUS`)
 
@@ -246,6 +250,7 @@ def record_result(
     extra_columns: Mapping[str, Sequence[Any]] | None = None,
     env: Mapping[str, Any] | None = None,
     run_id: str | None = None,
+    started: bool = False,
 ) -> Run:
     """Record a :class:`Result` (:mod:`descend.store`): its history, summary and final ``x``.
 
@@ -260,6 +265,8 @@ def record_result(
         extra_columns: more history columns (one value per row), e.g. validation losses.
         env: the environment; default :func:`descend.store.environment` now.
         run_id: the id; default a fresh one.
+        started: complete the run ``run_id`` the command line started (see
+            :func:`descend.store.record_run`).
     """
     from torch import nn
 
@@ -278,7 +285,8 @@ def record_result(
     if snap is not None and not snap.get("iteration"):
         snap = None
     return record_run(root, config=cfg, history_columns=cols, result_summary=summary,
-                      params=x, snapshots=snap, diagnostics=diagnostics, env=env, run_id=run_id)
+                      params=x, snapshots=snap, diagnostics=diagnostics, env=env, run_id=run_id,
+                      started=started)
 
 
 # ---------------------------------------------------------------------------- explain
@@ -289,31 +297,126 @@ def _f(v: float) -> str:
 
 
 def _obs(rate: float) -> str:
-    return _f(rate) if math.isfinite(rate) else "n/a"
+    return _f(rate) if math.isfinite(rate) else _("n/a")
+
+
+def _n(k: float) -> str:
+    """``k`` iterations in words (one sentence each way, so each language says it its way)."""
+    return _("1 iteration") if k == 1 else _("{k} iterations").format(k=int(k))
 
 
 def _iters(k: float | None) -> str:
     if k is None:
-        return "n/a"
+        return _("n/a")
     if math.isinf(k):
-        return "never"
-    return f"{int(k)} iteration{'' if k == 1 else 's'}"
+        return _("never")
+    return _n(k)
 
 
 def explain(result: Result) -> str:
     """Why a run stopped, its observed rate against the local model's, and which fixed step
-    would have been faster, in plain words (the text of :meth:`Result.explain`)."""
-    done = "a success" if result.success else "not a success"
-    its = f"{result.nit} iteration{'' if result.nit == 1 else 's'}"
-    lines = [f"Why it stopped: {result.message} [{result.reason}], after {its} and "
-             f"{result.nfev} evaluations; {done}."]
+    would have been faster, in plain words (the text of :meth:`Result.explain`), in the language
+    of :func:`descend.i18n.set_language`."""
+    its = _n(result.nit)
+    why = (_("Why it stopped: {message} [{reason}], after {its} and {nfev} evaluations; a "
+             "success.") if result.success else
+           _("Why it stopped: {message} [{reason}], after {its} and {nfev} evaluations; not a "
+             "success."))
+    lines = [why.format(message=result.message, reason=result.reason, its=its, nfev=result.nfev)]
     rate = result.rate()
-    lines.append("Observed rate: " + (
-        f"the loss changed by a factor {_f(rate)} per iteration (median of loss_(k+1) / loss_k)."
-        if math.isfinite(rate) else "n/a (fewer than two positive losses)."))
+    lines.append(
+        _("Observed rate: the loss changed by a factor {rate} per iteration (median of "
+          "loss_(k+1) / loss_k).").format(rate=_f(rate))
+        if math.isfinite(rate) else _("Observed rate: n/a (fewer than two positive losses)."))
     if result.diagnose is None:
-        lines.append("No diagnosis: this result was not made by descend.minimize.")
+        lines.append(_("No diagnosis: this result was not made by descend.minimize."))
         return "\n".join(lines)
+    try:
+        d = result.diagnose()
+    except NoObjectiveError as e:  # unpickled before the diagnosis was computed
+        lines.append(_("No diagnosis: {error}").format(error=e))
+        return "\n".join(lines)
+    except RuntimeError as e:  # e.g. fn is not twice differentiable
+        lines.append(_("No diagnosis: the Hessian-vector products failed ({error}).").format(
+            error=e))
+        return "\n".join(lines)
+    hvps = (_("Local estimates at the start (quadratic model from 1 Hessian-vector product): "
+              "top curvature L = {L}, bottom curvature mu = {mu}, condition number {condition}; "
+              "fixed steps are stable for 0 < lr < 2/L = {lr_max}.") if d.hvps == 1 else
+            _("Local estimates at the start (quadratic model from {hvps} Hessian-vector "
+              "products): top curvature L = {L}, bottom curvature mu = {mu}, condition number "
+              "{condition}; fixed steps are stable for 0 < lr < 2/L = {lr_max}."))
+    lines.append(hvps.format(hvps=d.hvps, L=_f(d.L), mu=_f(d.mu), condition=_f(d.condition),
+                             lr_max=_f(d.lr_max)))
+    if not d.convex:
+        lines.append(_("The model is not convex at the start (mu <= 0), so it predicts no "
+                       "iteration count; steps below 2/L are stable along positive curvature."))
+    if result.rule != "gd":
+        lines.append(_("The predictions below are for plain gradient descent (rule 'gd'); this "
+                       "run used {rule!r}, whose rate differs.").format(rule=result.rule))
+    target = "" if d.threshold is None else _(" to the threshold {threshold:g}").format(
+        threshold=d.threshold)
+    if d.lr is None or d.contraction is None:
+        lines.append(_("The step was not a fixed lr ({step}), so there is no prediction for "
+                       "this run's own step.").format(step=result.step))
+    elif d.lr > d.lr_max * (1 + UNIT_TOL):
+        grow = abs(1 - d.lr * d.L)
+        lines.append(_(
+            "lr = {lr:g} is above the divergence bound 2/L = {lr_max}: each step multiplies the "
+            "error along the top curvature by |1 - lr L| = {grow} and the loss by {loss_grow} "
+            "(predicted; observed {observed}), so the run diverges.").format(
+                lr=d.lr, lr_max=_f(d.lr_max), grow=_f(grow), loss_grow=_f(grow ** 2),
+                observed=_obs(rate)))
+    elif not d.convex:
+        lines.append(_("lr = {lr:g} is below 2/L = {lr_max}: stable along the positive "
+                       "curvature of the model.").format(lr=d.lr, lr_max=_f(d.lr_max)))
+    elif d.contraction >= 1.0:
+        lines.append(_(
+            "lr = {lr:g} sits on the bound 2/L = {lr_max}: the error flips sign each step "
+            "without shrinking (contraction 1), so the loss stays where it is (predicted factor "
+            "1; observed {observed}); it never reaches a lower threshold.").format(
+                lr=d.lr, lr_max=_f(d.lr_max), observed=_obs(rate)))
+    else:
+        fields = {"lr": d.lr, "contraction": _f(d.contraction),
+                  "factor": _f(d.contraction ** 2), "observed": _obs(rate),
+                  "iterations": _iters(d.iterations), "target": target, "its": its,
+                  "reason": result.reason}
+        if d.iterations is None:
+            text = _("At lr = {lr:g} the model predicts an error contraction of {contraction} "
+                     "per step, a loss factor of {factor} (observed {observed}).")
+        elif result.reason == "loss_below":
+            text = _("At lr = {lr:g} the model predicts an error contraction of {contraction} "
+                     "per step, a loss factor of {factor} (observed {observed}), and "
+                     "{iterations}{target} (observed: {its}).")
+        else:
+            text = _("At lr = {lr:g} the model predicts an error contraction of {contraction} "
+                     "per step, a loss factor of {factor} (observed {observed}), and "
+                     "{iterations}{target} (the run stopped by {reason} after {its}).")
+        lines.append(text.format(**fields))
+    if d.convex:
+        one_step = abs(d.lr_fastest - d.lr_one_step) <= 1e-6 * d.lr_one_step
+        fastest = (_("lr = {lr} (= 1/L = 2/(L + mu): one step solves the model)").format(
+                       lr=_f(d.lr_fastest)) if one_step else
+                   _("lr = {lr} (= 2/(L + mu), contraction {contraction} per step)").format(
+                       lr=_f(d.lr_fastest), contraction=_f(d.contraction_fastest)))
+        if d.lr is not None and abs(d.lr - d.lr_fastest) <= 1e-3 * d.lr_fastest:
+            lines.append(_("Faster: nothing; {fastest} is already the fastest fixed step on "
+                           "this model.").format(fastest=fastest))
+        elif d.iterations_fastest is not None:
+            lines.append(_("Faster: {fastest} would need {iterations}{target} "
+                           "(predicted).").format(fastest=fastest, target=target,
+                                                  iterations=_iters(d.iterations_fastest)))
+        else:
+            lines.append(_("Fastest fixed step on this model: {fastest}.").format(
+                fastest=fastest))
+        if not one_step:
+            lines.append(_("lr = 1/L = {lr} removes the top-curvature part of the error in one "
+                           "step.").format(lr=_f(d.lr_one_step)))
+    lines.append(_("lr >= 2/L = {lr_max} does not converge: at 2/L the error oscillates, above "
+                   "it the loss grows.").format(lr_max=_f(d.lr_max)))
+    lines.append(_("All curvature figures are local estimates at the start; exact for a "
+                   "quadratic such as the notebook's."))
+    return "\n".join(lines)
     try:
         d = result.diagnose()
     except NoObjectiveError as e:  # unpickled before the diagnosis was computed

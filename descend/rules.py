@@ -8,10 +8,12 @@ so ``u = g`` for the notebook's plain gradient descent and ``-u`` is the search 
 search walks along. Each rule is a small dataclass: hyper-parameters as fields (validated in
 ``__post_init__``, naming the bad value), state in ``self.state`` (plain tensors and numbers),
 ``init(values)`` to (re)start, ``direction(values, grads)`` to compute ``u``,
-``apply(values, u, lr)`` to take the step out of place, and ``state_dict`` /
+``apply(values, u, lr, out)`` to take the step (out of place, or into the spare storage ``out``
+the loop hands it), and ``state_dict`` /
 ``load_state_dict`` for checkpoints. All work on lists of tensors with ``torch._foreach_*``
 kernels, the same fast path ``torch.optim`` takes, and are tested iterate-for-iterate against
-``torch.optim``.
+``torch.optim``. The element-wise rules keep their per-step intermediates in workspaces
+(``_ws``, reused every step, never checkpointed), so a step allocates nothing.
 """
 
 from __future__ import annotations
@@ -45,8 +47,17 @@ __all__ = [
 ]
 
 
-def _add_weight_decay(grads: list[Tensor], values: list[Tensor], wd: float) -> list[Tensor]:
-    return list(torch._foreach_add(grads, values, alpha=wd)) if wd else grads
+_aten = torch.ops.aten
+
+
+def _add_weight_decay(rule: Rule, grads: list[Tensor], values: list[Tensor],
+                      wd: float) -> list[Tensor]:
+    """``g + wd * x`` into a workspace (``g`` itself when ``wd`` is 0)."""
+    if not wd:
+        return grads
+    out = rule._work("wd", grads)
+    _aten._foreach_add.List_out(grads, values, alpha=wd, out=out)
+    return out
 
 
 @dataclass
@@ -66,6 +77,18 @@ class Rule:
     #: paired with the strong-Wolfe line search (see :func:`descend.steps.make_step`).
     newton_scaled: ClassVar[bool] = False
     state: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _ws: dict[str, list[Tensor]] = field(default_factory=dict, init=False, repr=False,
+                                         compare=False)
+
+    def _work(self, key: str, like: list[Tensor]) -> list[Tensor]:
+        """A workspace shaped like ``like``, reused from step to step (the same values as a fresh
+        result: only where it is written changes)."""
+        ws = self._ws.get(key)
+        if ws is None or len(ws) != len(like) or any(
+                w.shape != t.shape or w.dtype != t.dtype or w.device != t.device
+                for w, t in zip(ws, like)):
+            ws = self._ws[key] = [torch.empty_like(t) for t in like]
+        return ws
 
     def init(self, values: list[Tensor]) -> None:
         """Reset the state for parameters shaped like ``values``."""
@@ -78,8 +101,17 @@ class Rule:
         """
         raise NotImplementedError
 
-    def apply(self, values: list[Tensor], u: list[Tensor], lr: float) -> list[Tensor]:
-        """Return the new values ``x - lr * u``, computed out of place."""
+    def apply(self, values: list[Tensor], u: list[Tensor], lr: float,
+              out: list[Tensor] | None = None) -> list[Tensor]:
+        """Return the new values ``x - lr * u``: written into ``out`` (spare storage shaped like
+        ``values``, never ``values`` itself) when given, else into new tensors. Both give the
+        same numbers (the same kernels)."""
+        if out is not None:
+            if len(values) == 1:
+                torch.add(values[0], u[0], alpha=-lr, out=out[0])
+            else:
+                _aten._foreach_add.List_out(values, u, alpha=-lr, out=out)
+            return out
         if len(values) == 1:
             return [torch.add(values[0], u[0], alpha=-lr)]
         return list(torch._foreach_add(values, u, alpha=-lr))
@@ -112,9 +144,7 @@ class GD(Rule):
 
     def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
         self.state["step"] += 1
-        if self.weight_decay:
-            return list(torch._foreach_add(grads, values, alpha=self.weight_decay))
-        return grads
+        return _add_weight_decay(self, grads, values, self.weight_decay)
 
 
 @dataclass
@@ -173,7 +203,9 @@ class Nesterov(Momentum):
 
     def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
         g = GD.direction(self, values, grads)
-        return list(torch._foreach_add(g, self._buffer(g), alpha=self.momentum))
+        u = self._work("u", g)
+        _aten._foreach_add.List_out(g, self._buffer(g), alpha=self.momentum, out=u)
+        return u
 
 
 @dataclass
@@ -215,15 +247,16 @@ class Adam(Rule):
         torch._foreach_addcmul_(s["v"], grads, grads, value=1 - self.beta2)
         bc1 = 1 - self.beta1**k
         bc2_sqrt = math.sqrt(1 - self.beta2**k)
-        denom = torch._foreach_sqrt(s["v"])
-        torch._foreach_div_(denom, bc2_sqrt)
-        torch._foreach_add_(denom, self.eps)
-        u = torch._foreach_div(s["m"], denom)
+        u = self._work("u", grads)
+        _aten._foreach_sqrt.out(s["v"], out=u)  # the denominator, then u in the same storage
+        torch._foreach_div_(u, bc2_sqrt)
+        torch._foreach_add_(u, self.eps)
+        _aten._foreach_div.List_out(s["m"], u, out=u)
         torch._foreach_div_(u, bc1)
-        return list(u)
+        return u
 
     def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
-        return self._adam(_add_weight_decay(grads, values, self.weight_decay))
+        return self._adam(_add_weight_decay(self, grads, values, self.weight_decay))
 
 
 @dataclass
@@ -280,21 +313,23 @@ class RMSProp(Rule):
     def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
         s = self.state
         s["step"] += 1
-        g = _add_weight_decay(grads, values, self.weight_decay)
+        g = _add_weight_decay(self, grads, values, self.weight_decay)
         torch._foreach_mul_(s["sq"], self.alpha)
         torch._foreach_addcmul_(s["sq"], g, g, value=1 - self.alpha)
+        avg = self._work("avg", g)
         if self.centered:
             torch._foreach_lerp_(s["mean"], g, 1 - self.alpha)
-            avg = torch._foreach_addcmul(s["sq"], s["mean"], s["mean"], value=-1)
+            _aten._foreach_addcmul.Scalar_out(s["sq"], s["mean"], s["mean"], value=-1, out=avg)
             torch._foreach_sqrt_(avg)
         else:
-            avg = torch._foreach_sqrt(s["sq"])
+            _aten._foreach_sqrt.out(s["sq"], out=avg)
         torch._foreach_add_(avg, self.eps)
         if self.momentum:
             torch._foreach_mul_(s["buf"], self.momentum)
             torch._foreach_addcdiv_(s["buf"], g, avg)
             return s["buf"]
-        return list(torch._foreach_div(g, avg))
+        _aten._foreach_div.List_out(g, avg, out=avg)
+        return avg
 
 
 @dataclass
@@ -329,14 +364,15 @@ class AdaGrad(Rule):
     def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
         s = self.state
         s["step"] += 1
-        g = _add_weight_decay(grads, values, self.weight_decay)
+        g = _add_weight_decay(self, grads, values, self.weight_decay)
         torch._foreach_addcmul_(s["sum"], g, g, value=1)
-        std = torch._foreach_sqrt(s["sum"])
-        torch._foreach_add_(std, self.eps)
-        u = torch._foreach_div(g, std)
+        u = self._work("u", g)
+        _aten._foreach_sqrt.out(s["sum"], out=u)  # the std, then u in the same storage
+        torch._foreach_add_(u, self.eps)
+        _aten._foreach_div.List_out(g, u, out=u)
         if self.lr_decay:
             torch._foreach_div_(u, 1 + (s["step"] - 1) * self.lr_decay)
-        return list(u)
+        return u
 
 
 def _flat(ts: list[Tensor]) -> Tensor:
@@ -566,7 +602,8 @@ class TorchOptimizer(Rule):
         # The optimizer keeps its own state; it is handed the raw gradient in ``apply``.
         return grads
 
-    def apply(self, values: list[Tensor], u: list[Tensor], lr: float) -> list[Tensor]:
+    def apply(self, values: list[Tensor], u: list[Tensor], lr: float,
+              out: list[Tensor] | None = None) -> list[Tensor]:
         assert self.optimizer is not None
         self.state["step"] += 1
         for leaf, v, g in zip(self.leaves, values, u):

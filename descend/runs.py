@@ -114,11 +114,15 @@ def _json_row(r: dict[str, Any]) -> dict[str, Any]:
 
 def _runs_list(a: argparse.Namespace) -> int:
     import json
+    import sys
 
     from .store import list_runs
 
     root = records(a)
-    rows = _select(list_runs(root), a)
+    notes: list[str] = []
+    rows = _select(list_runs(root, notes=notes), a)
+    for note in notes:
+        print(f"descend runs: note: {note}", file=sys.stderr)
     if a.json:
         print(json.dumps([_json_row(r) for r in rows], indent=1))
         return 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from time import perf_counter
 from typing import Any
 
@@ -21,7 +22,64 @@ from .history import History
 from .objective import Objective
 from .rules import Rule
 
-__all__ = ["Line", "LoopState", "dot", "finite", "grad_norm", "norm", "probe_size", "sub"]
+__all__ = ["IN_PLACE_NUMEL", "Line", "LoopState", "Spare", "dot", "finite", "grad_norm", "norm",
+           "probe_size", "sub"]
+
+#: From this many parameters on, the update writes the new iterate into spare storage of the
+#: run's own (see :class:`Spare`) instead of new tensors. Below it a fresh allocation is as
+#: cheap as the bookkeeping, and the out-of-place path is kept.
+IN_PLACE_NUMEL = 1 << 16
+#: At most this many spare buffers per run (the current, best and last finite points may each
+#: hold one); past it the update allocates as before.
+MAX_SPARES = 4
+
+#: The number of tensor objects sharing a storage, where torch exposes it (else the out-of-place
+#: path is always taken).
+_use_count: Any = getattr(torch._C, "_storage_Use_Count", None)
+
+
+def _holders(t: Tensor) -> tuple[int, int]:
+    """Who holds ``t``: its Python references and the tensors sharing its storage."""
+    return sys.getrefcount(t), _use_count(t.untyped_storage()._cdata)
+
+
+def _counts(buf: list[Tensor]) -> list[tuple[int, int]]:
+    """:func:`_holders` of every tensor of ``buf`` (always called the same way, so the counts
+    of a buffer nothing else holds are the same at every call)."""
+    return [_holders(buf[i]) for i in range(len(buf))]
+
+
+class Spare:
+    """Storage for the next iterate, so an update writes into memory the run already owns:
+    no allocation (and no page faults on a fresh 400 MB tensor) on the hot path.
+
+    The loop keeps earlier points by reference (the start, the best and the last finite point;
+    a criterion such as :class:`~descend.stops.Stalled` or an observer may keep one too), so a
+    buffer is reused only when nothing but this pool holds it: no Python reference to its
+    tensors and no other tensor (a view, a leaf) on their storage. So the best point is never
+    copied: it stays where it was written until the run leaves it behind. The numbers are
+    those of the out-of-place update (the same kernels, another destination).
+    """
+
+    def __init__(self, values: list[Tensor]) -> None:
+        self.like = values
+        self.bufs: list[tuple[list[Tensor], list[tuple[int, int]]]] = []
+
+    @staticmethod
+    def wanted(values: list[Tensor]) -> bool:
+        """Whether a run on ``values`` takes the in-place path."""
+        return _use_count is not None and sum(v.numel() for v in values) >= IN_PLACE_NUMEL
+
+    def take(self) -> list[Tensor] | None:
+        """A buffer nothing else holds (as a fresh list), or None past :data:`MAX_SPARES`."""
+        for buf, free in self.bufs:
+            if _counts(buf) == free:
+                return list(buf)
+        if len(self.bufs) >= MAX_SPARES:
+            return None
+        buf = [torch.empty_like(v) for v in self.like]
+        self.bufs.append((buf, _counts(buf)))
+        return list(buf)
 
 
 def dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
@@ -42,6 +100,13 @@ def grad_norm(grads: Sequence[Tensor]) -> float:
     if len(grads) == 1:
         return torch.linalg.vector_norm(grads[0]).item()
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(grads)))).item()
+
+
+def _grad_norm_t(grads: Sequence[Tensor]) -> Tensor:
+    """:func:`grad_norm` as a tensor on the device (no host synchronisation)."""
+    if len(grads) == 1:
+        return torch.linalg.vector_norm(grads[0])
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(grads))))
 
 
 def sub(a: Sequence[Tensor], b: Sequence[Tensor]) -> list[Tensor]:
@@ -84,10 +149,15 @@ class LoopState:
         info: numbers for the row being recorded (a line search's trial count, the guard's
             backtrack flag), ``{column: value}``; each becomes a column of ``history.extra``.
         backtracks: backtracks of the divergence guard so far.
+        spare: the :class:`Spare` storage updates write into (None: out of place).
+        read_every: rows are read from the device every this many iterations (1: every
+            iteration; see :meth:`read`).
+        pending: the rows recorded since the last read, kept as tensors.
         objective, params, rule, step: the parts of the run (read them, never call them).
     """
 
     __slots__ = (
+        "_asked",
         "backtracks",
         "best_grads",
         "best_iter",
@@ -107,7 +177,10 @@ class LoopState:
         "nfev",
         "objective",
         "params",
+        "pending",
+        "read_every",
         "rule",
+        "spare",
         "start",
         "start_grads",
         "start_values",
@@ -141,23 +214,41 @@ class LoopState:
         self.grads: list[Tensor] = []
         self.info: dict[str, float] = {}
         self.backtracks = 0
+        self.spare = Spare(self.values) if rule.scalable and Spare.wanted(self.values) else None
+        self.read_every = 1
+        self.pending: list[tuple[Any, ...]] = []
+        self._asked = 0
 
     @property
     def x(self) -> Any:
         """The current point in the structure of ``x0`` (live leaves; for a module, the module)."""
         return self.params.structure
 
-    def record(self, loss_t: Tensor, grads: list[Tensor]) -> None:
+    def record(self, loss_t: Tensor, grads: list[Tensor], defer: bool = False) -> bool:
         """Take ``loss_t`` and ``grads`` at the current point as this iteration's row (the loop's
-        ``# record`` phase)."""
-        self.loss = loss = loss_t.item()
+        ``# record`` phase). With ``defer`` and :attr:`read_every` > 1 the row is kept as
+        tensors (no host synchronisation) until the next :meth:`read`; returns whether it was
+        taken now."""
+        if defer and self.read_every > 1:
+            self.grads, self.values = grads, self.params.values
+            self.pending.append((self.iteration, loss_t.detach().reshape(()),
+                                 _grad_norm_t(grads), grads, self.values, self.objective.nfev,
+                                 self.lr, perf_counter() - self.start, self.info))
+            self.info = {}
+            return False
+        self._take(self.iteration, loss_t.item(), grad_norm(grads), grads, self.params.values,
+                   self.objective.nfev, self.lr, perf_counter() - self.start)
+        return True
+
+    def _take(self, iteration: int, loss: float, gn: float, grads: list[Tensor],
+              values: list[Tensor], nfev: int, lr: float, elapsed: float) -> None:
+        self.iteration, self.loss, self.grad_norm, self.lr = iteration, loss, gn, lr
         self.grads = grads
         if not self.start_grads:
             self.start_grads = grads
-        self.grad_norm = gn = grad_norm(grads)
-        self.nfev = self.objective.nfev
-        self.elapsed = perf_counter() - self.start
-        self.values = values = self.params.values
+        self.nfev = nfev
+        self.elapsed = elapsed
+        self.values = values
         if loss < self.best_loss and math.isfinite(gn):
             self.best_loss, self.best_iter, self.best_values = loss, self.iteration, values
             self.best_grads = grads
@@ -167,6 +258,45 @@ class LoopState:
                             **self.info)
         if self.info:
             self.info = {}
+
+    def read(self, observers: Sequence[Any] = (), cap: int | None = None) -> Iterator[None]:
+        """The rows to ask the stopping criteria about, one at a time (the loop's ``# stop?``).
+
+        First the row taken last, if it was not asked about yet (every row when reading every
+        iteration; the start and the guard's rollback rows otherwise). Then, once
+        :attr:`read_every` rows are pending (or the iteration reaches ``cap``), their losses and
+        gradient norms are read in one host synchronisation and the rows are taken in order,
+        each made the current state (``x`` included) and shown to the ``observers`` before it
+        is yielded. A caller that stops at a row leaves the state
+        there: the later rows are dropped and the evaluation count set back, so the run ends
+        exactly as reading every iteration would (the rule's state alone has moved on).
+        """
+        if self._asked < len(self.history):
+            self._asked = len(self.history)
+            yield
+        if not self.pending or (len(self.pending) < self.read_every
+                                and (cap is None or self.iteration < cap)):
+            return
+        rows, self.pending = self.pending, []
+        losses = torch.stack([r[1].to(torch.float64) for r in rows]).tolist()
+        norms = torch.stack([r[2].to(torch.float64) for r in rows]).tolist()
+        taken, live = 0, self.objective.nfev
+        try:
+            for (it, _, _, grads, values, nfev, lr, elapsed, info), f, gn in zip(
+                    rows, losses, norms):
+                self.info = info
+                self.params.set(values)
+                self._take(it, f, gn, grads, values, nfev, lr, elapsed)
+                taken += 1
+                self._asked = len(self.history)
+                for obs in observers:
+                    obs(self)
+                yield
+        finally:
+            if taken < len(rows):  # stopped on a row: the later ones never happened
+                dropped = live - self.nfev  # (evaluations the criteria made since are kept)
+                self.objective.nfev -= dropped
+                self.objective.ngev -= dropped
 
     def loss_at(self, values: list[Tensor]) -> float:
         """The loss at ``values`` (no gradient; counted in ``nfev``), on this iteration's batch;
@@ -263,10 +393,13 @@ class Line:
         return self.d0 * self.d0 / (2 * curv) if curv > 0 and math.isfinite(curv) else math.inf
 
     def accept(self, alpha: float) -> tuple[list[Tensor], tuple[Tensor, list[Tensor]] | None]:
-        """The new point ``x - alpha u`` and, when it was a trial, its loss and gradient."""
+        """The new point ``x - alpha u`` (in the run's spare storage when it has one) and, when
+        it was a trial, its loss and gradient."""
         trial = self.trials.get(alpha)
         if trial is None:
-            return self.s.rule.apply(self.s.values, self.u, alpha), None
+            s = self.s
+            out = s.spare.take() if s.spare is not None else None
+            return s.rule.apply(s.values, self.u, alpha, out), None
         return trial[0], (trial[1], trial[2])
 
     def __repr__(self) -> str:

@@ -45,6 +45,7 @@ from torch import Tensor
 
 from .convergence import eps_of, first_order, hint, not_a_minimum, probe_move, typical
 from .errors import InputError, InputTypeError, check_count, check_positive
+from .i18n import N_, _, translate
 
 if TYPE_CHECKING:
     from .state import Line, LoopState
@@ -60,6 +61,7 @@ __all__ = [
     "Diverged",
     "EarlyStopping",
     "GradNormBelow",
+    "Interrupted",
     "LossBelow",
     "MaxEpochs",
     "MaxEvals",
@@ -91,68 +93,77 @@ DEFAULT_MAX_ITER = 10_000
 #: reason -> (success, message template). Templates read the criterion's fields and the state's
 #: ``iteration``, ``loss``, ``grad_norm``, ``best_loss``, ``nfev`` and ``elapsed``.
 REASONS: dict[str, tuple[bool, str]] = {
-    "loss_below": (True, "loss {loss:.4e} is at or below the threshold {threshold:g}"),
-    "grad_small": (True, "gradient norm {grad_norm:.3e} is at or below the tolerance {tol:g}"),
-    "callback": (True, "the callback asked to stop (raised StopIteration)"),
+    "loss_below": (True, N_("loss {loss:.4e} is at or below the threshold {threshold:g}")),
+    "grad_small": (True, N_("gradient norm {grad_norm:.3e} is at or below the tolerance {tol:g}")),
+    "callback": (True, N_("the callback asked to stop (raised StopIteration)")),
     "no_improvement": (
         False,
-        "the loss has not improved by a relative {rtol:g} in {patience} iterations "
-        "(best {best_loss:.4e})",
+        N_("the loss has not improved by a relative {rtol:g} in {patience} iterations "
+        "(best {best_loss:.4e})"),
     ),
-    "max_iter": (False, "reached the iteration cap of {n} iterations"),
-    "max_evals": (False, "reached the cap of {n} function evaluations"),
-    "time_limit": (False, "ran past the time limit of {seconds:g} s"),
+    "max_iter": (False, N_("reached the iteration cap of {n} iterations")),
+    "max_evals": (False, N_("reached the cap of {n} function evaluations")),
+    "time_limit": (False, N_("ran past the time limit of {seconds:g} s")),
     "nonfinite": (
         False,
-        "the loss or gradient became non-finite (nan or inf) at iteration {iteration}; "
-        "x is the last finite iterate; lower the step size",
+        N_("the loss or gradient became non-finite (nan or inf) at iteration {iteration}; "
+        "x is the last finite iterate; lower the step size"),
     ),
     "converged": (
         True,
-        "converged at iteration {iteration}: the scaled gradient {scaled:.3e} is within the "
-        "tolerance {tol:.3g} (a stationary point to working precision)",
+        N_("converged at iteration {iteration}: the scaled gradient {scaled:.3e} is within the "
+        "tolerance {tol:.3g} (a stationary point to working precision)"),
     ),
     "roundoff": (
         True,
-        "converged to working precision at iteration {iteration} (loss {loss:.4e}): {what}",
+        N_("converged to working precision at iteration {iteration} (loss {loss:.4e}): {what}"),
     ),
     "plateau": (
         False,
-        "stopped at iteration {iteration} where the gradient is small but x is no minimum: when "
+        N_("stopped at iteration {iteration} where the gradient is small but x is no minimum: when "
         "x moves by {move:g} of its size, {what} (loss {loss:.4e}); often a plateau far out, "
         "where an exponential saturates, or a classifier that separates its data: try another "
-        "start, a smaller step, a penalty (l2), or, for a sum of squares, descend.least_squares",
+        "start, a smaller step, a penalty (l2), or, for a sum of squares, descend.least_squares"),
     ),
     "stalled": (
         False,
-        "stalled at iteration {iteration}: the loss {loss:.4e} and x no longer change beyond "
+        N_("stalled at iteration {iteration}: the loss {loss:.4e} and x no longer change beyond "
         "round-off, but the point is not stationary (scaled gradient {scaled:.3e} > "
-        "{tol:.3g}); {hint}",
+        "{tol:.3g}); {hint}"),
     ),
     "step_failed": (
         False,
-        "the line search found no step along the search direction that satisfies its condition "
+        N_("the line search found no step along the search direction that satisfies its condition "
         "at iteration {iteration} (loss {loss:.4e}), even after restarting the rule, and the "
-        "point is not stationary (scaled gradient {scaled:.3e} > {tol:.3g}); {hint}",
+        "point is not stationary (scaled gradient {scaled:.3e} > {tol:.3g}); {hint}"),
     ),
     "diverged": (
         False,
-        "diverged: the loss {loss:.4e} rose above the best loss {best_loss:.4e} by more than "
-        "{factor:g} times the loss scale {scale:.4e}; lower the step size",
+        N_("diverged: the loss {loss:.4e} rose above the best loss {best_loss:.4e} by more than "
+        "{factor:g} times the loss scale {scale:.4e}; lower the step size"),
+    ),
+    "interrupted": (
+        False,
+        "interrupted by {signal} after iteration {iteration} (loss {loss:.4e}); {hint}",
     ),
     # fit only: criteria keyed on the epoch count (iteration // batches per epoch)
-    "max_epochs": (True, "completed {n} epochs"),
+    "max_epochs": (True, N_("completed {n} epochs")),
     "train_loss_below": (
-        True, "the epoch's training loss {train_loss:.4e} is at or below the threshold "
-        "{threshold:g}",
+        True, N_("the epoch's training loss {train_loss:.4e} is at or below the threshold "
+        "{threshold:g}"),
     ),
     "val_loss_below": (
-        True, "validation loss {val_loss:.4e} is at or below the threshold {threshold:g}",
+        True, N_("validation loss {val_loss:.4e} is at or below the threshold {threshold:g}"),
+    ),
+    "monitor_nonfinite": (
+        False,
+        "early stopping: the {monitor} was never a finite number in {patience} epochs (NaN or "
+        "inf): check the validation rows and the loss",
     ),
     "early_stopping": (
         True,
-        "the {monitor} has not improved by {min_delta:g} in {patience} epochs; "
-        "best {best:.4e} at epoch {best_epoch}",
+        N_("the {monitor} has not improved by {min_delta:g} in {patience} epochs; "
+        "best {best:.4e} at epoch {best_epoch}"),
     ),
 }
 
@@ -195,13 +206,14 @@ class Criterion:
 def message(c: Criterion, s: LoopState) -> str:
     """The message of ``c``'s reason, filled in from ``c`` and the state ``s``."""
     if isinstance(c, AllOf):
-        return "all of: " + "; ".join(message(m, s) for m in c.members)
-    fields = {
+        return _("all of: ") + "; ".join(message(m, s) for m in c.members)
+    fields: dict[str, Any] = {
         "iteration": s.iteration, "loss": s.loss, "grad_norm": s.grad_norm,
         "best_loss": s.best_loss, "nfev": s.nfev, "elapsed": s.elapsed,
     }
-    fields.update({k: v for k, v in vars(c).items() if not k.startswith("_")})
-    return REASONS[c.reason][1].format(**fields)
+    fields.update({k: translate(v) if isinstance(v, str) else v for k, v in vars(c).items()
+                   if not k.startswith("_")})
+    return _(REASONS[c.reason][1]).format(**fields)
 
 
 class LossBelow(Criterion):
@@ -226,6 +238,15 @@ class GradNormBelow(Criterion):
 
     def __call__(self, s: LoopState) -> bool:
         return s.grad_norm <= self.tol
+
+    def resolve(self, s: LoopState) -> Criterion:
+        # A gradient norm is not scale-free: the tolerance met is a success only where the
+        # probes of not_a_minimum do not find the loss flat around x (a plateau), and, if the
+        # loss still falls there, only below the starting loss (not stuck on a slope above it).
+        flat = plateau(s)
+        if flat is None or (flat.what == "the loss still falls" and s.loss < s.loss0):
+            return self
+        return flat
 
 
 class NoImprovement(Criterion):
@@ -305,6 +326,21 @@ class Callback(Criterion):
         return False
 
 
+class Interrupted(Criterion):
+    """Reported by the loop (not polled) when SIGINT or SIGTERM asked the run to stop
+    (:mod:`descend.checkpoint`): the current iteration was finished and, when the run
+    checkpoints, a checkpoint written. Reason ``interrupted``, a failure; ``hint`` says how to
+    resume."""
+
+    reason = "interrupted"
+
+    def __init__(self, signal: str = "a signal", hint: str = "") -> None:
+        self.signal, self.hint = signal, hint
+
+    def __call__(self, s: LoopState) -> bool:
+        return True
+
+
 class NonFinite(Criterion):
     """Always on: fires when the loss or the gradient norm is nan or inf."""
 
@@ -363,16 +399,17 @@ def no_step(s: LoopState, newton: Line | None = None) -> Criterion:
     scaled = first_order(s, tol)
     if scaled <= tol:
         return plateau(s) or RoundOff(
-            "no step along the search direction lowers the loss beyond round-off, and the "
-            f"scaled gradient {scaled:.3e} is within round-off ({tol:.3g})", scaled, tol)
+            _("no step along the search direction lowers the loss beyond round-off, and the "
+              "scaled gradient {scaled:.3e} is within round-off ({tol:.3g})").format(
+                  scaled=scaled, tol=tol), scaled, tol)
     floor = eps ** 0.75 * abs(s.loss)
     near = scaled <= NEAR * tol  # the model's verdict counts only near a stationary point
     delta = newton.predicted_decrease() if newton is not None and near else math.inf
     if delta <= floor:
         return plateau(s) or RoundOff(
-            "no step along the quasi-Newton direction lowers the loss: the decrease its local "
-            f"model predicts, {delta:.2e}, is below eps^(3/4) |f| = {floor:.2e}",
-            scaled, tol)
+            _("no step along the quasi-Newton direction lowers the loss: the decrease its local "
+              "model predicts, {delta:.2e}, is below eps^(3/4) |f| = {floor:.2e}").format(
+                  delta=delta, floor=floor), scaled, tol)
     return StepFailed(scaled, tol, hint(s))
 
 
@@ -480,9 +517,10 @@ class Stalled(Criterion):
         self.scaled = first_order(s, self.tol, self._typx)
         if self.scaled <= self.tol:
             return plateau(s) or RoundOff(
-                f"the loss and x have not changed beyond round-off in {self.window} "
-                f"iterations, and the scaled gradient {self.scaled:.3e} is within round-off "
-                f"({self.tol:.3g})", self.scaled, self.tol)
+                _("the loss and x have not changed beyond round-off in {window} iterations, "
+                  "and the scaled gradient {scaled:.3e} is within round-off ({tol:.3g})").format(
+                      window=self.window, scaled=self.scaled, tol=self.tol),
+                self.scaled, self.tol)
         self.hint = hint(s)
         return self
 
@@ -733,6 +771,22 @@ class EarlyStopping(Criterion):
             self.best, self.best_epoch = value, epoch
             return False
         return epoch - self.best_epoch >= self.patience
+
+    def resolve(self, s: LoopState) -> Criterion:
+        # no finite monitored loss was ever seen (NaN validation losses): not a success
+        return self if math.isfinite(self.best) else _NeverFinite(self.monitor, self.patience)
+
+
+class _NeverFinite(Criterion):
+    """Reported instead of ``early_stopping`` when the monitored loss was never finite."""
+
+    reason = "monitor_nonfinite"
+
+    def __init__(self, monitor: str = "loss", patience: int = 0) -> None:
+        self.monitor, self.patience = monitor, patience
+
+    def __call__(self, s: LoopState) -> bool:
+        return False
 
 
 #: The criteria that count epochs (``fit`` only): refused up front elsewhere.

@@ -43,29 +43,32 @@ import json
 import math
 import os
 import re
+import secrets
 import shutil
+import sqlite3
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import InputError
-
-if TYPE_CHECKING:
-    import sqlite3
 
 __all__ = [
     "DEFAULT_ROOT",
     "Run",
+    "atomic_file",
     "atomic_folder",
     "device_of",
     "environment",
     "list_runs",
+    "load_weights",
     "open_run",
     "record_run",
     "records_root",
+    "recover",
     "remove_run",
     "run_path",
 ]
@@ -77,6 +80,9 @@ INDEX = "index.sqlite"
 RESULT_FIELDS = ("loss", "best_loss", "nit", "nfev", "reason", "message", "success", "seconds",
                  "rule", "step")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+#: The index's columns, in order.
+FIELDS_INDEX = ("id", "created", "problem", "rule", "step", "nit", "loss", "reason", "success",
+                "label")
 _SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, created TEXT, problem TEXT, rule TEXT, step TEXT, nit INTEGER,
     loss REAL, reason TEXT, success INTEGER, label TEXT)"""
@@ -86,12 +92,19 @@ def records_root(record: str | os.PathLike[str] | bool | None = True) -> Path:
     """The records folder for ``record``: a path as given, or for ``True``/``None`` the default
     (``$DESCEND_RUNS`` or ``runs``)."""
     if record is True or record is None:
-        return Path(os.environ.get("DESCEND_RUNS") or DEFAULT_ROOT)
+        return _folder(Path(os.environ.get("DESCEND_RUNS") or DEFAULT_ROOT))
     if record is False:
         raise InputError("record=False records nothing; pass True or a folder")
     if not isinstance(record, (str, os.PathLike)):
         raise InputError(f"record must be True or a folder path, got {record!r}")
-    return Path(record)
+    return _folder(Path(record))
+
+
+def _folder(root: Path) -> Path:
+    if root.exists() and not root.is_dir():
+        raise InputError(f"the records folder {root} is a file; give a folder with --runs DIR "
+                         "(record=DIR)")
+    return root
 
 
 @dataclass
@@ -172,9 +185,8 @@ class Run:
 
     def params(self) -> Any:
         """The final parameters as saved (tensors in ``x0``'s structure, or a state_dict)."""
-        import torch
-
-        return torch.load(self.path / "params.pt", weights_only=True)
+        return load_weights(self.path / "params.pt", f"the parameters of run {self.id}",
+                            map_location=None)
 
     def snapshots(self) -> dict[str, Any] | None:
         """The recorded iterates, or None: ``{"iteration": [k...], "values": Tensor[F, n],
@@ -182,9 +194,8 @@ class Run:
         p = self.path / "snapshots.pt"
         if not p.exists():
             return None
-        import torch
-
-        out: dict[str, Any] = torch.load(p, weights_only=True)
+        out: dict[str, Any] = load_weights(p, f"the snapshots of run {self.id}",
+                                              map_location=None)
         return out
 
 
@@ -289,6 +300,73 @@ def _rename_into_place(tmp: Path, final: Path, overwrite: bool) -> Path | None:
     return old
 
 
+def _writer_gone(name: str, prefix: str) -> bool:
+    """Whether ``name`` is a hidden ``PREFIX...-PID-XXXXXX`` entry descend made whose writer
+    process is gone (names of any other form are never touched)."""
+    m = re.match(rf"^{re.escape(prefix)}(?:.+-)?(\d+)-[0-9a-f]{{6}}$", name)
+    return m is not None and _pid_gone(int(m.group(1)))
+
+
+def _pid_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs (one we may not signal still runs)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
+
+
+def recover(final: str | os.PathLike[str]) -> None:
+    """Heal what a killed :func:`atomic_folder` left beside ``final``: an old folder renamed
+    aside (``.old-NAME-PID-XXXXXX``) goes back to ``final`` when ``final`` is missing (a kill
+    between the two renames of ``overwrite``), else it is removed; a temporary folder
+    (``.tmp-NAME-PID-XXXXXX``) is removed. Only entries of those forms whose writer process is
+    gone are touched."""
+    final = Path(final)
+    parent = final.parent
+    if not parent.is_dir():
+        return
+    for kind in (".old-", ".tmp-"):
+        for p in sorted(parent.glob(f"{kind}{glob.escape(final.name)}-*")):
+            if not _writer_gone(p.name, f"{kind}{final.name}-"):
+                continue
+            if kind == ".old-" and not final.exists():
+                os.rename(p, final)
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Write the file ``final`` whole or not at all: yield a hidden temporary sibling
+    (``.NAME.tmp-PID``, same suffix) to write, then fsync it and rename it over ``final``; on
+    any error (or Ctrl-C) the temporary file goes and ``final`` is as it was. Temporary files of
+    that form left by a killed writer of ``final`` are removed first."""
+    final = Path(final)
+    for q in final.parent.glob(f".{glob.escape(final.name)}.tmp-*"):
+        m = re.fullmatch(rf"\.{re.escape(final.name)}\.tmp-(\d+){re.escape(final.suffix)}",
+                         q.name)
+        if m is not None and q.is_file() and _pid_gone(int(m.group(1))):
+            q.unlink(missing_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}{final.suffix}")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):  # some file systems cannot fsync a folder
+        _fsync_dir(final.parent)
+
+
 @contextlib.contextmanager
 def atomic_folder(final: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Write the folder ``final`` whole or not at all: yield a hidden temporary sibling to
@@ -306,13 +384,17 @@ def atomic_folder(final: str | os.PathLike[str], *, overwrite: bool = False) -> 
             in, and only then is the old one deleted; if the swap fails, the old one is put
             back.
 
+    Leftovers of a writer that was killed are healed first (:func:`recover`): an old folder
+    renamed aside goes back when ``final`` is missing, hidden temporary folders go.
+
     Raises:
         FileExistsError: ``final`` exists (or appeared while writing) and ``overwrite`` is
             false.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{os.urandom(3).hex()}"
+    recover(final)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{secrets.token_hex(3)}"
     tmp.mkdir()
     try:
         yield tmp
@@ -373,8 +455,15 @@ def record_run(
     diagnostics: Mapping[str, Any] | None = None,
     env: Mapping[str, Any] | None = None,
     run_id: str | None = None,
+    started: bool = False,
 ) -> Run:
     """Write one run folder atomically under ``root`` and add it to the index.
+
+    With ``started``, the folder ``root/run_id`` may already exist as a run the command line
+    started before its work (it holds ``command.json`` and checkpoints, :mod:`descend.resume`):
+    its record is written into it (or replaces the record of an interrupted run), file by file,
+    each in one rename, ``result.json`` removed first and written last, so the folder is never
+    seen as a run with a half-written record.
 
     Args:
         root: the records folder (created when missing).
@@ -389,6 +478,7 @@ def record_run(
         diagnostics: what ``diagnose`` found (plain data), shown by the report.
         env: the environment; default :func:`environment` now.
         run_id: the id; default ``YYYYmmdd-HHMMSS-xxxx`` (UTC time and 4 random hex digits).
+        started: complete the started run ``run_id`` (see above).
 
     Returns:
         The :class:`Run` as written.
@@ -411,14 +501,17 @@ def record_run(
     while run_id is None and (root / rid).exists():
         rid = _new_id()
     final = root / rid
+    from .histfile import PARQUET, summary
+
+    result_d = {**result_summary, "history": summary(cols)}  # what `runs show` prints
+    if started and (final / "command.json").is_file():
+        return _complete(root, final, config, env, cols, params, snapshots, diagnostics,
+                         result_d)
     if final.exists():
         raise InputError(f"run {rid!r} already exists in {root}; records are never "
                          f"overwritten: pick another id or remove it with "
                          f"`descend runs rm {rid}`")
     env_d = dict(env) if env is not None else environment()
-    from .histfile import PARQUET, summary
-
-    result_d = {**result_summary, "history": summary(cols)}
     try:
         with atomic_folder(final) as tmp:
             _write_json(tmp / "config.json", config)
@@ -436,13 +529,76 @@ def record_run(
         raise InputError(f"run {rid!r} already exists in {root}; records are never "
                          f"overwritten") from None
     run = open_run(root, rid)
-    with _index(root) as db:
+    # the folder is the record: a locked or damaged index heals at the next listing
+    with contextlib.suppress(sqlite3.Error), _index(root) as db:
         db.execute("DELETE FROM runs WHERE id = ?", (rid,))  # a stale row of a removed folder
         db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)", _row(run))
     return run
 
 
+def _complete(root: Path, final: Path, config: Any, env: Any, cols: Any, params: Any,
+              snapshots: Any, diagnostics: Any, summary: Any) -> Run:
+    """Write the record into the started run folder ``final`` (see :func:`record_run`)."""
+    for old in final.glob(".tmp-record-*"):  # of an earlier writer, killed
+        try:
+            os.kill(int(old.name.split("-")[2]), 0)  # still writing: keep it
+        except ProcessLookupError:
+            shutil.rmtree(old, ignore_errors=True)
+        except (ValueError, OSError):
+            pass
+    tmp = final / f".tmp-record-{os.getpid()}-{secrets.token_hex(3)}"
+    tmp.mkdir()
+    try:
+        _write_json(tmp / "config.json", config)
+        _write_json(tmp / "environment.json", dict(env) if env is not None else environment())
+        _write_history(tmp / "history.parquet", cols)
+        if params is not None:
+            _write_torch(tmp / "params.pt", params)
+        if snapshots is not None:
+            _write_torch(tmp / "snapshots.pt", dict(snapshots))
+        if diagnostics is not None:
+            _write_json(tmp / "diagnostics.json", diagnostics)
+        _write_json(tmp / "result.json", summary)
+        _fsync_tree(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(final / "result.json")  # no longer a run until the new record is whole
+        _fsync_dir(final)
+        names = sorted(p.name for p in tmp.iterdir() if p.name != "result.json")
+        for name in [*names, "result.json"]:
+            os.replace(tmp / name, final / name)
+        _fsync_dir(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    run = open_run(root, final.name)
+    with _index(root) as db:
+        db.execute("DELETE FROM runs WHERE id = ?", (run.id,))
+        db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)", _row(run))
+    return run
+
+
 # ---------------------------------------------------------------------------- reading
+
+
+def load_weights(path: Path, what: str, *, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never
+    pickled code. A damaged, empty or crafted file is an :class:`InputError` in one line."""
+    import pickle
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # a crafted file's pickle protocol warns: one line only
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError, KeyError,
+            AttributeError, ImportError, IndexError, TypeError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = ("it is empty" if path.is_file() and path.stat().st_size == 0 else
+               "it holds something besides tensors (a crafted or foreign pickle), refused by "
+               "torch.load(weights_only=True)" if "Weights only load failed" in str(e) else
+               (lines[0] if lines else type(e).__name__))
+        raise InputError(f"cannot load {what}: {path.name} is damaged or not a descend file "
+                         f"({why[:200]})") from None
 
 
 def _read_json(path: Path) -> Any:
@@ -489,24 +645,48 @@ def open_run(root: str | os.PathLike[str], ref: str | os.PathLike[str]) -> Run:
     """
     path = run_path(root, ref)
     diag = path / "diagnostics.json"
-    return Run(
-        id=path.name,
-        path=path,
-        config=_read_json(path / "config.json"),
-        environment=_read_json(path / "environment.json"),
-        result=_read_json(path / "result.json"),
-        diagnostics=_read_json(diag) if diag.exists() else None,
-    )
+    try:
+        run = Run(
+            id=path.name,
+            path=path,
+            config=_read_dict(path / "config.json"),
+            environment=_read_dict(path / "environment.json"),
+            result=_read_dict(path / "result.json"),
+            diagnostics=_read_dict(diag) if diag.exists() else None,
+        )
+    except (OSError, ValueError) as e:
+        raise InputError(f"run {path.name} is damaged: {_why(e)}; `descend runs rm "
+                         f"{path.name}` removes it") from None
+    return run
+
+
+def _read_dict(path: Path) -> dict[str, Any]:
+    try:
+        out = _read_json(path)
+    except ValueError as e:
+        raise ValueError(f"{path.name} is not valid JSON ({e})") from None
+    if not isinstance(out, dict):
+        raise ValueError(f"{path.name} holds no JSON object")
+    return out
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, FileNotFoundError):
+        return f"{Path(e.filename or '?').name} is missing"
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(e).__name__)[:200]
 
 
 # ---------------------------------------------------------------------------- the index
 
 
+#: Seconds to wait for a lock on the index before reading the run folders instead.
+INDEX_TIMEOUT = 2.0
+
+
 @contextlib.contextmanager
 def _index(root: Path) -> Iterator[sqlite3.Connection]:
-    import sqlite3  # here: `runs show` and the other readers of one run never open the index
-
-    db = sqlite3.connect(root / INDEX, timeout=30)
+    db = sqlite3.connect(root / INDEX, timeout=INDEX_TIMEOUT)
     try:
         with db:  # one transaction: committed on success, rolled back on error
             db.execute(_SCHEMA)
@@ -529,46 +709,112 @@ def _is_run(path: Path) -> bool:
 
 
 def _sweep_tmp(root: Path) -> None:
-    """Remove hidden temporary folders whose writer process is gone (interrupted writes)."""
-    for p in root.glob(".tmp-*"):
-        m = re.match(r"^\.tmp-.+-(\d+)-[0-9a-f]{6}$", p.name)
-        if m is None:
-            continue
+    """Remove hidden temporary folders (``.tmp-ID-PID-XXXXXX``) and trash
+    (``.trash-ID-PID-XXXXXX``) whose writer process is gone, in a records folder only (one
+    holding ``index.sqlite``): nothing of another form, and nothing in another folder."""
+    if not (root / INDEX).is_file():
+        return
+    for prefix in (".tmp-", ".trash-"):
+        for p in root.glob(f"{prefix}*"):
+            if p.is_dir() and _writer_gone(p.name, prefix):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _readable(path: Path) -> bool:
+    """Whether the run folder's result.json still reads as a JSON object (a cheap check of an
+    indexed run: a damaged one is listed as damaged, not from its stale index row)."""
+    try:
+        _read_dict(path / "result.json")
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _damaged_row(rid: str, why: str) -> dict[str, Any]:
+    return {"id": rid, "created": "", "problem": "", "rule": "", "step": "", "nit": 0,
+            "loss": math.nan, "reason": "damaged", "success": False, "label": why}
+
+
+def _rows_of_folders(root: Path, folders: set[str]) -> tuple[list[tuple[Any, ...]],
+                                                              list[dict[str, Any]]]:
+    """Index rows read from the run folders, and rows for the damaged ones."""
+    rows, damaged = [], []
+    for rid in sorted(folders):
         try:
-            os.kill(int(m.group(1)), 0)
-            continue  # still writing
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        shutil.rmtree(p, ignore_errors=True)
-    for p in root.glob(".trash-*"):
-        shutil.rmtree(p, ignore_errors=True)
+            rows.append(_row(open_run(root, rid)))
+        except (OSError, ValueError, TypeError) as e:  # InputError is a ValueError
+            damaged.append(_damaged_row(rid, str(e)))
+    return rows, damaged
 
 
-def list_runs(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def _rebuild_index(root: Path, rows: list[tuple[Any, ...]]) -> None:
+    """Write a new index from ``rows`` into a temporary file and rename it over the old one."""
+    tmp = root / f".{INDEX}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
+    try:
+        db = sqlite3.connect(tmp)
+        try:
+            with db:
+                db.execute(_SCHEMA)
+                db.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        finally:
+            db.close()
+        os.replace(tmp, root / INDEX)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def list_runs(root: str | os.PathLike[str], *,
+              notes: list[str] | None = None) -> list[dict[str, Any]]:
     """The runs in ``root``, oldest first, as index rows (dicts with the keys ``id``,
     ``created``, ``problem``, ``rule``, ``step``, ``nit``, ``loss``, ``reason``, ``success``,
-    ``label``). The index is first reconciled with the folders."""
+    ``label``). The index is first reconciled with the folders.
+
+    The folders are the truth: a run folder that cannot be read is listed with reason
+    ``damaged`` (its label says why), the others as usual; a damaged index is rebuilt from the
+    folders, and a locked one (held longer than :data:`INDEX_TIMEOUT` seconds) is bypassed by
+    reading the folders; either way a one-line note is appended to ``notes``.
+    """
     root = Path(root)
     if not root.is_dir():
         return []
     _sweep_tmp(root)
     folders = {p.name for p in root.iterdir() if _is_run(p)}
-    with _index(root) as db:
-        indexed = {r[0] for r in db.execute("SELECT id FROM runs")}
-        for rid in indexed - folders:
-            db.execute("DELETE FROM runs WHERE id = ?", (rid,))
-        for rid in sorted(folders - indexed):
-            with contextlib.suppress(OSError, ValueError, InputError):
-                db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)",
-                           _row(open_run(root, rid)))
-        cur = db.execute("SELECT * FROM runs ORDER BY created, id")
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    if not folders and not (root / INDEX).exists():
+        return []  # not a records folder: nothing is created in it
+    damaged: list[dict[str, Any]] = []
+    try:
+        with _index(root) as db:
+            indexed = {r[0] for r in db.execute("SELECT id FROM runs")}
+            broken = {rid for rid in indexed & folders if not _readable(root / rid)}
+            for rid in (indexed - folders) | broken:
+                db.execute("DELETE FROM runs WHERE id = ?", (rid,))
+            new, damaged = _rows_of_folders(root, (folders - indexed) | broken)
+            db.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)", new)
+            cur = db.execute("SELECT * FROM runs ORDER BY created, id")
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    except sqlite3.Error as e:
+        fresh, damaged = _rows_of_folders(root, folders)
+        locked = isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
+        if locked:
+            note = (f"the index {root / INDEX} is locked by another process; listed the runs "
+                    "from their folders")
+        else:
+            _rebuild_index(root, fresh)
+            note = (f"the index {root / INDEX} was damaged ({_why(e)}); rebuilt it from the "
+                    f"{len(fresh)} run folders")
+        if notes is not None:
+            notes.append(note)
+        names = list(FIELDS_INDEX)
+        rows = [dict(zip(names, r)) for r in fresh]
     for r in rows:
         r["success"] = bool(r["success"])
-    return rows
+    if damaged and notes is not None:
+        notes.append(f"{len(damaged)} run folder(s) in {root} are damaged: "
+                     f"{', '.join(d['id'] for d in damaged[:5])}; `descend runs show ID` says "
+                     "why, `descend runs rm ID` removes one")
+    return sorted(rows + damaged, key=lambda r: (r["created"], r["id"]))
 
 
 def remove_run(root: str | os.PathLike[str], run_id: str) -> str:
@@ -587,9 +833,9 @@ def remove_run(root: str | os.PathLike[str], run_id: str) -> str:
         raise InputError(f"no run {run_id!r} in {root} (`descend runs list --runs {root}` "
                          f"shows the ids)")
     rid = path.name
-    trash = root / f".trash-{rid}-{os.urandom(3).hex()}"
+    trash = root / f".trash-{rid}-{os.getpid()}-{secrets.token_hex(3)}"
     os.rename(root / rid, trash)
-    with _index(root) as db:
+    with contextlib.suppress(sqlite3.Error), _index(root) as db:  # else healed when listed
         db.execute("DELETE FROM runs WHERE id = ?", (rid,))
     shutil.rmtree(trash, ignore_errors=True)
     return rid

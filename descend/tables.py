@@ -160,6 +160,24 @@ def to_table(df: Any) -> pa.Table:
         raise InputError(f"cannot convert the DataFrame: {str(e).splitlines()[0]}") from None
 
 
+def _sweep_partial(p: Path) -> None:
+    """Remove ``.NAME.tmp-PID`` files beside ``p`` that a killed :func:`write_table` left
+    (their process is gone); nothing of another form."""
+    import os
+    import re
+
+    for q in p.parent.glob(f".{p.name}.tmp-*"):
+        m = re.fullmatch(rf"\.{re.escape(p.name)}\.tmp-(\d+)", q.name)
+        if m is None or not q.is_file():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            q.unlink(missing_ok=True)
+        except (PermissionError, OverflowError):
+            pass
+
+
 def write_table(table: pa.Table, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``table`` as Parquet (suffix ``.parquet``/``.pq``) or CSV (any other suffix),
     atomically: into a temporary file in the same folder, fsynced, then renamed over ``path``.
@@ -178,6 +196,7 @@ def write_table(table: pa.Table, path: str | Path, *, overwrite: bool = False) -
         raise InputError(f"{p} is a folder; give a file name ending in .csv or .parquet")
     if p.exists() and not overwrite:
         raise InputError(f"{p} already exists; pass --overwrite to replace it")
+    _sweep_partial(p)
     tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
     try:
         if p.suffix.lower() in PARQUET_SUFFIXES:
@@ -193,6 +212,9 @@ def write_table(table: pa.Table, path: str | Path, *, overwrite: bool = False) -
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise InputError(f"cannot write {p}: {e.strerror or e}") from None
+    except BaseException:  # an error or Ctrl-C mid-write: the old file stays, whole
+        tmp.unlink(missing_ok=True)
+        raise
     try:
         fd = os.open(p.parent, os.O_RDONLY)
         try:
@@ -714,3 +736,4 @@ def _check_infinite(table: pa.Table, name: str, columns: Sequence[str]) -> None:
         raise InputError(
             f"infinite values in {name}: {_counts(counts)}; replace or remove those cells"
         )
+

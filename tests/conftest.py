@@ -58,3 +58,10 @@ def notebook_loop(seed: int, learning_rate: float = 1.0, threshold: float = 1e-5
 @pytest.fixture
 def nb_loop():
     return notebook_loop
+
+
+@pytest.fixture(autouse=True)
+def _english_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line speaks the locale's language: the tests expect English wherever they
+    run (tests of the language choice set these themselves)."""
+    monkeypatch.setenv("DESCEND_LANG", "en")

@@ -26,7 +26,7 @@ BAD = [
      "number > 0 or one of auto, armijo, wolfe, polyak, bb, adaptive"),
     (["demo", "--nope"], "descend: error: unrecognized arguments: --nope"),
     (["frobnicate"], "descend: error: argument COMMAND: invalid choice: 'frobnicate' (choose "
-     "from 'demo', 'runs', 'report', 'plot', 'diagnose', 'fit', 'predict', "
+     "from 'demo', 'runs', 'report', 'plot', 'diagnose', 'fit', 'resume', 'predict', "
      "'evaluate', 'completion')"),
     ([], "descend: error: the following arguments are required: COMMAND"),
 ]

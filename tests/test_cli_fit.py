@@ -204,7 +204,8 @@ def test_predict_in_a_fresh_process(tmp_path, capsys):
                         "--activation", "tanh", "--epochs", "30", "--out", tmp_path / "m"],
                        capsys)
     assert rc == 0
-    assert err.splitlines()[0].startswith("epoch 1/30  loss ")
+    note, first = err.splitlines()[:2]  # the run's checkpoints, then the progress
+    assert note.startswith("descend: note: run ") and first.startswith("epoch 1/30  loss ")
     assert "val loss" in err and "left" in err
     saved = sorted(os.listdir(tmp_path / "m"))
     assert saved == ["config.json", "epochs.csv", "metrics.json", "preprocessing.json",
@@ -277,7 +278,7 @@ def test_one_hot_columns_and_a_user_module(tmp_path, capsys, monkeypatch):
     assert rc == 0, err
     prep = json.loads((tmp_path / "m" / "preprocessing.json").read_text())
     assert prep["categories"] == {"color": ["blue", "red"]}
-    rc, out, err = run(["predict", "m", "d.csv"], capsys)
+    rc, out, err = run(["predict", "m", "d.csv", "--trust-code"], capsys)  # it names mynet
     assert rc == 0, err
     assert out.splitlines()[0] == '"a","color","y","y_pred"'
 

@@ -44,7 +44,8 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.mark.package
 def test_wheel_holds_the_package_data(dist: tuple[Path, Path]) -> None:
     names = zipfile.ZipFile(dist[0]).namelist()
-    for name in ("descend/report_page.html", "descend/py.typed", "descend/cli.py"):
+    for name in ("descend/report_page.html", "descend/py.typed", "descend/cli.py",
+                 "descend/locale/ko/LC_MESSAGES/descend.mo"):
         assert name in names
     assert any(n.endswith("/licenses/LICENSE") for n in names)
     assert not any(n.startswith("tests/") for n in names)

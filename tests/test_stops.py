@@ -155,7 +155,7 @@ def test_every_reason_has_one_message_and_a_success_flag():
                                 stops.Diverged(), stops.MaxEpochs(1), stops.TrainLossBelow(0),
                                 stops.ValLossBelow(0), stops.EarlyStopping(), stops.StepFailed(),
                                 stops.RoundOff(), stops.Stationary(), stops.Stalled(),
-                                stops.Plateau())}
+                                stops.Plateau(), stops.Interrupted(), stops._NeverFinite())}
     assert fired == set(stops.REASONS)
 
 

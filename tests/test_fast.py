@@ -1,0 +1,199 @@
+"""The fast paths give the numbers of the plain ones: the update into spare storage against the
+out-of-place update (iterate by iterate, ``torch.equal``, as torch.optim tests ``foreach``
+against its for-loop)."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+import descend
+from descend import state, stops
+from descend.errors import InputTypeError
+from descend.rules import RULES
+from descend.state import LoopState
+
+TARGET = torch.linspace(-1.0, 2.0, 60).reshape(3, 20)
+
+
+def quartic(x: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A smooth two-tensor problem whose iterates depend on every part of each rule."""
+    return (((x["a"] - TARGET) ** 2).mean() + 0.1 * (x["b"] ** 4).sum()
+            + 0.05 * torch.sin(x["a"].sum() * x["b"]).sum())
+
+
+def start() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {"a": torch.randn(3, 20, generator=g), "b": torch.randn(5, generator=g)}
+
+
+def solve(in_place: bool, monkeypatch: pytest.MonkeyPatch, **kw):
+    """``minimize`` on the quartic with the in-place path on or off; every iterate and the
+    result."""
+    monkeypatch.setattr(state, "IN_PLACE_NUMEL", 0 if in_place else 1 << 62)
+    seen: list[tuple[int, list[torch.Tensor], int | None]] = []
+
+    def watch(s: LoopState) -> None:
+        seen.append((s.iteration, [v.clone() for v in s.values],
+                     None if s.spare is None else len(s.spare.bufs)))
+
+    res = descend.minimize(quartic, start(), observers=[watch], **kw)
+    return seen, res
+
+
+CASES = [
+    ("gd", {}), ("gd", {"weight_decay": 0.1}), ("momentum", {}),
+    ("momentum", {"dampening": 0.3, "weight_decay": 0.01}), ("nesterov", {}),
+    ("adam", {}), ("adam", {"weight_decay": 0.1}), ("adamw", {}), ("rmsprop", {}),
+    ("rmsprop", {"centered": True, "momentum": 0.5, "weight_decay": 0.1}), ("adagrad", {}),
+    ("adagrad", {"lr_decay": 0.01, "weight_decay": 0.1}),
+]
+
+
+@pytest.mark.parametrize(("name", "hyper"), CASES, ids=[f"{n}{h}" for n, h in CASES])
+@pytest.mark.parametrize("lr", [0.01, 0.3, "schedule"])
+def test_in_place_equals_out_of_place(name, hyper, lr, monkeypatch):
+    rule = RULES[name](**hyper)
+    step = (lambda k: 0.05 / (1 + k)) if lr == "schedule" else lr
+    kw = {"rule": rule, "lr": step, "stop": stops.MaxIter(40)}
+    fast, res_fast = solve(True, monkeypatch, **kw)
+    slow, res_slow = solve(False, monkeypatch, **kw)
+    assert fast[-1][2] is not None and slow[-1][2] is None  # each path was taken
+    assert [k for k, _, _ in fast] == [k for k, _, _ in slow]
+    for (k, a, _), (_, b, _) in zip(fast, slow):
+        assert all(torch.equal(u, v) for u, v in zip(a, b)), f"iterate {k} differs"
+    assert res_fast.reason == res_slow.reason and res_fast.nit == res_slow.nit
+    assert res_fast.best_loss == res_slow.best_loss
+    for key in ("a", "b"):
+        assert torch.equal(res_fast.x[key], res_slow.x[key])
+        assert torch.equal(res_fast.best_x[key], res_slow.best_x[key])
+
+
+def test_in_place_keeps_points_others_hold(monkeypatch):
+    """The default criteria (``Stalled`` keeps a past point), a best point left behind (the
+    loss rises: lr too large for momentum) and the guard's backtrack to it: same numbers, and
+    the start is never written into."""
+    x0 = start()
+    before = {k: v.clone() for k, v in x0.items()}
+    kw = {"rule": "momentum", "lr": 0.9, "max_iter": 300, "on_divergence": "backtrack"}
+    fast, res_fast = solve(True, monkeypatch, **kw)
+    slow, res_slow = solve(False, monkeypatch, **kw)
+    assert len(fast) == len(slow)
+    for (k, a, _), (_, b, _) in zip(fast, slow):
+        assert all(torch.equal(u, v) for u, v in zip(a, b)), f"iterate {k} differs"
+    assert res_fast.reason == res_slow.reason
+    assert res_fast.history.extra["backtrack"] == res_slow.history.extra["backtrack"]
+    assert sum(res_fast.history.extra["backtrack"]) >= 1
+    assert max(n for _, _, n in fast) <= state.MAX_SPARES
+    assert all(torch.equal(start()[k], before[k]) for k in x0)
+
+
+def test_in_place_allocates_no_parameter_storage(monkeypatch):
+    """On a descent the update alternates between two buffers of the run's own (the pool does
+    not grow), and the rule's intermediates live in its workspaces."""
+    fast, _ = solve(True, monkeypatch, rule="adam", lr=0.01, stop=stops.MaxIter(50))
+    assert {n for _, _, n in fast[2:]} == {2}
+
+
+def test_torch_optimizer_rule_stays_out_of_place(monkeypatch):
+    """A ``torch.optim`` rule updates its leaves itself: no spare storage."""
+    fast, res = solve(True, monkeypatch, rule=functools.partial(torch.optim.SGD, momentum=0.5),
+                      lr=0.01, max_iter=5)
+    assert res.nit == 5 and all(n is None for _, _, n in fast)
+
+
+def history_rows(res) -> list[tuple]:
+    """Every column of the history but the wall-clock time."""
+    cols = {k: v for k, v in res.history.columns.items() if k != "time"}
+    return list(zip(*cols.values()))
+
+
+CHUNKED = [
+    ("loss_below", {"rule": "gd", "lr": 1.0, "stop": stops.LossBelow(0.3)}),
+    ("grad_small", {"rule": "momentum", "lr": 0.1, "stop": stops.GradNormBelow(0.01)}),
+    ("max_iter", {"rule": "adam", "lr": 0.01, "max_iter": 37}),
+    ("no_improvement", {"rule": "gd", "lr": 0.1, "stop": stops.NoImprovement(3, rtol=0.01)}),
+    ("diverged", {"rule": "momentum", "lr": 0.5, "on_divergence": "stop"}),
+    ("nonfinite", {"rule": "gd", "lr": 10.0, "stop": stops.Diverged(1e30),
+                   "on_divergence": "stop"}),
+    ("max_iter", {"rule": "momentum", "lr": 0.5, "on_divergence": "backtrack",
+                  "max_iter": 120}),
+    ("loss_below", {"rule": "gd", "lr": lambda k: 2.0 / (1 + 0.1 * k),
+                    "stop": stops.LossBelow(0.3), "max_iter": 200}),
+    ("converged", {"rule": "momentum", "lr": 0.1, "max_iter": 400}),
+]
+
+
+@pytest.mark.parametrize("k", [2, 7, 64])
+@pytest.mark.parametrize(("name", "kw"), CHUNKED,
+                         ids=["loss_below", "grad_small", "max_iter", "no_improvement",
+                              "diverged", "nonfinite", "backtrack", "schedule", "defaults"])
+def test_chunked_reads_stop_on_the_same_iterate(name, kw, k, monkeypatch):
+    """Reading the rows every k iterations stops on exactly the iterate reading every one does:
+    the same reason, iteration count, evaluation count, x, history and observed rows (the
+    guards, the backtrack's rollback rows and the default criteria included)."""
+    every, res1 = solve(False, monkeypatch, **kw)
+    chunked, resk = solve(False, monkeypatch, read_every=k, **kw)
+    _, res_both = solve(True, monkeypatch, read_every=k, **kw)  # with the in-place path
+    assert history_rows(res_both) == history_rows(res1)
+    assert all(torch.equal(res_both.x[key], res1.x[key]) for key in ("a", "b"))
+    assert res1.reason == name
+    assert resk.reason == res1.reason and resk.nit == res1.nit and resk.nfev == res1.nfev
+    assert resk.message == res1.message
+    assert history_rows(resk) == history_rows(res1)
+    assert [i for i, _, _ in chunked] == [i for i, _, _ in every]
+    for (i, a, _), (_, b, _) in zip(chunked, every):
+        assert all(torch.equal(u, v) for u, v in zip(a, b)), f"observed iterate {i} differs"
+    for key in ("a", "b"):
+        assert torch.equal(resk.x[key], res1.x[key])
+        assert torch.equal(resk.best_x[key], res1.best_x[key])
+        assert torch.equal(resk.jac[key], res1.jac[key])
+
+
+def test_chunked_reads_read_in_chunks(monkeypatch):
+    """The losses are read from the tensors once per chunk, not once per iteration."""
+    reads = 0
+    real = torch.Tensor.tolist
+
+    def counting(t):
+        nonlocal reads
+        reads += 1
+        return real(t)
+
+    monkeypatch.setattr(torch.Tensor, "tolist", counting)
+    res = descend.minimize(quartic, start(), rule="gd", lr=0.01, max_iter=40, read_every=10)
+    assert res.nit == 40 and reads == 2 * 4  # losses and gradient norms, 4 chunks
+
+
+NOTEBOOK_TARGET = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]])
+
+
+def notebook(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.mse_loss(x, NOTEBOOK_TARGET)
+
+
+def test_compile_gives_the_same_iterates():
+    """``compile=True`` (forward and backward through torch.compile) follows the eager run
+    iterate by iterate, to float32 rounding (inductor may fuse operations differently: a
+    relative 1e-6 here); the compile time is reported apart."""
+    x0 = torch.rand(3, 3, generator=torch.Generator().manual_seed(0))
+    runs = {}
+    for flag in (False, True):
+        seen: list[torch.Tensor] = []
+        res = descend.minimize(notebook, x0, rule="momentum", lr=0.5,
+                               stop=stops.LossBelow(1e-6), max_iter=300, compile=flag,
+                               observers=[lambda s, seen=seen: seen.append(s.values[0].clone())])
+        runs[flag] = (seen, res)
+    (eager, r0), (compiled, r1) = runs[False], runs[True]
+    assert r1.reason == r0.reason == "loss_below" and r1.nit == r0.nit
+    for a, b in zip(compiled, eager):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert r1.compile_seconds > 0 and r0.compile_seconds == 0
+    assert r1.compile_seconds < r1.seconds
+
+
+def test_compile_must_be_a_bool():
+    with pytest.raises(InputTypeError, match="compile must be True or False, got 'yes'"):
+        descend.minimize(notebook, torch.zeros(3, 3), lr=0.1, compile="yes")
