@@ -7,7 +7,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -19,6 +19,9 @@ from .result import Result, outcome, start_diagnosis
 from .rules import Rule
 from .steps import Constant, Step
 from .stops import Criterion
+
+if TYPE_CHECKING:
+    from .batched import BatchedResult
 
 __all__ = ["minimize"]
 
@@ -39,7 +42,8 @@ def minimize(
     progress: bool = False,
     record: str | os.PathLike[str] | bool | None = None,
     on_divergence: str | None = None,
-) -> Result:
+    batched: bool = False,
+) -> Result | BatchedResult:
     """Minimise ``f(x) = fn(x, *args)`` by gradient descent from ``x0``.
 
     The loop (:func:`descend.loop.run`) repeats ``x_{k+1} = x_k - lr_k * u_k``, where the rule
@@ -87,6 +91,12 @@ def minimize(
             diverges: ``"backtrack"`` (return to the best point, halve the step, restart the
             rule; each backtrack is a history row with ``backtrack`` = 1), ``"stop"`` (stop with
             the reason) or ``"raise"`` (raise :class:`descend.loop.DivergenceError`).
+        batched: solve many independent problems at once (:mod:`descend.batched`): every
+            tensor in ``x0`` and ``args`` has the problem dimension ``K`` first, and ``fn``
+            returns one loss per problem, shape ``(K,)`` (over the problems still running).
+            Each problem stops alone, with its own reason; the result is a
+            :class:`~descend.batched.BatchedResult` (``res[i]`` is problem ``i``'s
+            :class:`~descend.result.Result`).
 
     Returns:
         A :class:`~descend.result.Result`; not converging is a result with a reason, never an
@@ -97,6 +107,13 @@ def minimize(
         DivergenceError: only with ``on_divergence="raise"``.
     """
     fn, x0, numpy_in = _scipy_style(fn, fun, x0)
+    if batched:
+        from .batched import solve
+
+        return solve(fn, x0, args, rule=rule, lr=lr, stop=stop, max_iter=max_iter,
+                     on_divergence=on_divergence, refused={
+                         "callback": callback, "observers": observers, "verbose": verbose,
+                         "progress": progress, "record": record})
     params = Params(x0)
     objective = Objective(fn, params, args)
     parts = assemble(params, rule=rule, lr=lr, stop=stop, max_iter=max_iter, callback=callback,

@@ -1,0 +1,694 @@
+"""Many independent problems at once: ``minimize(fn, x0, batched=True)``.
+
+Every tensor in ``x0`` (and in ``args``) has a leading problem dimension ``K``; ``fn`` gets the
+problems still running stacked the same way and returns their losses, shape ``(w,)``. Each
+problem's gradient is the gradient of the sum of the losses (the problems are independent). The
+method is resolved by :func:`descend.loop.assemble`, the one policy; :func:`run` then repeats the
+loop's phases over the working set, every problem with its own iteration count, stop reason,
+step size, best point and history::
+
+    evaluate   losses (w,) and gradients (w, n) of the working set     one call of fn
+    stop?      every criterion, per problem (batched_parts.Tests)     -> finished problems
+    direction  u per problem (the rule; batched L-BFGS per problem)
+    step size  a constant or scheduled lr, or a line search per problem (all the problems'
+               trials evaluated in one call of fn per round)
+    update     x <- x - alpha u
+    record     one row per iteration for the working set
+
+Why a loop of its own rather than :func:`descend.loop.run` over a stacked problem: ``run`` stops
+when *one* criterion fires for the whole run and reads every value as a Python float; here each
+problem stops alone and every test is a tensor operation over the working set, so the host reads
+one number per iteration (whether anyone finished), not ``K``.
+
+Finished problems stop costing: their results are written out when they finish, and once fewer
+than :data:`COMPACT_BELOW` of the working set are still running, ``x``, the tensors in ``args``,
+the rule's state and the criteria's state are compacted to the running ones. The results come
+back in the original order.
+
+What runs batched (anything else is refused up front, naming what is supported): the rules
+``gd``, ``momentum``, ``nesterov``, ``adam``, ``adamw``, ``rmsprop``, ``adagrad`` with a constant
+or scheduled lr, ``gd`` with Armijo backtracking or the strong-Wolfe search, and ``lbfgs`` with
+strong Wolfe (the default method); the criteria of :class:`~descend.batched_parts.Tests`; and
+``on_divergence="stop"`` (the default here: a problem that diverges stops alone with its reason).
+A quasi-Newton rule with ``scale=None`` never turns its scaling on in a batch (the single loop's
+``# rescale?`` restart).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .batched_parts import Batch, BatchedLBFGS, Tests, first_order, not_a_minimum
+from .convergence import HINT_FLOAT32, HINT_FLOAT64
+from .errors import InputError
+from .history import History
+from .linesearch import armijo_trials, strong_wolfe_trials
+from .loop import assemble
+from .objective import Params
+from .result import Result, status_of
+from .rules import GD, LBFGS, Adam, AdaGrad, Momentum, RMSProp
+from .steps import Armijo, Constant, Schedule, StrongWolfe
+from .stops import NEAR, REASONS, Criterion, Diverged, MaxIter, Stalled, Stationary
+
+__all__ = ["COMPACT_BELOW", "REASON_CODES", "BatchedHistory", "BatchedResult", "run", "solve"]
+
+#: The working set is compacted once fewer than this fraction of it is still running.
+COMPACT_BELOW = 0.75
+#: The reasons a batched problem can stop with, by code (``BatchedResult.reason_code``).
+REASON_CODES = ("nonfinite", "diverged", "loss_below", "grad_small", "max_iter", "converged",
+                "roundoff", "plateau", "stalled", "step_failed")
+_CODE = {r: i for i, r in enumerate(REASON_CODES)}
+_ELEMENTWISE = (GD, Momentum, Adam, RMSProp, AdaGrad)
+
+
+class _Shared:
+    """What a constant or scheduled step reads: the iteration, shared by the working set."""
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+
+
+class _State:
+    """The working set's state (every tensor has the working dimension first)."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+    iteration: int
+    X: Tensor
+    G: Tensor
+    loss: Tensor
+    gnorm: Tensor
+    loss0: Tensor
+    typx: Tensor
+    best_loss: Tensor
+    div_scale: Tensor
+
+
+def _check_method(parts: Any) -> None:
+    rule, step = parts.rule, parts.step
+    lbfgs = type(rule) is LBFGS
+    searches = isinstance(step, (Armijo, StrongWolfe))
+    ok = (lbfgs and isinstance(step, StrongWolfe) and rule.scale is not True) or (
+        isinstance(rule, _ELEMENTWISE) and (isinstance(step, (Constant, Schedule))
+                                            or (type(rule) is GD and searches)))
+    if not ok:
+        raise InputError(
+            f"with batched=True, rule {getattr(rule, 'label', rule.name)!r} with "
+            f"lr={step.describe()!r} cannot run per problem; supported: rules gd, momentum, "
+            "nesterov, adam, adamw, rmsprop, adagrad with a number or a schedule k -> lr as lr; "
+            "rule gd with lr='armijo' or 'wolfe'; rule lbfgs (scale None or False), the "
+            "default, with its strong-Wolfe search")
+
+
+def solve(fn: Callable[..., Tensor], x0: Any, args: tuple, *, rule: Any, lr: Any, stop: Any,
+          max_iter: int | None, on_divergence: str | None, refused: dict[str, Any],
+          cost: Callable[[Tensor], Tensor] | None = None) -> BatchedResult:
+    """Check everything up front, assemble by the one policy, run, and return the result.
+
+    ``refused`` holds the options a batched run does not take, by name, with what was given
+    (an error names the first one given). ``cost`` maps ``fn``'s output to the losses (for
+    ``least_squares``: residual vectors to ``1/2 |r|^2``).
+    """
+    for name, given in refused.items():
+        if given not in (None, False, (), []):
+            raise InputError(f"with batched=True, {name}= is not supported (per-problem runs "
+                             f"have no live state to show); leave it out, or use "
+                             "batched=False for one problem")
+    if on_divergence not in (None, "stop"):
+        raise InputError(f"with batched=True, on_divergence must be 'stop' (each problem that "
+                         f"diverges stops alone with its reason), got {on_divergence!r}")
+    objective = fn if cost is None else _composed(fn, cost)
+    batch = Batch(objective, x0, args)
+    params = Params(batch.X0[:1].clone())  # one problem's worth, for the policy's checks
+    parts = assemble(params, rule=rule, lr=lr, stop=stop, max_iter=max_iter,
+                     on_divergence="stop")
+    _check_method(parts)
+    tests = Tests(parts.criteria, batch)
+    return run(batch, parts, tests)
+
+
+def _composed(fn: Callable[..., Tensor], cost: Callable[[Tensor], Tensor]) -> Callable[..., Tensor]:
+    def objective(x: Any, *args: Any) -> Tensor:
+        return cost(fn(x, *args))
+
+    return objective
+
+
+@dataclass
+class _Out:
+    """The results of the ``K`` problems, filled in as they finish."""
+
+    K: int
+    n: int
+    dtype: torch.dtype
+
+    def __post_init__(self) -> None:
+        K, n, dt = self.K, self.n, self.dtype
+        self.x = torch.empty(K, n, dtype=dt)
+        self.best_x = torch.empty(K, n, dtype=dt)
+        self.jac = torch.empty(K, n, dtype=dt)
+        self.loss = torch.empty(K, dtype=torch.float64)
+        self.best_loss = torch.empty(K, dtype=torch.float64)
+        self.gnorm = torch.empty(K, dtype=torch.float64)
+        self.aux = torch.full((K,), math.nan, dtype=torch.float64)
+        self.nit = torch.zeros(K, dtype=torch.long)
+        self.nfev = torch.zeros(K, dtype=torch.long)
+        self.code = torch.zeros(K, dtype=torch.long)
+        self.what: dict[int, str] = {}
+
+
+class BatchedHistory:
+    """The per-iteration rows of a batched run, kept as one tensor per row for the working
+    set of the time; :meth:`problem` gives problem ``i``'s :class:`~descend.history.History`."""
+
+    def __init__(self) -> None:
+        self.segments: list[tuple[Tensor, list[tuple[int, Tensor, Tensor, Any, Any, float]]]] = []
+
+    def segment(self, ids: Tensor) -> None:
+        self.segments.append((ids, []))
+
+    def add(self, it: int, loss: Tensor, gnorm: Tensor, lr: Any, nfev: Any, t: float) -> None:
+        self.segments[-1][1].append((it, loss, gnorm, lr, nfev, t))
+
+    def problem(self, i: int, nit: int) -> History:
+        """Problem ``i``'s rows, iterations ``0 .. nit``."""
+        h = History()
+        for ids, rows in self.segments:
+            hit = (ids == i).nonzero()
+            if not len(hit):
+                continue
+            p = int(hit[0, 0])
+            for it, loss, gnorm, lr, nfev, t in rows:
+                if it > nit:
+                    break
+                a = lr if isinstance(lr, float) else float(lr[p])
+                e = it + 1 if nfev is None else int(nfev[p])
+                h.append(it, float(loss[p]), float(gnorm[p]), a, t, e)
+        return h
+
+
+def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
+    """The batched loop (see the module docstring)."""
+    t0 = perf_counter()
+    K, n, eps = batch.K, batch.n, batch.eps
+    out = _Out(K, n, batch.dtype)
+    hist = BatchedHistory()
+    rule, step = parts.rule, parts.step
+    lbfgs = BatchedLBFGS(rule.history_size, rule.eps) if isinstance(rule, LBFGS) else None
+    searches = isinstance(step, (Armijo, StrongWolfe))
+    for c in parts.criteria:
+        c.reset()
+    step.reset()
+    ids = torch.arange(K)
+    args = batch.args
+    X = batch.X0
+    loss_t, G = batch.evaluate(X, args)
+    loss = loss_t.double()
+    gnorm = torch.linalg.vector_norm(G, dim=1).double()
+    nfev = torch.ones(K, dtype=torch.long)
+    st = _State(iteration=0, X=X, G=G, loss=loss, gnorm=gnorm, loss0=loss, X0=X, G0=G,
+                typx=batch.typical(X), best_loss=torch.full_like(loss, math.inf), best_X=X,
+                X_prev=X, loss_prev=loss, div_scale=loss)
+    if lbfgs is not None:
+        lbfgs.init(X)
+    else:
+        rule.init([X])
+    ls = _LineState(step, K) if searches else None
+    alive = torch.ones(K, dtype=torch.bool)
+    running = K
+    hist.segment(ids)
+    lr_row: Any = math.nan
+    while True:
+        # record (best point: the lowest finite loss seen)
+        improved = (st.loss < st.best_loss) & torch.isfinite(st.gnorm)
+        st.best_loss = torch.where(improved, st.loss, st.best_loss)
+        st.best_X = torch.where(improved[:, None], st.X, st.best_X)
+        hist.add(st.iteration, st.loss, st.gnorm, lr_row, nfev if searches else None,
+                 perf_counter() - t0)
+        # stop?
+        fired = tests.fires(st)
+        newly = fired.any(0) & alive
+        if bool(newly.any()):
+            pos = newly.nonzero().squeeze(1)
+            _finish(st, tests, batch, args, pos, fired[:, pos], ids, nfev, out)
+            alive[pos] = False
+            running -= len(pos)
+            if running == 0:
+                break
+            if running < COMPACT_BELOW * len(ids):
+                keep = alive.nonzero().squeeze(1)
+                ids, args, nfev, alive = (ids[keep], batch.take_args(args, keep), nfev[keep],
+                                          alive[keep])
+                for name in ("X", "G", "loss", "gnorm", "loss0", "X0", "G0", "typx",
+                             "best_loss", "best_X", "X_prev", "loss_prev"):
+                    setattr(st, name, getattr(st, name)[keep])
+                tests.take(keep)
+                if lbfgs is not None:
+                    lbfgs.take(keep)
+                else:
+                    _take_rule_state(rule, keep)
+                if ls is not None:
+                    ls.take(keep)
+                hist.segment(ids)
+        # direction
+        if lbfgs is not None:
+            U = lbfgs.direction(st.X, st.G)
+        else:
+            U = rule.direction([st.X], [st.G])[0]
+        # step size, update, evaluate
+        st.X_prev, st.loss_prev = st.X, st.loss
+        if ls is None:
+            alpha = step(_Shared(st.iteration), [U], None)
+            lr_row = float(alpha)
+            X = torch.add(st.X, U, alpha=-alpha)
+            st.iteration += 1
+            loss_t, G = batch.evaluate(X, args)
+            nfev += 1
+        else:
+            res = ls.search(st, U, U is st.G, alive, batch, args, nfev, lbfgs, tests, ids, out)
+            if res is None:  # every running problem stopped (no step)
+                break
+            X, loss_t, G, lr_row = res
+            running = int(alive.sum())
+            st.iteration += 1
+        st.X, st.G = X, G
+        st.loss = loss_t.double()
+        st.gnorm = torch.linalg.vector_norm(G, dim=1).double()
+    seconds = perf_counter() - t0
+    return BatchedResult.build(batch, out, hist, seconds, parts)
+
+
+def _take_rule_state(rule: Any, keep: Tensor) -> None:
+    for k, v in rule.state.items():
+        if isinstance(v, list) and v and isinstance(v[0], Tensor):
+            rule.state[k] = [t[keep] for t in v]
+
+
+def _finish(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, F: Tensor,
+            ids: Tensor, nfev: Tensor, out: _Out, codes: Tensor | None = None) -> None:
+    """Write out the problems at working positions ``pos`` that stopped: the reason each
+    reports (a guard that fired first; else the first success, after resolving ``Stationary``
+    and ``Stalled``; else the first), their final point and numbers."""
+    if codes is None:
+        codes = _pick(st, tests, batch, args, pos, F, out, ids)
+    orig = ids[pos]
+    nonfinite = (codes == _CODE["nonfinite"])
+    x_fin = torch.where(nonfinite[:, None], st.X_prev[pos], st.X[pos])
+    # the loss of a non-finite stop is the last finite one (its start's own if the start is)
+    loss_fin = torch.where(nonfinite & (st.iteration > 0), st.loss_prev[pos], st.loss[pos])
+    out.x[orig] = x_fin
+    out.loss[orig] = loss_fin
+    out.jac[orig] = st.G[pos]
+    out.gnorm[orig] = st.gnorm[pos]
+    bl = st.best_loss[pos]
+    has_best = torch.isfinite(bl)
+    out.best_x[orig] = torch.where(has_best[:, None], st.best_X[pos], st.X[pos])
+    out.best_loss[orig] = bl
+    out.nit[orig] = st.iteration
+    out.nfev[orig] = nfev[pos]
+    out.code[orig] = codes
+    div = codes == _CODE["diverged"]
+    if bool(div.any()):
+        out.aux[orig[div]] = st.div_scale[pos][div]
+
+
+def _pick(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, F: Tensor,
+          out: _Out, ids: Tensor) -> Tensor:
+    """The reason code of each stopped problem (see :func:`_finish`)."""
+    crit = tests.criteria
+    c = len(crit)
+    order = torch.arange(c, 0, -1)[:, None]
+    first = (F * order).argmax(0)  # the first criterion that fired, per problem
+    guard = torch.tensor(tests.guards)[first]
+    static = torch.tensor([REASON_CODES.index(x.reason) if not r else -1
+                           for x, r in zip(crit, tests.resolves)])
+    success = torch.tensor(tests.success)[:, None] & F
+    has_success = success.any(0)
+    pick_s = (success * order).argmax(0)
+    codes = torch.where(has_success, static[pick_s], static[first])
+    codes = torch.where(guard, static[first], codes)
+    needs = (~guard) & (F & torch.tensor(tests.resolves)[:, None]).any(0)
+    if not bool(needs.any()):
+        return codes
+    # resolve Stationary / Stalled problem by problem (probes batched): they may turn into a
+    # success (converged, roundoff) or a failure (plateau, stalled)
+    sub = needs.nonzero().squeeze(1)
+    p = pos[sub]
+    tol_ro = batch.eps ** (1 / 3)
+    ro_scaled = first_order(st.loss[p], st.loss0[p], st.X[p], st.G[p], st.typx[p], tol_ro)
+    plateau = not_a_minimum(batch, st.X[p], st.G[p], st.loss[p], st.X0[p], st.G0[p],
+                            st.typx[p], batch.take_args(args, p))
+    Fs = F[:, sub].t().tolist()
+    ro = ro_scaled.tolist()
+    new = codes.clone()
+    for k, row in enumerate(Fs):
+        resolved: list[tuple[int, float, str | None]] = []
+        for j, hit in enumerate(row):
+            if not hit:
+                continue
+            cj = crit[j]
+            if isinstance(cj, Stationary):
+                if plateau[k] is not None:
+                    resolved.append((_CODE["plateau"], math.nan, plateau[k]))
+                else:
+                    resolved.append((_CODE["converged"], float(tests.scaled[j][p[k]]), None))
+            elif isinstance(cj, Stalled):
+                if ro[k] <= tol_ro:
+                    resolved.append((_CODE["plateau"], math.nan, plateau[k]) if plateau[k]
+                                    else (_CODE["roundoff"], ro[k], _stalled_text(cj, ro[k],
+                                                                                  tol_ro)))
+                else:
+                    resolved.append((_CODE["stalled"], ro[k], None))
+            else:
+                resolved.append((REASON_CODES.index(cj.reason), math.nan, None))
+        chosen = next((r for r in resolved if REASONS[REASON_CODES[r[0]]][0]), resolved[0])
+        i = int(ids[p[k]])
+        new[sub[k]] = chosen[0]
+        out.aux[i] = chosen[1]
+        if chosen[2] is not None:
+            out.what[i] = chosen[2]
+    return new
+
+
+def _stalled_text(c: Stalled, scaled: float, tol: float) -> str:
+    return (f"the loss and x have not changed beyond round-off in {c.window} iterations, and "
+            f"the scaled gradient {scaled:.3e} is within round-off ({tol:.3g})")
+
+
+class _LineState:
+    """A line search per problem: each problem's search is a generator of trials
+    (:mod:`descend.linesearch`), and every round evaluates the trials of all searching problems
+    in one call of ``fn``."""
+
+    def __init__(self, step: Any, K: int) -> None:
+        self.step = step
+        self.armijo = isinstance(step, Armijo)
+        self.next_lr = torch.full((K,), step.lr0 if self.armijo else math.nan,
+                                  dtype=torch.float64)
+        self.prev_a = torch.full((K,), math.nan, dtype=torch.float64)
+        self.prev_d = torch.full((K,), math.nan, dtype=torch.float64)
+
+    def take(self, keep: Tensor) -> None:
+        self.next_lr, self.prev_a, self.prev_d = (self.next_lr[keep], self.prev_a[keep],
+                                                  self.prev_d[keep])
+
+    def _trials(self, f0: float, d0: float, p: int, amin: float, newton: bool) -> Any:
+        s = self.step
+        if self.armijo:
+            return armijo_trials(f0, d0, float(self.next_lr[p]), c1=s.c1, shrink=s.shrink_factor,
+                                 max_evals=s.max_evals, alpha_min=amin)
+        pa = float(self.prev_a[p])
+        a0 = s.lr0 if newton or math.isnan(pa) else pa * float(self.prev_d[p]) / d0
+        return strong_wolfe_trials(f0, d0, a0, c1=s.c1, c2=s.c2, max_evals=s.max_evals,
+                                   alpha_min=amin)
+
+    def _rounds(self, st: _State, U: Tensor, P: list[int], batch: Batch, args: tuple,
+                nfev: Tensor, newton: bool) -> tuple[dict[int, tuple[float, Tensor, Tensor,
+                                                                     Tensor]],
+                                                     dict[int, tuple[float, float]], list[float]]:
+        """Run the searches of the problems at working positions ``P`` along their rows of
+        ``U``: the accepted ``(alpha, x, loss, grad)`` by position, each one's longest finite
+        trial ``(alpha, phi'(alpha))``, and the ``d0`` of every search."""
+        idx = torch.tensor(P, dtype=torch.long)
+        Xs, Us, Gs = st.X[idx], U[idx], st.G[idx]
+        d0s = (-(Gs * Us).sum(1)).tolist()
+        f0s = st.loss[idx].tolist()
+        umax = Us.abs().amax(1)
+        xmax = torch.clamp(Xs.abs().amax(1), min=1.0)
+        amins = torch.where(umax > 0, batch.eps * xmax / umax,
+                            torch.full_like(umax, math.inf)).tolist()
+        accepted: dict[int, tuple[float, Tensor, Tensor, Tensor]] = {}
+        longest: dict[int, tuple[float, float]] = {}
+        gens: dict[int, Any] = {}
+        pending: dict[int, float] = {}
+        for k, p in enumerate(P):
+            if not d0s[k] < 0:  # not a descent direction (or nan)
+                continue
+            g = self._trials(f0s[k], d0s[k], p, amins[k], newton)
+            try:
+                pending[k] = next(g)
+                gens[k] = g
+            except StopIteration:
+                pass
+        while pending:
+            ks = list(pending)
+            rows = torch.tensor([P[k] for k in ks], dtype=torch.long)
+            a = torch.tensor([pending[k] for k in ks], dtype=torch.float64)
+            Xt = st.X[rows] - a.to(st.X.dtype)[:, None] * U[rows]
+            ft, Gt = batch.evaluate(Xt, batch.take_args(args, rows))
+            nfev[rows] += 1
+            fl = ft.double().tolist()
+            dl = (-(Gt * U[rows]).sum(1)).tolist()
+            pending = {}
+            for r, k in enumerate(ks):
+                f = fl[r] if math.isfinite(fl[r]) else math.inf
+                d = dl[r] if f < math.inf and math.isfinite(dl[r]) else math.inf
+                alpha = float(a[r])
+                if f < math.inf and alpha >= longest.get(k, (-1.0, 0.0))[0]:
+                    longest[k] = (alpha, d)
+                try:
+                    pending[k] = gens[k].send((f, d))
+                except StopIteration as done:
+                    if done.value is not None:
+                        accepted[k] = (done.value, Xt[r], ft[r], Gt[r])
+        return accepted, longest, d0s
+
+    def search(self, st: _State, U: Tensor, is_grad: bool, alive: Tensor, batch: Batch,
+               args: tuple, nfev: Tensor, lbfgs: BatchedLBFGS | None, tests: Tests,
+               ids: Tensor, out: _Out) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        """Step every running problem by its own search; stop the ones with no step (after a
+        restart of the rule for L-BFGS). The new point, its losses and gradients, and the
+        steps; None when no problem is left running."""
+        P = alive.nonzero().squeeze(1).tolist()
+        newton = lbfgs is not None
+        acc, longest, d0s = self._rounds(st, U, P, batch, args, nfev, newton)
+        failed = [k for k in range(len(P)) if k not in acc]
+        first_line = {P[k]: (longest.get(k), d0s[k]) for k in failed}
+        if failed and lbfgs is not None:  # restart?  those problems alone, along g / |g|
+            retry = [P[k] for k in failed]
+            ridx = torch.tensor(retry, dtype=torch.long)
+            U = U.clone()
+            U[ridx] = lbfgs.restart(ridx, st.X, st.G)
+            acc2, _, _ = self._rounds(st, U, retry, batch, args, nfev, newton)
+            for k2, v in acc2.items():
+                acc[P.index(retry[k2])] = v
+            failed = [k for k in range(len(P)) if k not in acc]
+        X, loss_t, G = st.X.clone(), torch.empty_like(st.loss, dtype=st.X.dtype), st.G.clone()
+        alphas = torch.full_like(st.loss, math.nan)
+        if acc:
+            ks = list(acc)
+            rows = torch.tensor([P[k] for k in ks], dtype=torch.long)
+            X[rows] = torch.stack([acc[k][1] for k in ks])
+            loss_t[rows] = torch.stack([acc[k][2] for k in ks])
+            G[rows] = torch.stack([acc[k][3] for k in ks])
+            a = torch.tensor([acc[k][0] for k in ks], dtype=torch.float64)
+            alphas[rows] = a
+            if self.armijo:
+                self.next_lr[rows] = a * self.step.growth
+            else:
+                self.prev_a[rows] = a
+                self.prev_d[rows] = torch.tensor([d0s[k] for k in ks], dtype=torch.float64)
+        if failed:
+            pos = torch.tensor([P[k] for k in failed], dtype=torch.long)
+            codes = self._no_step(st, pos, first_line if newton else {}, batch, args, ids, out)
+            F = torch.zeros(len(tests.criteria), len(pos), dtype=torch.bool)
+            _finish(st, tests, batch, args, pos, F, ids, nfev, out, codes)
+            alive[pos] = False
+            # the stopped problems keep their point: no step, so nothing moves
+            loss_t[pos] = st.loss[pos].to(loss_t.dtype)
+            if not bool(alive.any()):
+                return None
+        return X, loss_t, G, alphas
+
+    def _no_step(self, st: _State, pos: Tensor, first_line: dict[int, Any], batch: Batch,
+                 args: tuple, ids: Tensor, out: _Out) -> Tensor:
+        """:func:`descend.stops.no_step` per problem: roundoff, plateau or step_failed."""
+        eps = batch.eps
+        tol = eps ** (1 / 3)
+        scaled = first_order(st.loss[pos], st.loss0[pos], st.X[pos], st.G[pos], st.typx[pos],
+                             tol).tolist()
+        losses = st.loss[pos].tolist()
+        plateau = not_a_minimum(batch, st.X[pos], st.G[pos], st.loss[pos], st.X0[pos],
+                                st.G0[pos], st.typx[pos], batch.take_args(args, pos))
+        codes = []
+        for k, p in enumerate(pos.tolist()):
+            i = int(ids[p])
+            floor = eps ** 0.75 * abs(losses[k])
+            delta = math.inf
+            line = first_line.get(p)
+            if scaled[k] > tol and line is not None and scaled[k] <= NEAR * tol and line[0]:
+                (a, da), d0 = line
+                curv = (da - d0) / a
+                delta = d0 * d0 / (2 * curv) if curv > 0 and math.isfinite(curv) else math.inf
+            if scaled[k] <= tol or delta <= floor:
+                if plateau[k] is not None:
+                    codes.append(_CODE["plateau"])
+                    out.what[i] = plateau[k]  # type: ignore[assignment]
+                    continue
+                codes.append(_CODE["roundoff"])
+                out.aux[i] = scaled[k]
+                out.what[i] = (
+                    "no step along the search direction lowers the loss beyond round-off, and "
+                    f"the scaled gradient {scaled[k]:.3e} is within round-off ({tol:.3g})"
+                    if scaled[k] <= tol else
+                    "no step along the quasi-Newton direction lowers the loss: the decrease its "
+                    f"local model predicts, {delta:.2e}, is below eps^(3/4) |f| = {floor:.2e}")
+            else:
+                codes.append(_CODE["step_failed"])
+                out.aux[i] = scaled[k]
+        return torch.tensor(codes, dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class BatchedResult:
+    """The outcome of a batched run: one entry per problem, in the order given.
+
+    Attributes:
+        x: the final points, in the structure of ``x0`` with the leading ``K`` (after a
+            non-finite loss: that problem's last finite iterate).
+        loss: ``f(x)`` per problem, a float64 tensor ``(K,)``.
+        best_x: the points with the lowest loss seen, like ``x``.
+        best_loss: their losses ``(K,)``.
+        nit: iterations per problem, an int64 tensor ``(K,)``.
+        nfev: evaluations per problem (line-search trials and probes included), ``(K,)``.
+        reason_code: the reason per problem as an index into :data:`REASON_CODES`, ``(K,)``.
+        success: whether each problem's reason counts as convergence, a bool tensor ``(K,)``.
+        grad_norm: the gradient norm at ``x`` per problem, ``(K,)``.
+        jac: the gradient at ``x``, like ``x``.
+        history: the rows of every problem (:meth:`BatchedHistory.problem`).
+        seconds: wall-clock time of the whole batch.
+        rule, step: the method, in words (the same for every problem).
+
+    ``res.reason`` and ``res.message`` are lists of ``K`` strings, ``res.fun`` is ``loss``,
+    ``res.status`` the scipy-style codes; ``res[i]`` is problem ``i`` as an ordinary
+    :class:`~descend.result.Result`, ``len(res)`` is ``K`` and ``iter(res)`` yields them.
+    """
+
+    x: Any
+    loss: Tensor
+    best_x: Any
+    best_loss: Tensor
+    nit: Tensor
+    nfev: Tensor
+    reason_code: Tensor
+    success: Tensor
+    grad_norm: Tensor
+    jac: Any = field(repr=False)
+    history: BatchedHistory = field(repr=False)
+    seconds: float
+    rule: str
+    step: str
+    _aux: Tensor = field(repr=False)
+    _what: dict[int, str] = field(repr=False)
+    _consts: list[dict[str, Any]] = field(repr=False)
+
+    @classmethod
+    def build(cls, batch: Batch, out: _Out, hist: BatchedHistory, seconds: float,
+              parts: Any) -> BatchedResult:
+        succ = torch.tensor([REASONS[r][0] for r in REASON_CODES])[out.code]
+        consts = _consts(parts.criteria, batch)
+        return cls(batch.build(out.x), out.loss, batch.build(out.best_x), out.best_loss,
+                   out.nit, out.nfev, out.code, succ, out.gnorm, batch.build(out.jac), hist,
+                   seconds, str(getattr(parts.rule, "label", parts.rule.name)),
+                   parts.step.describe(), out.aux, out.what, consts)
+
+    @property
+    def fun(self) -> Tensor:
+        """scipy's name for :attr:`loss`."""
+        return self.loss
+
+    @property
+    def reason(self) -> list[str]:
+        """Why each problem stopped: a key of :data:`descend.stops.REASONS`, per problem."""
+        return [REASON_CODES[c] for c in self.reason_code.tolist()]
+
+    @property
+    def status(self) -> Tensor:
+        """scipy-style codes per problem (:data:`descend.result.STATUS`)."""
+        return torch.tensor([status_of(r, bool(s)) for r, s in
+                             zip(self.reason, self.success.tolist())])
+
+    @property
+    def message(self) -> list[str]:
+        """Each problem's reason in words, with its numbers."""
+        return [self._message(i) for i in range(len(self))]
+
+    def _message(self, i: int) -> str:
+        code = int(self.reason_code[i])
+        reason = REASON_CODES[code]
+        fields: dict[str, Any] = {
+            "iteration": int(self.nit[i]), "loss": float(self.loss[i]),
+            "grad_norm": float(self.grad_norm[i]), "best_loss": float(self.best_loss[i]),
+            "nfev": int(self.nfev[i]), "elapsed": self.seconds}
+        fields.update(self._consts[code])
+        aux = float(self._aux[i])
+        fields.update(scaled=aux, scale=aux, what=self._what.get(i, ""))
+        return REASONS[reason][1].format(**fields)
+
+    def __len__(self) -> int:
+        return int(self.nit.shape[0])
+
+    def __getitem__(self, i: int) -> Result:
+        K = len(self)
+        if isinstance(i, bool) or not isinstance(i, int) or not -K <= i < K:
+            raise IndexError(f"problem index must be an int in [-{K}, {K}), got {i!r}")
+        i %= K
+        nit = int(self.nit[i])
+        return Result(
+            x=_row(self.x, i), loss=float(self.loss[i]), best_x=_row(self.best_x, i),
+            best_loss=float(self.best_loss[i]), nit=nit, nfev=int(self.nfev[i]),
+            reason=REASON_CODES[int(self.reason_code[i])], message=self._message(i),
+            success=bool(self.success[i]), history=self.history.problem(i, nit),
+            seconds=self.seconds, rule=self.rule, step=self.step, jac=_row(self.jac, i))
+
+    def __iter__(self) -> Iterator[Result]:
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        ok = int(self.success.sum())
+        counts: dict[str, int] = {}
+        for r in self.reason:
+            counts[r] = counts.get(r, 0) + 1
+        why = ", ".join(f"{r}: {k}" for r, k in sorted(counts.items(), key=lambda x: -x[1]))
+        return (f"BatchedResult(K={len(self)}, success {ok}/{len(self)} ({why}), "
+                f"nit {int(self.nit.min())}..{int(self.nit.max())}, rule={self.rule!r}, "
+                f"step={self.step!r}, seconds={self.seconds:.3g})")
+
+
+def _row(x: Any, i: int) -> Any:
+    if isinstance(x, Tensor):
+        return x[i].clone()
+    if isinstance(x, dict):
+        return {k: v[i].clone() for k, v in x.items()}
+    return type(x)(v[i].clone() for v in x)
+
+
+def _consts(criteria: Iterable[Criterion], batch: Batch) -> list[dict[str, Any]]:
+    """Per reason code, the message fields that are the same for every problem."""
+    eps = batch.eps
+    hint = HINT_FLOAT32 if eps > 1e-10 else HINT_FLOAT64
+    out: list[dict[str, Any]] = [{} for _ in REASON_CODES]
+    tol_ro = eps ** (1 / 3)
+    for code in ("roundoff", "stalled", "step_failed"):
+        out[_CODE[code]].update(tol=tol_ro, hint=hint)
+    out[_CODE["plateau"]]["move"] = eps ** 0.25
+    for c in criteria:
+        fields = {k: v for k, v in vars(c).items() if not k.startswith("_")}
+        if c.reason in _CODE and c.reason not in ("stalled",):
+            if isinstance(c, Stationary):
+                fields["tol"] = c.gtol if c.gtol is not None else math.sqrt(eps)
+                fields.pop("scaled", None)
+            if isinstance(c, Diverged):
+                fields.pop("scale", None)
+            if isinstance(c, MaxIter) and out[_CODE["max_iter"]]:
+                continue
+            out[_CODE[c.reason]].update(fields)
+    return out
