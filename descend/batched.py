@@ -227,18 +227,24 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
     hist.segment(ids)
     lr_row: Any = math.nan
     while True:
-        # record (best point: the lowest finite loss seen)
-        improved = (st.loss < st.best_loss) & torch.isfinite(st.gnorm)
-        st.best_loss = torch.where(improved, st.loss, st.best_loss)
-        st.best_X = torch.where(improved[:, None], st.X, st.best_X)
+        # record (best point: the lowest finite loss seen; by reference when every problem
+        # improved, as gd's usually do)
+        improved = (st.loss < st.best_loss) & (st.gnorm < math.inf)
+        improved_all = bool(improved.all())
+        if improved_all:
+            st.best_loss, st.best_X = st.loss, st.X
+        else:
+            st.best_loss = torch.where(improved, st.loss, st.best_loss)
+            st.best_X = torch.where(improved[:, None], st.X, st.best_X)
         hist.add(st.iteration, st.loss, st.gnorm, lr_row, nfev if searches else None,
                  perf_counter() - t0)
         # stop?
-        fired = tests.fires(st)
-        newly = fired.any(0) & alive
-        if bool(newly.any()):
+        rows, union = tests.fires(st, improved_all)
+        newly = None if union is None else union if running == len(ids) else union & alive
+        if newly is not None and bool(newly.any()):
             pos = newly.nonzero().squeeze(1)
-            _finish(st, tests, batch, args, pos, fired[:, pos], ids, nfev, out)
+            _finish(st, tests, batch, args, pos, Tests.matrix(rows, pos), ids, nfev, out,
+                    offset=0 if searches else st.iteration)
             alive[pos] = False
             running -= len(pos)
             if running == 0:
@@ -270,8 +276,7 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
             lr_row = float(alpha)
             X = torch.add(st.X, U, alpha=-alpha)
             st.iteration += 1
-            loss_t, G = batch.evaluate(X, args)
-            nfev += 1
+            loss_t, G = batch.evaluate(X, args)  # nfev: one per iteration, added on finishing
         else:
             res = ls.search(st, U, U is st.G, alive, batch, args, nfev, lbfgs, tests, ids, out)
             if res is None:  # every running problem stopped (no step)
@@ -293,27 +298,28 @@ def _take_rule_state(rule: Any, keep: Tensor) -> None:
 
 
 def _finish(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, F: Tensor,
-            ids: Tensor, nfev: Tensor, out: _Out, codes: Tensor | None = None) -> None:
+            ids: Tensor, nfev: Tensor, out: _Out, codes: Tensor | None = None,
+            offset: int = 0) -> None:
     """Write out the problems at working positions ``pos`` that stopped: the reason each
     reports (a guard that fired first; else the first success, after resolving ``Stationary``
     and ``Stalled``; else the first), their final point and numbers."""
     if codes is None:
         codes = _pick(st, tests, batch, args, pos, F, out, ids)
     orig = ids[pos]
-    nonfinite = (codes == _CODE["nonfinite"])
-    x_fin = torch.where(nonfinite[:, None], st.X_prev[pos], st.X[pos])
-    # the loss of a non-finite stop is the last finite one (its start's own if the start is)
-    loss_fin = torch.where(nonfinite & (st.iteration > 0), st.loss_prev[pos], st.loss[pos])
-    out.x[orig] = x_fin
-    out.loss[orig] = loss_fin
+    X, loss = st.X[pos], st.loss[pos]
+    nonfinite = codes == _CODE["nonfinite"]
+    if bool(nonfinite.any()):  # the last finite iterate (the start's own if the start is not)
+        X = torch.where(nonfinite[:, None], st.X_prev[pos], X)
+        loss = torch.where(nonfinite & (st.iteration > 0), st.loss_prev[pos], loss)
+    out.x[orig] = X
+    out.loss[orig] = loss
     out.jac[orig] = st.G[pos]
     out.gnorm[orig] = st.gnorm[pos]
     bl = st.best_loss[pos]
-    has_best = torch.isfinite(bl)
-    out.best_x[orig] = torch.where(has_best[:, None], st.best_X[pos], st.X[pos])
+    out.best_x[orig] = torch.where((bl < math.inf)[:, None], st.best_X[pos], st.X[pos])
     out.best_loss[orig] = bl
     out.nit[orig] = st.iteration
-    out.nfev[orig] = nfev[pos]
+    out.nfev[orig] = nfev[pos] + offset
     out.code[orig] = codes
     div = codes == _CODE["diverged"]
     if bool(div.any()):
@@ -499,7 +505,7 @@ class _LineState:
         if failed:
             pos = torch.tensor([P[k] for k in failed], dtype=torch.long)
             codes = self._no_step(st, pos, first_line if newton else {}, batch, args, ids, out)
-            F = torch.zeros(len(tests.criteria), len(pos), dtype=torch.bool)
+            F = torch.zeros(len(tests.criteria), len(pos), dtype=torch.bool)  # none fired
             _finish(st, tests, batch, args, pos, F, ids, nfev, out, codes)
             alive[pos] = False
             # the stopped problems keep their point: no step, so nothing moves

@@ -206,33 +206,51 @@ class Tests:
             self.ref_loss, self.ref_X = self.ref_loss[keep], self.ref_X[keep]
             self.quiet = self.quiet[keep]
 
-    def fires(self, st: Any) -> Tensor:
-        """Which criteria fire on which problem of the working state ``st``."""
-        rows = []
+    def fires(self, st: Any, improved_all: bool) -> tuple[list[Tensor | None], Tensor | None]:
+        """Which criteria fire on which problem of the working state ``st``: one row per
+        criterion (None: fires on no problem) and their union (None: no criterion fired).
+        ``improved_all``: every problem's loss is its best so far, so none diverged."""
+        rows: list[Tensor | None] = []
         w = st.loss.shape[0]
         self.scaled = {}
         for j, c in enumerate(self.criteria):
+            row: Tensor | None
             if isinstance(c, NonFinite):
-                rows.append(~torch.isfinite(st.loss + st.gnorm))
+                both = st.loss + st.gnorm
+                row = (both - both) != 0  # nan for nan or inf, 0 for finite
             elif isinstance(c, Diverged):
-                best, f0 = st.best_loss, st.loss0
-                scale = torch.maximum(torch.maximum(best.abs(), f0.abs()), f0 - best)
-                st.div_scale = scale
-                rows.append(torch.isfinite(best) & (st.loss - best > c.factor * scale))
+                if improved_all:  # loss == best loss: no rise at all
+                    row = None
+                else:
+                    best, f0 = st.best_loss, st.loss0
+                    scale = torch.maximum(torch.maximum(best.abs(), f0.abs()), f0 - best)
+                    st.div_scale = scale
+                    row = (best < math.inf) & (st.loss - best > c.factor * scale)
             elif isinstance(c, LossBelow):
-                rows.append(st.loss <= c.threshold)
+                row = st.loss <= c.threshold
             elif isinstance(c, GradNormBelow):
-                rows.append(st.gnorm <= c.tol)
+                row = st.gnorm <= c.tol
             elif isinstance(c, MaxIter):
-                rows.append(torch.full((w,), st.iteration >= c.n, dtype=torch.bool))
+                row = torch.ones(w, dtype=torch.bool) if st.iteration >= c.n else None
             elif isinstance(c, Stationary):
                 scaled = first_order(st.loss, st.loss0, st.X, st.G, st.typx,
                                      self.stationary_tol[j])
                 self.scaled[j] = scaled
-                rows.append(scaled <= self.stationary_tol[j])
+                row = scaled <= self.stationary_tol[j]
             else:
-                rows.append(self._stalled(c, st))
-        return torch.stack(rows)
+                row = self._stalled(c, st)
+            rows.append(row)
+        union: Tensor | None = None
+        for row in rows:
+            if row is not None:
+                union = row if union is None else union | row
+        return rows, union
+
+    @staticmethod
+    def matrix(rows: list[Tensor | None], pos: Tensor) -> Tensor:
+        """The ``(c, m)`` fired matrix of the problems at ``pos``."""
+        return torch.stack([torch.zeros(len(pos), dtype=torch.bool) if r is None else r[pos]
+                            for r in rows])
 
     def _stalled(self, c: Stalled, st: Any) -> Tensor:
         eps = self.batch.eps
