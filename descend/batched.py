@@ -236,7 +236,7 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
         else:
             st.best_loss = torch.where(improved, st.loss, st.best_loss)
             st.best_X = torch.where(improved[:, None], st.X, st.best_X)
-        hist.add(st.iteration, st.loss, st.gnorm, lr_row, nfev if searches else None,
+        hist.add(st.iteration, st.loss, st.gnorm, lr_row, nfev.clone() if searches else None,
                  perf_counter() - t0)
         # stop?
         rows, union = tests.fires(st, improved_all)
