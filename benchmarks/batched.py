@@ -24,6 +24,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -126,11 +127,11 @@ def main() -> None:
             times: dict[str, list[float]] = {k: [] for k in ("a", "b", "c", "d")}
             sample = range(0, K, max(K // a.sample, 1))
             for _ in range(a.repeats):
-                times["a"].append(sum(timed(lambda i=i: notebook_one(X0[i], T[i], float(W[i])))
+                times["a"].append(sum(timed(partial(notebook_one, X0[i], T[i], float(W[i])))
                                       for i in sample) / len(sample))
-                times["b"].append(timed(lambda: masked_loop(X0, T, W)) / K)
-                times["c"].append(timed(lambda: vmap_lockstep(X0, T, W)) / K)
-                times["d"].append(timed(lambda: batched(X0, T, W)) / K)
+                times["b"].append(timed(partial(masked_loop, X0, T, W)) / K)
+                times["c"].append(timed(partial(vmap_lockstep, X0, T, W)) / K)
+                times["d"].append(timed(partial(batched, X0, T, W)) / K)
             m = {k: statistics.median(v) * 1e6 for k, v in times.items()}
             print(f"{mix:7s} {K:7d} {int(nit.min()):>4d}-{int(nit.max()):<4d} {m['a']:9.2f} "
                   f"{m['b']:9.3f} {m['c']:9.3f} {m['d']:9.3f} {m['d'] / m['b']:6.2f} "

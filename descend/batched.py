@@ -53,7 +53,7 @@ from .linesearch import armijo_trials, strong_wolfe_trials
 from .loop import assemble
 from .objective import Params
 from .result import Result, status_of
-from .rules import GD, LBFGS, Adam, AdaGrad, Momentum, RMSProp
+from .rules import GD, LBFGS, AdaGrad, Adam, Momentum, RMSProp
 from .steps import Armijo, Constant, Schedule, StrongWolfe
 from .stops import NEAR, REASONS, Criterion, Diverged, MaxIter, Stalled, Stationary
 
@@ -84,6 +84,11 @@ class _State:
     iteration: int
     X: Tensor
     G: Tensor
+    X0: Tensor
+    G0: Tensor
+    X_prev: Tensor
+    loss_prev: Tensor
+    best_X: Tensor
     loss: Tensor
     gnorm: Tensor
     loss0: Tensor
@@ -198,7 +203,7 @@ class BatchedHistory:
 def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
     """The batched loop (see the module docstring)."""
     t0 = perf_counter()
-    K, n, eps = batch.K, batch.n, batch.eps
+    K, n = batch.K, batch.n
     out = _Out(K, n, batch.dtype)
     hist = BatchedHistory()
     rule, step = parts.rule, parts.step
@@ -265,10 +270,8 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
                     ls.take(keep)
                 hist.segment(ids)
         # direction
-        if lbfgs is not None:
-            U = lbfgs.direction(st.X, st.G)
-        else:
-            U = rule.direction([st.X], [st.G])[0]
+        U = lbfgs.direction(st.X, st.G) if lbfgs is not None else rule.direction([st.X],
+                                                                                  [st.G])[0]
         # step size, update, evaluate
         st.X_prev, st.loss_prev = st.X, st.loss
         if ls is None:

@@ -127,7 +127,7 @@ class Batch:
 
     def _check(self, loss: Any, w: int) -> Tensor:
         if self.checked:
-            return loss  # type: ignore[no-any-return]
+            return loss
         if not isinstance(loss, Tensor):
             raise InputTypeError(f"fn must return a tensor of {w} losses, got "
                                  f"{type(loss).__name__}")

@@ -7,7 +7,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 from torch import Tensor
@@ -24,6 +24,48 @@ if TYPE_CHECKING:
     from .batched import BatchedResult
 
 __all__ = ["minimize"]
+
+
+@overload
+def minimize(
+    fn: Callable[..., Tensor] | None = ...,
+    x0: Any = ...,
+    *,
+    fun: Callable[..., Tensor] | None = ...,
+    args: tuple = ...,
+    rule: str | Rule | Any | None = ...,
+    lr: float | str | Step | Callable[[int], float] | Any | None = ...,
+    stop: Criterion | Iterable[Criterion] | None = ...,
+    max_iter: int | None = ...,
+    callback: Callable[[Any], Any] | None = ...,
+    observers: Sequence[Observer] = ...,
+    verbose: bool = ...,
+    progress: bool = ...,
+    record: str | os.PathLike[str] | bool | None = ...,
+    on_divergence: str | None = ...,
+    batched: Literal[False] = ...,
+) -> Result: ...
+
+
+@overload
+def minimize(
+    fn: Callable[..., Tensor] | None = ...,
+    x0: Any = ...,
+    *,
+    fun: Callable[..., Tensor] | None = ...,
+    args: tuple = ...,
+    rule: str | Rule | Any | None = ...,
+    lr: float | str | Step | Callable[[int], float] | Any | None = ...,
+    stop: Criterion | Iterable[Criterion] | None = ...,
+    max_iter: int | None = ...,
+    callback: Callable[[Any], Any] | None = ...,
+    observers: Sequence[Observer] = ...,
+    verbose: bool = ...,
+    progress: bool = ...,
+    record: str | os.PathLike[str] | bool | None = ...,
+    on_divergence: str | None = ...,
+    batched: Literal[True],
+) -> BatchedResult: ...
 
 
 def minimize(
