@@ -218,3 +218,45 @@ def test_bad_inputs_are_refused_up_front_with_the_fix():
         descend.minimize(mse, X0, args=(T,), callback=print, batched=True)
     with pytest.raises(InputError, match=r"^with batched=True, on_divergence must be 'stop'"):
         descend.minimize(mse, X0, args=(T,), on_divergence="backtrack", batched=True)
+
+
+def decays(k: int = 30, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.linspace(0, 4, 30, dtype=torch.float64).expand(k, 30)
+    a = 1 + torch.rand(k, 1, generator=g, dtype=torch.float64)
+    b = 0.5 + torch.rand(k, 1, generator=g, dtype=torch.float64)
+    y = a * torch.exp(-b * x) + 0.01 * torch.randn(k, 30, generator=g, dtype=torch.float64)
+    return x, y, torch.ones(k, 2, dtype=torch.float64)
+
+
+def test_batched_least_squares_is_each_problem_solved_alone_by_lbfgs():
+    x, y, p0 = decays()
+    res = descend.least_squares(lambda p, x, y: p[:, :1] * torch.exp(-p[:, 1:] * x) - y, p0,
+                                args=(x, y), batched=True)
+    assert res.rule == "lbfgs"
+    for i in range(0, 30, 6):
+        alone = descend.least_squares(lambda p, i=i: p[0] * torch.exp(-p[1] * x[i]) - y[i],
+                                      p0[i], rule="lbfgs")
+        assert (res.nit[i], res[i].reason) == (alone.nit, alone.reason)
+        assert res[i].loss == pytest.approx(alone.loss, rel=1e-12)  # loss is 1/2 |r|^2
+        torch.testing.assert_close(res.x[i], alone.x, rtol=0, atol=1e-9)
+    with pytest.raises(InputError, match=r"^with batched=True, rule 'lm' cannot run per "
+                       r"problem \(its damped solves are per run\)"):
+        descend.least_squares(lambda p, x, y: p[:, :1] * x - y, p0, args=(x, y), rule="lm",
+                              batched=True)
+
+
+def test_batched_curve_fit_gives_each_fit_its_parameters_and_covariance():
+    x, y, p0 = decays()
+
+    def model(x, a, b):  # scipy's way: each parameter a (w, 1) column in the batch
+        return a * torch.exp(-b * x)
+
+    fit = descend.curve_fit(model, x, y, p0, batched=True)
+    assert fit.popt.shape == (30, 2) and fit.pcov.shape == (30, 2, 2)
+    assert bool(fit.result.success.all())
+    for i in range(0, 30, 6):
+        alone = descend.curve_fit(model, x[i], y[i], p0[i])  # Levenberg-Marquardt alone
+        # two methods, one optimum: equal to the optimum's round-off (cost ~1e-3, |p| ~ 1)
+        torch.testing.assert_close(fit.popt[i], alone.popt, rtol=1e-6, atol=0)
+        torch.testing.assert_close(fit.pcov[i], alone.pcov, rtol=1e-5, atol=0)
