@@ -69,13 +69,12 @@ def covariances(J: Tensor, cost: Tensor, absolute_sigma: bool) -> Tensor:
 
 def batched_curve_fit(model: Callable[..., Tensor], xdata: Tensor, ydata: Tensor, p0: Tensor,
                       sigma: Tensor | float | None, absolute_sigma: bool, unpacks: bool,
-                      **kw: Any) -> Any:
+                      **kw: Any) -> tuple[Tensor, Tensor, Tensor, BatchedResult]:
     """:func:`descend.curve_fit` over ``K`` data sets: ``xdata``, ``ydata`` (and ``sigma``)
     ``(K, m)``, ``p0`` ``(K, n)``. A model written scipy's way, ``f(x, a, b, c)``, gets each
     parameter as a ``(w, 1)`` column (so ``a * torch.exp(-b * x)`` works unchanged); a model
-    ``f(x, p)`` gets ``p`` as ``(w, n)`` (index columns: ``p[:, :1]``)."""
-    from .lsq import CurveFit
-
+    ``f(x, p)`` gets ``p`` as ``(w, n)`` (index columns: ``p[:, :1]``). Returns ``popt``,
+    ``pcov``, ``perr`` (each with the leading ``K``) and the run's result."""
     for name, t in (("xdata", xdata), ("ydata", ydata), ("p0", p0)):
         if not isinstance(t, Tensor) or t.dim() != 2 or not t.is_floating_point():
             what = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
@@ -110,5 +109,4 @@ def batched_curve_fit(model: Callable[..., Tensor], xdata: Tensor, ydata: Tensor
         cols.append(out[1].reshape(K, -1))
     J = torch.stack(cols, 2)
     pcov = covariances(J, res.loss, absolute_sigma)
-    return CurveFit(popt=popt, pcov=pcov, perr=pcov.diagonal(dim1=1, dim2=2).sqrt(),
-                    result=res)  # type: ignore[arg-type]
+    return popt, pcov, pcov.diagonal(dim1=1, dim2=2).sqrt(), res

@@ -522,7 +522,9 @@ class CurveFit:
         pcov: their estimated covariance, ``s^2 (J^T J)^{-1}`` (``s^2 = 1`` with
             ``absolute_sigma=True``); all ``inf`` where it is undefined.
         perr: one standard deviation per parameter, ``sqrt(diag(pcov))``.
-        result: the :class:`LeastSquaresResult` of the run (reason, history, ``nfev``, ``jac``).
+        result: the :class:`LeastSquaresResult` of the run (reason, history, ``nfev``, ``jac``);
+            with ``batched=True`` the :class:`~descend.batched.BatchedResult` of the ``K`` fits
+            (and ``popt``, ``pcov``, ``perr`` have the leading ``K``).
     """
 
     popt: Tensor
@@ -534,6 +536,8 @@ class CurveFit:
         return iter((self.popt, self.pcov))
 
     def __repr__(self) -> str:
+        if isinstance(self.result.success, Tensor):  # K fits (batched=True)
+            return f"CurveFit(K={self.popt.shape[0]} fits: {self.result!r})"
         ok = "success" if self.result.success else "no success"
         return (f"CurveFit({ok}: {self.result.reason}, popt={self.popt.tolist()}, "
                 f"perr={self.perr.tolist()})")
@@ -682,11 +686,12 @@ def curve_fit(
         from .batched_lsq import batched_curve_fit
 
         n = p0.shape[-1] if isinstance(p0, Tensor) and p0.dim() else 0
-        return batched_curve_fit(
+        popt, pcov, perr, batch = batched_curve_fit(
             model, xdata, ydata, p0, sigma, absolute_sigma, _unpacks(model, n), rule=rule,
             lr=lr, stop=stop, max_iter=max_iter, on_divergence=on_divergence,
             callback=callback, observers=observers, verbose=verbose, progress=progress,
             record=record)
+        return CurveFit(popt, pcov, perr, batch)  # type: ignore[arg-type]  # a batch's result
     ydata, sigma_t = _check_data(xdata, ydata, p0, sigma)
     n = p0.numel()
     call = (lambda x, p: model(x, *p)) if _unpacks(model, n) else model
