@@ -149,19 +149,20 @@ class _Out:
     K: int
     n: int
     dtype: torch.dtype
+    device: torch.device
 
     def __post_init__(self) -> None:
-        K, n, dt = self.K, self.n, self.dtype
-        self.x = torch.empty(K, n, dtype=dt)
-        self.best_x = torch.empty(K, n, dtype=dt)
-        self.jac = torch.empty(K, n, dtype=dt)
-        self.loss = torch.empty(K, dtype=torch.float64)
-        self.best_loss = torch.empty(K, dtype=torch.float64)
-        self.gnorm = torch.empty(K, dtype=torch.float64)
-        self.aux = torch.full((K,), math.nan, dtype=torch.float64)
-        self.nit = torch.zeros(K, dtype=torch.long)
-        self.nfev = torch.zeros(K, dtype=torch.long)
-        self.code = torch.zeros(K, dtype=torch.long)
+        K, n, dt, d = self.K, self.n, self.dtype, self.device
+        self.x = torch.empty(K, n, dtype=dt, device=d)
+        self.best_x = torch.empty(K, n, dtype=dt, device=d)
+        self.jac = torch.empty(K, n, dtype=dt, device=d)
+        self.loss = torch.empty(K, dtype=torch.float64, device=d)
+        self.best_loss = torch.empty(K, dtype=torch.float64, device=d)
+        self.gnorm = torch.empty(K, dtype=torch.float64, device=d)
+        self.aux = torch.full((K,), math.nan, dtype=torch.float64, device=d)
+        self.nit = torch.zeros(K, dtype=torch.long, device=d)
+        self.nfev = torch.zeros(K, dtype=torch.long, device=d)
+        self.code = torch.zeros(K, dtype=torch.long, device=d)
         self.what: dict[int, str] = {}
 
 
@@ -169,7 +170,7 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
     """The batched loop (see the module docstring)."""
     t0 = perf_counter()
     K, n = batch.K, batch.n
-    out = _Out(K, n, batch.dtype)
+    out = _Out(K, n, batch.dtype, batch.X0.device)
     hist = BatchedHistory()
     rule, step = parts.rule, parts.step
     lbfgs = BatchedLBFGS(rule.history_size, rule.eps) if isinstance(rule, LBFGS) else None
@@ -177,13 +178,14 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
     for c in parts.criteria:
         c.reset()
     step.reset()
-    ids = torch.arange(K)
+    dev = batch.X0.device
+    ids = torch.arange(K, device=dev)
     args = batch.args
     X = batch.X0
     loss_t, G = batch.evaluate(X, args)
     loss = loss_t.double()
     gnorm = torch.linalg.vector_norm(G, dim=1).double()
-    nfev = torch.ones(K, dtype=torch.long)
+    nfev = torch.ones(K, dtype=torch.long, device=dev)
     st = _State(iteration=0, X=X, G=G, loss=loss, gnorm=gnorm, loss0=loss, X0=X, G0=G,
                 typx=batch.typical(X), best_loss=torch.full_like(loss, math.inf), best_X=X,
                 X_prev=X, loss_prev=loss, div_scale=loss)
@@ -191,8 +193,8 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
         lbfgs.init(X)
     else:
         rule.init([X])
-    ls = _LineState(step, K) if searches else None
-    alive = torch.ones(K, dtype=torch.bool)
+    ls = _LineState(step, K, dev) if searches else None
+    alive = torch.ones(K, dtype=torch.bool, device=dev)
     running = K
     hist.segment(ids)
     lr_row: Any = math.nan
@@ -299,17 +301,18 @@ def _pick(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, F: T
     """The reason code of each stopped problem (see :func:`_finish`)."""
     crit = tests.criteria
     c = len(crit)
-    order = torch.arange(c, 0, -1)[:, None]
+    dev = F.device
+    order = torch.arange(c, 0, -1, device=dev)[:, None]
     first = (F * order).argmax(0)  # the first criterion that fired, per problem
-    guard = torch.tensor(tests.guards)[first]
+    guard = torch.tensor(tests.guards, device=dev)[first]
     static = torch.tensor([REASON_CODES.index(x.reason) if not r else -1
-                           for x, r in zip(crit, tests.resolves)])
-    success = torch.tensor(tests.success)[:, None] & F
+                           for x, r in zip(crit, tests.resolves)], device=dev)
+    success = torch.tensor(tests.success, device=dev)[:, None] & F
     has_success = success.any(0)
     pick_s = (success * order).argmax(0)
     codes = torch.where(has_success, static[pick_s], static[first])
     codes = torch.where(guard, static[first], codes)
-    needs = (~guard) & (F & torch.tensor(tests.resolves)[:, None]).any(0)
+    needs = (~guard) & (F & torch.tensor(tests.resolves, device=dev)[:, None]).any(0)
     if not bool(needs.any()):
         return codes
     # resolve Stationary / Stalled problem by problem (probes batched): they may turn into a
@@ -362,13 +365,13 @@ class _LineState:
     (:mod:`descend.linesearch`), and every round evaluates the trials of all searching problems
     in one call of ``fn``."""
 
-    def __init__(self, step: Any, K: int) -> None:
+    def __init__(self, step: Any, K: int, dev: torch.device) -> None:
         self.step = step
         self.armijo = isinstance(step, Armijo)
         self.next_lr = torch.full((K,), step.lr0 if self.armijo else math.nan,
-                                  dtype=torch.float64)
-        self.prev_a = torch.full((K,), math.nan, dtype=torch.float64)
-        self.prev_d = torch.full((K,), math.nan, dtype=torch.float64)
+                                  dtype=torch.float64, device=dev)
+        self.prev_a = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
+        self.prev_d = torch.full((K,), math.nan, dtype=torch.float64, device=dev)
 
     def take(self, keep: Tensor) -> None:
         self.next_lr, self.prev_a, self.prev_d = (self.next_lr[keep], self.prev_a[keep],
@@ -391,7 +394,7 @@ class _LineState:
         """Run the searches of the problems at working positions ``P`` along their rows of
         ``U``: the accepted ``(alpha, x, loss, grad)`` by position, each one's longest finite
         trial ``(alpha, phi'(alpha))``, and the ``d0`` of every search."""
-        idx = torch.tensor(P, dtype=torch.long)
+        idx = torch.tensor(P, dtype=torch.long, device=st.X.device)
         Xs, Us, Gs = st.X[idx], U[idx], st.G[idx]
         d0s = (-(Gs * Us).sum(1)).tolist()
         f0s = st.loss[idx].tolist()
@@ -414,8 +417,8 @@ class _LineState:
                 pass
         while pending:
             ks = list(pending)
-            rows = torch.tensor([P[k] for k in ks], dtype=torch.long)
-            a = torch.tensor([pending[k] for k in ks], dtype=torch.float64)
+            rows = torch.tensor([P[k] for k in ks], dtype=torch.long, device=st.X.device)
+            a = torch.tensor([pending[k] for k in ks], dtype=torch.float64, device=st.X.device)
             Xt = st.X[rows] - a.to(st.X.dtype)[:, None] * U[rows]
             ft, Gt = batch.evaluate(Xt, batch.take_args(args, rows))
             nfev[rows] += 1
@@ -448,7 +451,7 @@ class _LineState:
         first_line = {P[k]: (longest.get(k), d0s[k]) for k in failed}
         if failed and lbfgs is not None:  # restart?  those problems alone, along g / |g|
             retry = [P[k] for k in failed]
-            ridx = torch.tensor(retry, dtype=torch.long)
+            ridx = torch.tensor(retry, dtype=torch.long, device=st.X.device)
             U = U.clone()
             U[ridx] = lbfgs.restart(ridx, st.X, st.G)
             acc2, _, _ = self._rounds(st, U, retry, batch, args, nfev, newton)
@@ -459,21 +462,23 @@ class _LineState:
         alphas = torch.full_like(st.loss, math.nan)
         if acc:
             ks = list(acc)
-            rows = torch.tensor([P[k] for k in ks], dtype=torch.long)
+            rows = torch.tensor([P[k] for k in ks], dtype=torch.long, device=st.X.device)
             X[rows] = torch.stack([acc[k][1] for k in ks])
             loss_t[rows] = torch.stack([acc[k][2] for k in ks])
             G[rows] = torch.stack([acc[k][3] for k in ks])
-            a = torch.tensor([acc[k][0] for k in ks], dtype=torch.float64)
+            a = torch.tensor([acc[k][0] for k in ks], dtype=torch.float64, device=st.X.device)
             alphas[rows] = a
             if self.armijo:
                 self.next_lr[rows] = a * self.step.growth
             else:
                 self.prev_a[rows] = a
-                self.prev_d[rows] = torch.tensor([d0s[k] for k in ks], dtype=torch.float64)
+                self.prev_d[rows] = torch.tensor([d0s[k] for k in ks], dtype=torch.float64,
+                                                 device=st.X.device)
         if failed:
-            pos = torch.tensor([P[k] for k in failed], dtype=torch.long)
+            pos = torch.tensor([P[k] for k in failed], dtype=torch.long, device=st.X.device)
             codes = self._no_step(st, pos, first_line if newton else {}, batch, args, ids, out)
-            F = torch.zeros(len(tests.criteria), len(pos), dtype=torch.bool)  # none fired
+            F = torch.zeros(len(tests.criteria), len(pos), dtype=torch.bool,
+                            device=st.X.device)  # none fired
             _finish(st, tests, batch, args, pos, F, ids, nfev, out, codes)
             alive[pos] = False
             # the stopped problems keep their point: no step, so nothing moves
@@ -518,4 +523,4 @@ class _LineState:
             else:
                 codes.append(_CODE["step_failed"])
                 out.aux[i] = scaled[k]
-        return torch.tensor(codes, dtype=torch.long)
+        return torch.tensor(codes, dtype=torch.long, device=st.X.device)

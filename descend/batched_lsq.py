@@ -63,7 +63,8 @@ def covariances(J: Tensor, cost: Tensor, absolute_sigma: bool) -> Tensor:
     if not absolute_sigma:
         scale = (2 * cost / (m - n)) if m > n else torch.full_like(cost, math.inf)
         pcov = pcov * scale.to(J.dtype)[:, None, None]
-        full &= torch.tensor(m > n)
+        if m <= n:
+            full = torch.zeros_like(full)
     return torch.where(full[:, None, None], pcov, torch.full_like(pcov, math.inf))
 
 

@@ -231,7 +231,8 @@ class Tests:
             elif isinstance(c, GradNormBelow):
                 row = st.gnorm <= c.tol
             elif isinstance(c, MaxIter):
-                row = torch.ones(w, dtype=torch.bool) if st.iteration >= c.n else None
+                row = (torch.ones(w, dtype=torch.bool, device=st.loss.device)
+                       if st.iteration >= c.n else None)
             elif isinstance(c, Stationary):
                 scaled = first_order(st.loss, st.loss0, st.X, st.G, st.typx,
                                      self.stationary_tol[j])
@@ -249,8 +250,8 @@ class Tests:
     @staticmethod
     def matrix(rows: list[Tensor | None], pos: Tensor) -> Tensor:
         """The ``(c, m)`` fired matrix of the problems at ``pos``."""
-        return torch.stack([torch.zeros(len(pos), dtype=torch.bool) if r is None else r[pos]
-                            for r in rows])
+        none = torch.zeros(len(pos), dtype=torch.bool, device=pos.device)
+        return torch.stack([none if r is None else r[pos] for r in rows])
 
     def _stalled(self, c: Stalled, st: Any) -> Tensor:
         eps = self.batch.eps
@@ -284,23 +285,21 @@ def not_a_minimum(batch: Batch, X: Tensor, G: Tensor, loss: Tensor, X0: Tensor, 
     band = 4 * batch.eps * loss.abs()
     small = n <= PLATEAU_COORDINATES
     if small:
-        eye = torch.eye(n, dtype=X.dtype)
+        eye = torch.eye(n, dtype=X.dtype, device=X.device)
         sign = torch.where(G >= 0, -move, move)  # downhill, coordinate by coordinate
         steps = (sign * sizes)[:, :, None] * eye  # (m, probe, n)
     else:
         gen = torch.Generator().manual_seed(0)
         r = torch.cat([(torch.randint(0, 2, s, generator=gen).to(X.dtype) * 2 - 1).reshape(-1)
-                       for s in batch.shapes])
+                       for s in batch.shapes]).to(X.device)
         scaled = sizes * G
         top = scaled.abs().amax(1, keepdim=True)
         down = torch.where(top > 0, -move * sizes * scaled / top, torch.zeros_like(X))
         steps = torch.stack([down, move * sizes * r, -move * sizes * r], 1)
     p = steps.shape[1]
-    every = torch.arange(m).repeat_interleave(p)
     pts = torch.cat([X[:, None, :] + steps, X[:, None, :] + 2.0 * steps], 1)
-    idx = torch.arange(m).repeat_interleave(2 * p)
+    idx = torch.arange(m, device=X.device).repeat_interleave(2 * p)
     f = batch.losses(pts.reshape(-1, n), batch.take_args(args, idx)).double().reshape(m, 2 * p)
-    del every
     f1, f2 = f[:, :p], f[:, p:]
     valid = torch.ones_like(f1, dtype=torch.bool)
     if not small:  # no downhill probe where the scaled gradient is 0
@@ -340,7 +339,7 @@ class BatchedLBFGS:
         self.Y = X.new_zeros(w, self.m, n)
         self.rho = X.new_zeros(w, self.m)
         self.x_prev, self.g_prev = X, torch.zeros_like(X)
-        self.has_prev = torch.zeros(w, dtype=torch.bool)
+        self.has_prev = torch.zeros(w, dtype=torch.bool, device=X.device)
 
     def take(self, keep: Tensor) -> None:
         assert self.S is not None

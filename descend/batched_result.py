@@ -104,7 +104,7 @@ class BatchedResult:
     @classmethod
     def build(cls, batch: Batch, out: Any, hist: BatchedHistory, seconds: float,
               parts: Any) -> BatchedResult:
-        succ = torch.tensor([REASONS[r][0] for r in REASON_CODES])[out.code]
+        succ = torch.tensor([REASONS[r][0] for r in REASON_CODES], device=out.code.device)[out.code]
         consts = _consts(parts.criteria, batch)
         return cls(batch.build(out.x), out.loss, batch.build(out.best_x), out.best_loss,
                    out.nit, out.nfev, out.code, succ, out.gnorm, batch.build(out.jac), hist,
