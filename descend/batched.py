@@ -79,15 +79,15 @@ class _State:
     iteration: int
     X: Tensor
     G: Tensor
-    X0: Tensor
-    G0: Tensor
+    X0: Any  # the start, its gradient and typ x: tensors when the criteria or probes read
+    G0: Any  # them (Stationary, Stalled, a line search's verdict), else None
+    typx: Any
     X_prev: Tensor
     loss_prev: Tensor
     best_X: Tensor
     loss: Tensor
     gnorm: Tensor
     loss0: Tensor
-    typx: Tensor
     best_loss: Tensor
     div_scale: Tensor
 
@@ -186,8 +186,11 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
     loss = loss_t.double()
     gnorm = torch.linalg.vector_norm(G, dim=1).double()
     nfev = torch.ones(K, dtype=torch.long, device=dev)
-    st = _State(iteration=0, X=X, G=G, loss=loss, gnorm=gnorm, loss0=loss, X0=X, G0=G,
-                typx=batch.typical(X), best_loss=torch.full_like(loss, math.inf), best_X=X,
+    start = any(tests.resolves) or searches
+    st = _State(iteration=0, X=X, G=G, loss=loss, gnorm=gnorm, loss0=loss,
+                X0=X if start else None, G0=G if start else None,
+                typx=batch.typical(X) if start else None,
+                best_loss=torch.full_like(loss, math.inf), best_X=X,
                 X_prev=X, loss_prev=loss, div_scale=loss)
     if lbfgs is not None:
         lbfgs.init(X)
@@ -201,7 +204,10 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
     while True:
         # record (best point: the lowest finite loss seen; by reference when every problem
         # improved, as gd's usually do)
-        improved = (st.loss < st.best_loss) & (st.gnorm < math.inf)
+        finite_all = math.isfinite(float((st.loss + st.gnorm).sum()))  # else: look closer
+        improved = st.loss < st.best_loss
+        if not finite_all:
+            improved &= st.gnorm < math.inf
         improved_all = bool(improved.all())
         if improved_all:
             st.best_loss, st.best_X = st.loss, st.X
@@ -211,11 +217,11 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
         hist.add(st.iteration, st.loss, st.gnorm, lr_row, nfev.clone() if searches else None,
                  perf_counter() - t0)
         # stop?
-        rows, union = tests.fires(st, improved_all)
+        rows, union = tests.fires(st, improved_all, finite_all)
         newly = None if union is None else union if running == len(ids) else union & alive
         if newly is not None and bool(newly.any()):
             pos = newly.nonzero().squeeze(1)
-            _finish(st, tests, batch, args, pos, Tests.matrix(rows, pos), ids, nfev, out,
+            _finish(st, tests, batch, args, pos, rows, ids, nfev, out,
                     offset=0 if searches else st.iteration)
             alive[pos] = False
             running -= len(pos)
@@ -223,11 +229,15 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
                 break
             if running < COMPACT_BELOW * len(ids):
                 keep = alive.nonzero().squeeze(1)
-                ids, args, nfev, alive = (ids[keep], batch.take_args(args, keep), nfev[keep],
-                                          alive[keep])
-                for name in ("X", "G", "loss", "gnorm", "loss0", "X0", "G0", "typx",
-                             "best_loss", "best_X", "X_prev", "loss_prev"):
-                    setattr(st, name, getattr(st, name)[keep])
+                ids, args, nfev = ids[keep], batch.take_args(args, keep), nfev[keep]
+                alive = torch.ones(len(keep), dtype=torch.bool, device=dev)
+                same = st.best_X is st.X, st.best_loss is st.loss
+                # (x_prev is set afresh before it is next read)
+                for name in ("X", "G", "loss", "gnorm", "loss0") + (
+                        ("X0", "G0", "typx") if start else ()):
+                    setattr(st, name, getattr(st, name).index_select(0, keep))
+                st.best_X = st.X if same[0] else st.best_X.index_select(0, keep)
+                st.best_loss = st.loss if same[1] else st.best_loss.index_select(0, keep)
                 tests.take(keep)
                 if lbfgs is not None:
                     lbfgs.take(keep)
@@ -267,39 +277,51 @@ def _take_rule_state(rule: Any, keep: Tensor) -> None:
             rule.state[k] = [t[keep] for t in v]
 
 
-def _finish(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, F: Tensor,
+def _finish(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, rows: Any,
             ids: Tensor, nfev: Tensor, out: _Out, codes: Tensor | None = None,
             offset: int = 0) -> None:
     """Write out the problems at working positions ``pos`` that stopped: the reason each
     reports (a guard that fired first; else the first success, after resolving ``Stationary``
     and ``Stalled``; else the first), their final point and numbers."""
     if codes is None:
-        codes = _pick(st, tests, batch, args, pos, F, out, ids)
+        codes = _pick(st, tests, batch, args, pos, rows, out, ids)
     orig = ids[pos]
-    X, loss = st.X[pos], st.loss[pos]
+    X = Xcur = st.X.index_select(0, pos)
+    loss = lcur = st.loss.index_select(0, pos)
     nonfinite = codes == _CODE["nonfinite"]
     if bool(nonfinite.any()):  # the last finite iterate (the start's own if the start is not)
-        X = torch.where(nonfinite[:, None], st.X_prev[pos], X)
-        loss = torch.where(nonfinite & (st.iteration > 0), st.loss_prev[pos], loss)
-    out.x[orig] = X
-    out.loss[orig] = loss
-    out.jac[orig] = st.G[pos]
-    out.gnorm[orig] = st.gnorm[pos]
-    bl = st.best_loss[pos]
-    out.best_x[orig] = torch.where((bl < math.inf)[:, None], st.best_X[pos], st.X[pos])
-    out.best_loss[orig] = bl
-    out.nit[orig] = st.iteration
-    out.nfev[orig] = nfev[pos] + offset
-    out.code[orig] = codes
+        X = torch.where(nonfinite[:, None], st.X_prev.index_select(0, pos), X)
+        loss = torch.where(nonfinite & (st.iteration > 0), st.loss_prev.index_select(0, pos),
+                           loss)
+    out.x.index_copy_(0, orig, X)
+    out.loss.index_copy_(0, orig, loss)
+    out.jac.index_copy_(0, orig, st.G.index_select(0, pos))
+    out.gnorm.index_copy_(0, orig, st.gnorm.index_select(0, pos))
+    if st.best_X is st.X and st.best_loss is st.loss:  # every problem is at its best
+        out.best_x.index_copy_(0, orig, Xcur)
+        out.best_loss.index_copy_(0, orig, lcur)
+    else:
+        bl = st.best_loss.index_select(0, pos)
+        out.best_x.index_copy_(0, orig, torch.where((bl < math.inf)[:, None],
+                                                    st.best_X.index_select(0, pos), Xcur))
+        out.best_loss.index_copy_(0, orig, bl)
+    out.nit.index_fill_(0, orig, st.iteration)
+    out.nfev.index_copy_(0, orig, nfev.index_select(0, pos) + offset)
+    out.code.index_copy_(0, orig, codes)
     div = codes == _CODE["diverged"]
     if bool(div.any()):
-        out.aux[orig[div]] = st.div_scale[pos][div]
+        out.aux[orig[div]] = st.div_scale.index_select(0, pos)[div]
 
 
-def _pick(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, F: Tensor,
-          out: _Out, ids: Tensor) -> Tensor:
+def _pick(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor,
+          rows: list[Tensor | None], out: _Out, ids: Tensor) -> Tensor:
     """The reason code of each stopped problem (see :func:`_finish`)."""
     crit = tests.criteria
+    hit = [j for j, r in enumerate(rows) if r is not None]
+    if len(hit) == 1 and not tests.resolves[hit[0]]:  # one criterion fired: its reason
+        code = REASON_CODES.index(crit[hit[0]].reason)
+        return torch.full((len(pos),), code, dtype=torch.long, device=pos.device)
+    F = Tests.matrix(rows, pos)
     c = len(crit)
     dev = F.device
     order = torch.arange(c, 0, -1, device=dev)[:, None]
@@ -477,9 +499,7 @@ class _LineState:
         if failed:
             pos = torch.tensor([P[k] for k in failed], dtype=torch.long, device=st.X.device)
             codes = self._no_step(st, pos, first_line if newton else {}, batch, args, ids, out)
-            F = torch.zeros(len(tests.criteria), len(pos), dtype=torch.bool,
-                            device=st.X.device)  # none fired
-            _finish(st, tests, batch, args, pos, F, ids, nfev, out, codes)
+            _finish(st, tests, batch, args, pos, None, ids, nfev, out, codes)
             alive[pos] = False
             # the stopped problems keep their point: no step, so nothing moves
             loss_t[pos] = st.loss[pos].to(loss_t.dtype)

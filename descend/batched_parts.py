@@ -206,16 +206,20 @@ class Tests:
             self.ref_loss, self.ref_X = self.ref_loss[keep], self.ref_X[keep]
             self.quiet = self.quiet[keep]
 
-    def fires(self, st: Any, improved_all: bool) -> tuple[list[Tensor | None], Tensor | None]:
+    def fires(self, st: Any, improved_all: bool,
+              finite_all: bool) -> tuple[list[Tensor | None], Tensor | None]:
         """Which criteria fire on which problem of the working state ``st``: one row per
         criterion (None: fires on no problem) and their union (None: no criterion fired).
-        ``improved_all``: every problem's loss is its best so far, so none diverged."""
+        ``improved_all``: every problem's loss is its best so far, so none diverged;
+        ``finite_all``: every loss and gradient norm is finite."""
         rows: list[Tensor | None] = []
         w = st.loss.shape[0]
         self.scaled = {}
         for j, c in enumerate(self.criteria):
             row: Tensor | None
-            if isinstance(c, NonFinite):
+            if isinstance(c, NonFinite) and finite_all:
+                row = None
+            elif isinstance(c, NonFinite):
                 both = st.loss + st.gnorm
                 row = (both - both) != 0  # nan for nan or inf, 0 for finite
             elif isinstance(c, Diverged):
@@ -240,6 +244,8 @@ class Tests:
                 row = scaled <= self.stationary_tol[j]
             else:
                 row = self._stalled(c, st)
+            if row is not None and not bool(row.any()):
+                row = None  # fired on no problem (one host read per criterion)
             rows.append(row)
         union: Tensor | None = None
         for row in rows:
