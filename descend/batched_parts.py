@@ -161,7 +161,7 @@ class Batch:
 def first_order(loss: Tensor, loss0: Tensor, X: Tensor, G: Tensor, typx: Tensor,
                 c: float) -> Tensor:
     """The scaled gradient of :func:`descend.convergence.first_order`, one per problem."""
-    num = (G.abs() * torch.maximum(X.abs(), typx)).sum(1, dtype=torch.float64)
+    num = (G.abs() * torch.maximum(X.abs(), typx)).sum(1).double()
     den = torch.maximum(loss.abs(), c * loss0.abs())
     out = torch.where(den > 0, num / den, torch.full_like(den, math.inf))
     out = torch.where(num == 0, torch.zeros_like(out), out)
