@@ -20,6 +20,7 @@ from .errors import InputError
 
 if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time every name comes lazily
     from . import checkpoint, observers, problems, report, rules, sklearn, steps, stops, store
+    from .batched_result import BatchedResult
     from .diagnose import Diagnosis, diagnose
     from .fit import FitResult, fit
     from .history import History
@@ -31,6 +32,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time every 
     from .result import Result
 
 __all__ = [
+    "BatchedResult",
     "CurveFit",
     "Diagnosis",
     "DivergenceError",
@@ -62,6 +64,7 @@ __all__ = [
 # need no tensors (`descend --help`, `descend runs list`) start without paying `import torch`.
 # name -> (module, attribute); attribute None: the name is the module itself.
 _FROM: dict[str, tuple[str, str | None]] = {
+    "BatchedResult": ("batched_result", "BatchedResult"),
     "CurveFit": ("lsq", "CurveFit"),
     "Diagnosis": ("diagnose", "Diagnosis"),
     "DivergenceError": ("loop", "DivergenceError"),

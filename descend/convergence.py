@@ -1,8 +1,12 @@
 """The tests behind an honest success, shared by the stopping criteria (:mod:`descend.stops`).
 
 * :func:`first_order`: the scale-free first-order test,
-  ``max_i |g_i| max(|x_i|, typ x_i) / max(|f|, c |f_0|)``, with ``typ x_i`` from the start
-  (:func:`typical`); see :mod:`descend.stops` for the tolerances.
+  ``sum_i |g_i| max(|x_i|, typ x_i) / max(|f|, c |f_0|)``, with ``typ x_i`` from the start
+  (:func:`typical`): the relative change of ``f`` to first order when every coordinate moves
+  by its own size; see :mod:`descend.stops` for the tolerances. A sum, not Dennis and
+  Schnabel's per-coordinate maximum: that one shrinks as ``1/n`` for a mean over ``n``
+  coordinates (each coordinate moves the mean by ``1/n`` of its share), so a 70,000-element
+  ``((x - t)**2).mean()`` looked stationary at its start.
 * :func:`not_a_minimum`: probes around a point whose gradient is small, which tell a minimum
   (the loss rises around it) from a slope that flattens out or a plateau.
 * :func:`hint`: what a run that cannot go on should try, by dtype.
@@ -48,12 +52,12 @@ def typical(values: Sequence[Tensor]) -> list[Tensor]:
 
 
 def first_order(s: LoopState, c: float, typx: Sequence[Tensor] | None = None) -> float:
-    """The scaled gradient ``max_i |g_i| max(|x_i|, typ x_i) / max(|f|, c |f_0|)`` at the
+    """The scaled gradient ``sum_i |g_i| max(|x_i|, typ x_i) / max(|f|, c |f_0|)`` at the
     current point (see the module docstring); ``typx`` from :func:`typical` of the start."""
     typx = typx if typx is not None else typical(s.start_values)
     num = 0.0
     for g, x, t in zip(s.grads, s.values, typx):
-        num = max(num, float((g.abs() * torch.maximum(x.abs(), t)).max()))
+        num += float((g.abs() * torch.maximum(x.abs(), t)).sum())
     den = max(abs(s.loss), c * abs(s.loss0))
     if not (math.isfinite(den) and math.isfinite(num)):
         return math.inf

@@ -13,22 +13,45 @@ A non-finite value is passed in as ``+inf`` (so a bad trial fails every test). A
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
-__all__ = ["Phi", "armijo_backtracking", "cubic_min", "nonmonotone_armijo", "strong_wolfe"]
+__all__ = ["Phi", "Trials", "armijo_backtracking", "armijo_trials", "cubic_min", "drive",
+           "nonmonotone_armijo", "strong_wolfe", "strong_wolfe_trials"]
 
 #: ``phi(alpha) -> (phi(alpha), phi'(alpha))``, both ``+inf`` where not finite.
 Phi = Callable[[float], tuple[float, float]]
+#: A search written as a generator: it yields each trial ``alpha``, is sent back
+#: ``(phi(alpha), phi'(alpha))``, and returns the accepted ``alpha`` or ``None``. The batched
+#: loop (:mod:`descend.batched`) drives one per problem, evaluating the trials of every problem
+#: in one call of the objective; :func:`drive` runs one over a ``phi``.
+Trials = Generator[float, tuple[float, float], float | None]
+
+
+def drive(search: Trials, phi: Phi) -> float | None:
+    """Run a generator search over ``phi``: what the search returns."""
+    try:
+        alpha = next(search)
+        while True:
+            alpha = search.send(phi(alpha))
+    except StopIteration as done:
+        return done.value
 
 
 def armijo_backtracking(phi: Phi, f0: float, d0: float, alpha: float, *, c1: float,
                         shrink: float, max_evals: int, alpha_min: float) -> float | None:
     """Backtracking to sufficient decrease: the first of ``alpha, shrink alpha, shrink^2 alpha,
     ...`` with ``phi(alpha) <= f0 + c1 alpha d0`` (Nocedal & Wright Alg. 3.1)."""
+    return drive(armijo_trials(f0, d0, alpha, c1=c1, shrink=shrink, max_evals=max_evals,
+                               alpha_min=alpha_min), phi)
+
+
+def armijo_trials(f0: float, d0: float, alpha: float, *, c1: float, shrink: float,
+                  max_evals: int, alpha_min: float) -> Trials:
+    """:func:`armijo_backtracking` as a generator of trials (see :data:`Trials`)."""
     for _ in range(max_evals):
         if alpha < alpha_min:
             return None
-        f, _d = phi(alpha)
+        f, _d = yield alpha
         if f <= f0 + c1 * alpha * d0:
             return alpha
         alpha *= shrink
@@ -84,6 +107,13 @@ def strong_wolfe(phi: Phi, f0: float, d0: float, alpha: float, *, c1: float, c2:
     3.6, the structure of ``torch.optim.LBFGS``'s ``strong_wolfe``); a step is returned only when
     both conditions hold.
     """
+    return drive(strong_wolfe_trials(f0, d0, alpha, c1=c1, c2=c2, max_evals=max_evals,
+                                     alpha_min=alpha_min), phi)
+
+
+def strong_wolfe_trials(f0: float, d0: float, alpha: float, *, c1: float, c2: float,
+                        max_evals: int, alpha_min: float) -> Trials:
+    """:func:`strong_wolfe` as a generator of trials (see :data:`Trials`)."""
     evals = 0
 
     def wolfe(a: float, f: float, d: float) -> bool:
@@ -92,7 +122,7 @@ def strong_wolfe(phi: Phi, f0: float, d0: float, alpha: float, *, c1: float, c2:
     # bracketing (Alg. 3.5)
     a_prev, f_prev, d_prev = 0.0, f0, d0
     a = alpha
-    f, d = phi(a)
+    f, d = yield a
     evals += 1
     while True:
         if f > f0 + c1 * a * d0 or (evals > 1 and f >= f_prev):
@@ -109,7 +139,7 @@ def strong_wolfe(phi: Phi, f0: float, d0: float, alpha: float, *, c1: float, c2:
         a_new = cubic_min(a_prev, f_prev, d_prev, a, f, d, a + 0.01 * (a - a_prev), 10 * a)
         a_prev, f_prev, d_prev = a, f, d
         a = a_new
-        f, d = phi(a)
+        f, d = yield a
         evals += 1
     # zoom (Alg. 3.6): lo holds the lowest f that satisfies sufficient decrease
     insufficient = False
@@ -130,7 +160,7 @@ def strong_wolfe(phi: Phi, f0: float, d0: float, alpha: float, *, c1: float, c2:
                 insufficient = True
         else:
             insufficient = False
-        f, d = phi(a)
+        f, d = yield a
         evals += 1
         if f > f0 + c1 * a * d0 or f >= fl:
             hi = (a, f, d)

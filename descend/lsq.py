@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +37,7 @@ from .steps import Step
 from .stops import Criterion
 
 if TYPE_CHECKING:  # names in the inherited Result fields, for the API reference (pdoc)
+    from .batched import BatchedResult
     from .diagnose import Diagnosis  # noqa: F401
     from .history import History  # noqa: F401
 
@@ -351,6 +352,46 @@ def _flat_residuals(residuals: Callable[..., Tensor], params: Params,
     return fun
 
 
+@overload
+def least_squares(
+    residuals: Callable[..., Tensor],
+    x0: Any,
+    *,
+    args: tuple = ...,
+    rule: str | Rule | Any | None = ...,
+    lr: float | str | Step | Any | None = ...,
+    stop: Criterion | Iterable[Criterion] | None = ...,
+    max_iter: int | None = ...,
+    callback: Callable[[Any], Any] | None = ...,
+    observers: Sequence[Observer] = ...,
+    verbose: bool = ...,
+    progress: bool = ...,
+    record: str | os.PathLike[str] | bool | None = ...,
+    on_divergence: str | None = ...,
+    batched: Literal[False] = ...,
+) -> LeastSquaresResult: ...
+
+
+@overload
+def least_squares(
+    residuals: Callable[..., Tensor],
+    x0: Any,
+    *,
+    args: tuple = ...,
+    rule: str | Rule | Any | None = ...,
+    lr: float | str | Step | Any | None = ...,
+    stop: Criterion | Iterable[Criterion] | None = ...,
+    max_iter: int | None = ...,
+    callback: Callable[[Any], Any] | None = ...,
+    observers: Sequence[Observer] = ...,
+    verbose: bool = ...,
+    progress: bool = ...,
+    record: str | os.PathLike[str] | bool | None = ...,
+    on_divergence: str | None = ...,
+    batched: Literal[True],
+) -> BatchedResult: ...
+
+
 def least_squares(
     residuals: Callable[..., Tensor],
     x0: Any,
@@ -366,7 +407,8 @@ def least_squares(
     progress: bool = False,
     record: str | os.PathLike[str] | bool | None = None,
     on_divergence: str | None = None,
-) -> LeastSquaresResult:
+    batched: bool = False,
+) -> LeastSquaresResult | BatchedResult:
     """Minimise ``f(x) = 1/2 ||r(x)||^2`` with ``r = residuals(x, *args)`` from ``x0``.
 
     By default the rule is :class:`LevenbergMarquardt` (``rule="lm"``): each iteration solves
@@ -393,6 +435,11 @@ def least_squares(
             settings, or any rule :func:`descend.minimize` takes.
         lr, stop, max_iter, callback, observers, verbose, progress, record, on_divergence: as in
             :func:`descend.minimize`.
+        batched: fit many independent problems at once (:mod:`descend.batched_lsq`): ``x0`` and
+            the tensors in ``args`` have the problem dimension ``K`` first, ``residuals``
+            returns one row of residuals per problem; the default rule is then ``lbfgs`` with
+            the strong-Wolfe search per problem, and the result a
+            :class:`~descend.batched.BatchedResult`.
 
     Returns:
         A :class:`LeastSquaresResult`; ``loss`` is ``1/2 ||r||^2`` (scipy's ``cost``).
@@ -408,6 +455,14 @@ def least_squares(
                              "parameters as a dict of tensors, or train it with descend.fit")
     if not isinstance(args, tuple):
         raise InputTypeError(f"args must be a tuple, got {type(args).__name__}")
+    if batched:
+        from .batched_lsq import batched_least_squares
+
+        return batched_least_squares(residuals, x0, args, rule=rule, lr=lr, stop=stop,
+                                     max_iter=max_iter, on_divergence=on_divergence, refused={
+                                         "callback": callback, "observers": observers,
+                                         "verbose": verbose, "progress": progress,
+                                         "record": record})
     params = Params(x0)
     if any(v.is_complex() for v in params.values):
         raise InputError("least_squares needs real parameters, got a complex tensor; split it "
@@ -467,7 +522,9 @@ class CurveFit:
         pcov: their estimated covariance, ``s^2 (J^T J)^{-1}`` (``s^2 = 1`` with
             ``absolute_sigma=True``); all ``inf`` where it is undefined.
         perr: one standard deviation per parameter, ``sqrt(diag(pcov))``.
-        result: the :class:`LeastSquaresResult` of the run (reason, history, ``nfev``, ``jac``).
+        result: the :class:`LeastSquaresResult` of the run (reason, history, ``nfev``, ``jac``);
+            with ``batched=True`` the :class:`~descend.batched.BatchedResult` of the ``K`` fits
+            (and ``popt``, ``pcov``, ``perr`` have the leading ``K``).
     """
 
     popt: Tensor
@@ -479,6 +536,8 @@ class CurveFit:
         return iter((self.popt, self.pcov))
 
     def __repr__(self) -> str:
+        if isinstance(self.result.success, Tensor):  # K fits (batched=True)
+            return f"CurveFit(K={self.popt.shape[0]} fits: {self.result!r})"
         ok = "success" if self.result.success else "no success"
         return (f"CurveFit({ok}: {self.result.reason}, popt={self.popt.tolist()}, "
                 f"perr={self.perr.tolist()})")
@@ -575,6 +634,7 @@ def curve_fit(
     progress: bool = False,
     record: str | os.PathLike[str] | bool | None = None,
     on_divergence: str | None = None,
+    batched: bool = False,
 ) -> CurveFit:
     """Fit ``ydata ~ model(xdata, p)`` by least squares, as ``scipy.optimize.curve_fit`` does.
 
@@ -606,6 +666,12 @@ def curve_fit(
         absolute_sigma: whether ``sigma`` is absolute (see above).
         rule, lr, stop, max_iter, callback, observers, verbose, progress, record,
             on_divergence: as in :func:`least_squares`.
+        batched: fit ``K`` data sets at once: ``xdata``, ``ydata`` (and a tensor ``sigma``)
+            of shape ``(K, m)``, ``p0`` of shape ``(K, n)``; a model written scipy's way gets
+            each parameter as a ``(w, 1)`` column, a model ``f(x, p)`` gets ``p`` as
+            ``(w, n)``. ``popt``, ``pcov``, ``perr`` then have the leading ``K`` and ``result``
+            is a :class:`~descend.batched.BatchedResult`
+            (:func:`descend.batched_lsq.batched_curve_fit`).
 
     Returns:
         A :class:`CurveFit` with ``popt``, ``pcov``, ``perr`` and the run's ``result``.
@@ -616,6 +682,16 @@ def curve_fit(
     """
     if not callable(model):
         raise InputTypeError(f"model must be callable, got {type(model).__name__}")
+    if batched:
+        from .batched_lsq import batched_curve_fit
+
+        n = p0.shape[-1] if isinstance(p0, Tensor) and p0.dim() else 0
+        popt, pcov, perr, batch = batched_curve_fit(
+            model, xdata, ydata, p0, sigma, absolute_sigma, _unpacks(model, n), rule=rule,
+            lr=lr, stop=stop, max_iter=max_iter, on_divergence=on_divergence,
+            callback=callback, observers=observers, verbose=verbose, progress=progress,
+            record=record)
+        return CurveFit(popt, pcov, perr, batch)  # type: ignore[arg-type]  # a batch's result
     ydata, sigma_t = _check_data(xdata, ydata, p0, sigma)
     n = p0.numel()
     call = (lambda x, p: model(x, *p)) if _unpacks(model, n) else model

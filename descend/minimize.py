@@ -7,7 +7,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 from torch import Tensor
@@ -21,7 +21,62 @@ from .rules import Rule
 from .steps import Constant, Step
 from .stops import Criterion
 
+if TYPE_CHECKING:
+    from .batched import BatchedResult
+
 __all__ = ["minimize"]
+
+
+@overload
+def minimize(
+    fn: Callable[..., Tensor] | None = ...,
+    x0: Any = ...,
+    *,
+    fun: Callable[..., Tensor] | None = ...,
+    args: tuple = ...,
+    rule: str | Rule | Any | None = ...,
+    lr: float | str | Step | Callable[[int], float] | Any | None = ...,
+    stop: Criterion | Iterable[Criterion] | None = ...,
+    max_iter: int | None = ...,
+    callback: Callable[[Any], Any] | None = ...,
+    observers: Sequence[Observer] = ...,
+    verbose: bool = ...,
+    progress: bool = ...,
+    record: str | os.PathLike[str] | bool | None = ...,
+    on_divergence: str | None = ...,
+    checkpoint: str | os.PathLike[str] | None = ...,
+    checkpoint_every: int | str | None = ...,
+    resume: str | os.PathLike[str] | None = ...,
+    compile: bool = ...,
+    read_every: int = ...,
+    batched: Literal[False] = ...,
+) -> Result: ...
+
+
+@overload
+def minimize(
+    fn: Callable[..., Tensor] | None = ...,
+    x0: Any = ...,
+    *,
+    fun: Callable[..., Tensor] | None = ...,
+    args: tuple = ...,
+    rule: str | Rule | Any | None = ...,
+    lr: float | str | Step | Callable[[int], float] | Any | None = ...,
+    stop: Criterion | Iterable[Criterion] | None = ...,
+    max_iter: int | None = ...,
+    callback: Callable[[Any], Any] | None = ...,
+    observers: Sequence[Observer] = ...,
+    verbose: bool = ...,
+    progress: bool = ...,
+    record: str | os.PathLike[str] | bool | None = ...,
+    on_divergence: str | None = ...,
+    checkpoint: str | os.PathLike[str] | None = ...,
+    checkpoint_every: int | str | None = ...,
+    resume: str | os.PathLike[str] | None = ...,
+    compile: bool = ...,
+    read_every: int = ...,
+    batched: Literal[True],
+) -> BatchedResult: ...
 
 
 def minimize(
@@ -45,7 +100,8 @@ def minimize(
     resume: str | os.PathLike[str] | None = None,
     compile: bool = False,
     read_every: int = 1,
-) -> Result:
+    batched: bool = False,
+) -> Result | BatchedResult:
     """Minimise ``f(x) = fn(x, *args)`` by gradient descent from ``x0``.
 
     The loop (:func:`descend.loop.run`) repeats ``x_{k+1} = x_k - lr_k * u_k``, where the rule
@@ -113,6 +169,12 @@ def minimize(
             gradients in memory, and up to ``read_every - 1`` evaluations past the stop (not
             counted in ``nfev``); observers see each row at the read. Not with ``checkpoint``
             or ``resume`` (a checkpoint holds whole rows).
+        batched: solve many independent problems at once (:mod:`descend.batched`): every
+            tensor in ``x0`` and ``args`` has the problem dimension ``K`` first, and ``fn``
+            returns one loss per problem, shape ``(K,)`` (over the problems still running).
+            Each problem stops alone, with its own reason; the result is a
+            :class:`~descend.batched.BatchedResult` (``res[i]`` is problem ``i``'s
+            :class:`~descend.result.Result`).
 
     Returns:
         A :class:`~descend.result.Result`; not converging is a result with a reason, never an
@@ -123,6 +185,16 @@ def minimize(
         DivergenceError: only with ``on_divergence="raise"``.
     """
     fn, x0, numpy_in = _scipy_style(fn, fun, x0)
+    if batched:
+        from .batched import solve
+
+        return solve(fn, x0, args, rule=rule, lr=lr, stop=stop, max_iter=max_iter,
+                     on_divergence=on_divergence, refused={
+                         "callback": callback, "observers": observers, "verbose": verbose,
+                         "progress": progress, "record": record, "checkpoint": checkpoint,
+                         "checkpoint_every": checkpoint_every, "resume": resume,
+                         "compile": compile, "read_every": None if read_every == 1
+                         else read_every})
     checkpoints = check_args(checkpoint, checkpoint_every, resume)  # before any work
     params = Params(x0)
     objective = Objective(fn, params, args, compile=compile)

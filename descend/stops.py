@@ -19,7 +19,7 @@ them: ``stop=LossBelow(1e-5)`` alone is the notebook's ``while loss > threshold`
 **The first-order test** is scale-free: with ``typ x_i = |x0_i|`` (the start's magnitudes; the
 tensor's RMS where ``x0_i = 0``, 1 where all are 0)::
 
-    scaled gradient = max_i |g_i| max(|x_i|, typ x_i) / max(|f|, c |f_0|)   <=   c
+    scaled gradient = sum_i |g_i| max(|x_i|, typ x_i) / max(|f|, c |f_0|)   <=   c
 
 with ``c = sqrt(eps)`` for :class:`Stationary` and ``c = eps^(1/3)`` at round-off (Dennis &
 Schnabel, *Numerical Methods for Unconstrained Optimization*, 1983, sec. 7.2: the relative

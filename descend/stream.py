@@ -65,6 +65,8 @@ def _dataset(data: Any) -> Any:
     if not isinstance(data, (str, Path)):
         return None
     p = Path(data)
+    if p.is_dir() and not any(f.suffix.lower() in PARQUET_SUFFIXES for f in p.rglob("*")):
+        return None  # a folder without Parquet files is no dataset (the reader says so)
     if p.is_dir() or (p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES):
         try:
             return ds.dataset(p, format="parquet")

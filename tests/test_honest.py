@@ -77,3 +77,14 @@ def test_the_default_method_claims_success_on_every_problem_and_is_right():
         eps = torch.finfo(p.x0.dtype).eps
         assert res.success and res.reason in ("converged", "roundoff"), (p.name, res)
         assert _at_known_minimum(res.loss, p, minima, f0, eps), (p.name, res.loss, p.f_star)
+
+
+def test_a_mean_over_many_coordinates_is_not_stationary_at_its_start() -> None:
+    """The first-order test sums over coordinates: a per-coordinate maximum shrinks as 1/n for
+    a mean over n coordinates, and stopped this convex problem at iteration 0 as a plateau."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(70_000, generator=g)
+    res = descend.minimize(lambda x: ((x - t) ** 2).mean(), torch.zeros(70_000), rule="adam",
+                           lr=0.05)
+    assert res.success and res.reason in ("converged", "roundoff") and res.nit > 100
+    assert res.fun < 1e-10
