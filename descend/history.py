@@ -131,9 +131,8 @@ class Column(Sequence[Any]):
         return view
 
     def tolist(self) -> list[Any]:
-        """The values as a list of Python numbers."""
-        out: list[Any] = self.numpy().tolist()
-        return out
+        """The values as a list of Python numbers (nan as ``math.nan``)."""
+        return _pylist(self.numpy())
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         if copy is False:
@@ -145,8 +144,9 @@ class Column(Sequence[Any]):
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
-            return self.numpy()[i].tolist()
-        return self.numpy()[i].item()
+            return _pylist(self.numpy()[i])
+        v = self.numpy()[i].item()
+        return math.nan if v != v else v
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.tolist())
@@ -191,6 +191,16 @@ class Column(Sequence[Any]):
 
     def __deepcopy__(self, memo: Any) -> Column:
         return self.__copy__()
+
+
+def _pylist(arr: np.ndarray) -> list[Any]:
+    """``arr.tolist()`` with every nan the one ``math.nan`` object, as the lists of the loop
+    held it: rows compare equal (``(0, nan) == (0, nan)``) the way they did."""
+    out: list[Any] = arr.tolist()
+    if arr.dtype.kind == "f":
+        for i in np.flatnonzero(np.isnan(arr)).tolist():
+            out[i] = math.nan
+    return out
 
 
 def _column(values: Any, name: str) -> Column:
