@@ -64,6 +64,7 @@ import torch
 from torch import Tensor
 
 from .errors import InputError
+from .i18n import N_
 
 if TYPE_CHECKING:
     from .state import LoopState
@@ -675,9 +676,9 @@ class Checkpoints:
             return self.hint
         if self.folder is not None:
             if (self.folder.parent / COMMAND).is_file():  # a recorded CLI run's folder
-                return f"resume with `descend resume {self.folder.parent.name}`"
-            return f"resume with resume={str(self.folder)!r}"
-        return "pass checkpoint=PATH to keep the state of an interrupted run"
+                return N_("resume with `descend resume {0}`").format(self.folder.parent.name)
+            return N_("resume with resume={0}").format(repr(str(self.folder)))
+        return N_("pass checkpoint=PATH to keep the state of an interrupted run")
 
 
 #: The :class:`~descend.state.LoopState` fields a checkpoint holds.
