@@ -93,6 +93,10 @@ COMMAND = "command.json"
 #: ``checkpoint_every`` when a checkpoint is asked for without it: every 30 seconds (and at the
 #: end of each epoch in ``fit``).
 DEFAULT_EVERY = "30s"
+#: With ``checkpoint_every`` in seconds (the default), an epoch's end writes a checkpoint only
+#: when the last one is at least this many seconds old: a write costs tens of milliseconds (two fsyncs), which thousands of short epochs would
+#: otherwise pay each.
+EPOCH_GAP = 2.0
 
 # --------------------------------------------------------------------------------- signals
 
@@ -515,7 +519,9 @@ class Checkpoints:
         folder: where to write checkpoints, or None for none.
         every: ``checkpoint_every`` (see :func:`parse_every`).
         resume: a checkpoint folder to start from, or None.
-        epochs: batches per epoch, to checkpoint at each epoch's end (``fit``), or None.
+        epochs: batches per epoch, to checkpoint at each epoch's end (``fit``; when the last
+            checkpoint is at least :data:`EPOCH_GAP` seconds old when ``every`` is in seconds), or
+            None.
         hint: how to resume, for the ``interrupted`` message.
         agree: under torchrun, ``World.any``: a signal that reached any rank stops every rank
             at the same iteration (only rank 0 is given a ``folder`` to write into; every rank
@@ -568,7 +574,8 @@ class Checkpoints:
         k = s.iteration
         if self.iterations is not None and k - max(self.saved_iter, 0) >= self.iterations:
             return True
-        if self.epochs and k and k % self.epochs == 0:
+        if self.epochs and k and k % self.epochs == 0 and (
+                self.seconds is None or time.monotonic() - self.saved_at >= EPOCH_GAP):
             return True
         return self.seconds is not None and time.monotonic() - self.saved_at >= self.seconds
 
