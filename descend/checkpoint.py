@@ -64,6 +64,7 @@ import torch
 from torch import Tensor
 
 from .errors import InputError
+from .i18n import N_
 
 if TYPE_CHECKING:
     from .state import LoopState
@@ -92,6 +93,10 @@ COMMAND = "command.json"
 #: ``checkpoint_every`` when a checkpoint is asked for without it: every 30 seconds (and at the
 #: end of each epoch in ``fit``).
 DEFAULT_EVERY = "30s"
+#: With ``checkpoint_every`` in seconds (the default), an epoch's end writes a checkpoint only
+#: when the last one is at least this many seconds old: a write costs tens of milliseconds (two fsyncs), which thousands of short epochs would
+#: otherwise pay each.
+EPOCH_GAP = 2.0
 
 # --------------------------------------------------------------------------------- signals
 
@@ -501,7 +506,9 @@ class Checkpoints:
         folder: where to write checkpoints, or None for none.
         every: ``checkpoint_every`` (see :func:`parse_every`).
         resume: a checkpoint folder to start from, or None.
-        epochs: batches per epoch, to checkpoint at each epoch's end (``fit``), or None.
+        epochs: batches per epoch, to checkpoint at each epoch's end (``fit``; when the last
+            checkpoint is at least :data:`EPOCH_GAP` seconds old when ``every`` is in seconds), or
+            None.
         hint: how to resume, for the ``interrupted`` message.
         agree: under torchrun, ``World.any``: a signal that reached any rank stops every rank
             at the same iteration (only rank 0 is given a ``folder`` to write into; every rank
@@ -554,7 +561,8 @@ class Checkpoints:
         k = s.iteration
         if self.iterations is not None and k - max(self.saved_iter, 0) >= self.iterations:
             return True
-        if self.epochs and k and k % self.epochs == 0:
+        if self.epochs and k and k % self.epochs == 0 and (
+                self.seconds is None or time.monotonic() - self.saved_at >= EPOCH_GAP):
             return True
         return self.seconds is not None and time.monotonic() - self.saved_at >= self.seconds
 
@@ -662,9 +670,9 @@ class Checkpoints:
             return self.hint
         if self.folder is not None:
             if (self.folder.parent / COMMAND).is_file():  # a recorded CLI run's folder
-                return f"resume with `descend resume {self.folder.parent.name}`"
-            return f"resume with resume={str(self.folder)!r}"
-        return "pass checkpoint=PATH to keep the state of an interrupted run"
+                return N_("resume with `descend resume {0}`").format(self.folder.parent.name)
+            return N_("resume with resume={0}").format(repr(str(self.folder)))
+        return N_("pass checkpoint=PATH to keep the state of an interrupted run")
 
 
 #: The :class:`~descend.state.LoopState` fields a checkpoint holds.

@@ -52,6 +52,7 @@ import torch
 
 from .checkpoint import interrupted_by, signals
 from .errors import InputError, check_count
+from .i18n import N_
 from .objective import Objective, Params
 from .observers import Printer, Progress
 from .rules import Rule, TorchOptimizer, make_rule
@@ -366,9 +367,9 @@ def _interrupted(ck: Any) -> Interrupted:
     import signal
 
     num = interrupted_by()
-    name = signal.Signals(num).name if num is not None else "a signal"
+    name = signal.Signals(num).name if num is not None else N_("a signal")
     return Interrupted(name, ck.message_hint() if ck is not None else
-                       "pass checkpoint=PATH to keep the state of an interrupted run")
+                       N_("pass checkpoint=PATH to keep the state of an interrupted run"))
 
 
 def _ask(criteria: list[Criterion], s: LoopState) -> Criterion | None:

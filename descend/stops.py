@@ -144,7 +144,7 @@ REASONS: dict[str, tuple[bool, str]] = {
     ),
     "interrupted": (
         False,
-        "interrupted by {signal} after iteration {iteration} (loss {loss:.4e}); {hint}",
+        N_("interrupted by {signal} after iteration {iteration} (loss {loss:.4e}); {hint}"),
     ),
     # fit only: criteria keyed on the epoch count (iteration // batches per epoch)
     "max_epochs": (True, N_("completed {n} epochs")),

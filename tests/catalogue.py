@@ -121,7 +121,8 @@ def update() -> list[str]:
     from babel.messages.pofile import write_po
 
     old = read_catalogue() if PO.exists() else {}
-    cat = Catalog(locale="ko", domain="descend", project="descend", charset="utf-8")
+    cat = Catalog(locale="ko", domain="descend", project="descend", charset="utf-8",
+                  fuzzy=False)  # the header is checked, not a draft
     missing = []
     for msgid, where in sorted(all_ids().items(), key=lambda kv: (kv[1], kv[0])):
         file, _, line = where.partition(":")

@@ -44,9 +44,9 @@ def _after(n: int, action: Any) -> Any:
 
 def _arm(kind: str, n: float) -> None:
     """In the child: make it die (or get a signal) at the chosen moment."""
-    if kind == "time":
-        threading.Timer(n, _die).start()
-        return
+    if kind == "time":  # at a moment in wall time, wherever the child is then; on a fast
+        threading.Timer(n, _die).start()  # machine the run could finish first: so it also
+        kind, n = "step", 150  # dies at its 150th evaluation if the timer has not fired yet
     if kind in ("step", "sigint", "sigterm", "sigint2"):
         sig = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sigint2": signal.SIGINT}
 

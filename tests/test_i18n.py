@@ -164,6 +164,7 @@ def _sample(reason: str) -> dict[str, object]:
               "seconds": 2.5, "scaled": 4.4e-9, "move": 0.018, "factor": 1e4, "scale": 0.25,
               "train_loss": 0.031, "val_loss": 0.042, "min_delta": 0.0, "best": 0.0405,
               "best_epoch": 12, "what": "the loss still falls", "monitor": "validation loss",
+              "signal": "SIGTERM",
               "hint": "the problem may be badly scaled or too ill-conditioned for float32: try "
                       "float64 (x0.double()), rescaling the parameters to similar sizes, or "
                       "another start"}
