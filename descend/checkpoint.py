@@ -252,28 +252,15 @@ def _load_criterion(c: Any, state: dict[str, Any]) -> None:
 
 
 def columns(h: Any) -> dict[str, Any]:
-    """A :class:`~descend.history.History`'s columns for a checkpoint: a column of floats as a
-    float64 tensor, of ints as an int64 tensor (pickling Python numbers one by one is slow),
-    any other as a list."""
-    out: dict[str, Any] = {}
-    for c, v in h.columns.items():
-        if v and all(type(x) is float for x in v):
-            out[c] = torch.tensor(v, dtype=torch.float64)
-        elif v and all(type(x) is int for x in v):
-            out[c] = torch.tensor(v, dtype=torch.int64)
-        else:
-            out[c] = list(v)
+    """A :class:`~descend.history.History`'s columns for a checkpoint: int64 and float64
+    tensors (:meth:`~descend.history.History.state_dict`; floats bit for bit)."""
+    out: dict[str, Any] = h.state_dict()["columns"]
     return out
 
 
 def load_columns(h: Any, cols: dict[str, Any]) -> None:
-    """Put the columns :func:`columns` gave back into the history ``h`` (floats bit for bit)."""
-    for c, v in cols.items():
-        v = v.tolist() if isinstance(v, Tensor) else list(v)
-        if c in h.COLUMNS:
-            setattr(h, c, v)
-        else:
-            h.extra[c] = v
+    """Put the columns :func:`columns` gave back into the history ``h``."""
+    h.load_state_dict({"columns": cols})
 
 
 # ---------------------------------------------------------------------------------- files

@@ -3,6 +3,7 @@
     descend runs export RUN... --to tensorboard DIR   # DIR/<run id>/events.out.tfevents.*
     descend runs export RUN... --to mlflow DIR        # file: tracking folder, experiment "descend"
     descend runs export RUN... --csv DIR              # DIR/<run id>.csv, the history
+    descend runs export RUN --csv [-o FILE]           # one run's history to FILE (or stdout)
 
 Every history column (but ``iteration``, which is the step) becomes a scalar or metric per
 iteration; the config becomes hyper-parameters (TensorBoard) or params (MLflow); MLflow also
@@ -20,16 +21,17 @@ import importlib.util
 import json
 import math
 import os
-import shutil
+import secrets
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import InputError
+from .histfile import copy_csv
 from .store import Run, atomic_folder
 
-__all__ = ["FORMATS", "check_format", "export_runs"]
+__all__ = ["FORMATS", "check_format", "export_csv", "export_runs"]
 
 #: format -> (the module it needs, the extra that installs it); csv needs nothing
 FORMATS: dict[str, tuple[str | None, str | None]] = {
@@ -87,6 +89,35 @@ def export_runs(runs: Sequence[Run], to: str, folder: str | os.PathLike[str], *,
     with atomic_folder(final, overwrite=overwrite) as tmp:
         writer(runs, tmp, final)
     return final
+
+
+def export_csv(run: Run, out: str | os.PathLike[str] | TextIO, *,
+               overwrite: bool = False) -> Path | None:
+    """Write the history of ``run`` as one CSV file (header, one line per row, floats exact)
+    to the path ``out`` (replaced atomically; refused when it exists unless ``overwrite``) or
+    to the text stream ``out``. Returns the path, or None for a stream.
+
+    Raises:
+        InputError: when ``out`` exists without ``overwrite``, is a folder, or its folder is
+            missing; checked before anything is written.
+    """
+    if not isinstance(out, (str, os.PathLike)):
+        copy_csv(run.path, out)
+        return None
+    path = Path(out)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give a file name, e.g. {path / (run.id + '.csv')}")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists; pass --overwrite to replace it")
+    if not path.parent.is_dir():
+        raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(3)}.tmp")
+    try:
+        copy_csv(run.path, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 # ---------------------------------------------------------------------------- what to write
@@ -158,8 +189,8 @@ def _hparams(run: Run) -> dict[str, Any]:
 
 
 def _csv(runs: Sequence[Run], tmp: Path, final: Path) -> None:
-    for r in runs:  # history.csv is already plain CSV with exact floats: copied byte for byte
-        shutil.copyfile(r.path / "history.csv", tmp / f"{r.id}.csv")
+    for r in runs:
+        copy_csv(r.path, tmp / f"{r.id}.csv")
 
 
 def _tensorboard(runs: Sequence[Run], tmp: Path, final: Path) -> None:

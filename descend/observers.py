@@ -124,12 +124,21 @@ class Snapshots:
         self.frames: list[Any] = []
         self.shapes: list[list[int]] = []
         self.skipped = False
-        self._last: tuple[int, Any] | None = None
+        # the latest iterate: (iteration, its tensors, their version counters) while the
+        # loop replaces the tensors at each update; (iteration, a copy, None) once they are
+        # seen changing in place (a torch.optim rule, an in-place update)
+        self._last: tuple[int, Any, list[int] | None] | None = None
+        self._eager = False
 
-    def _flat(self, s: LoopState) -> Any:
+    @staticmethod
+    def _flat(values: Sequence[Tensor]) -> Tensor:
         import torch
 
-        return torch.cat([v.detach().reshape(-1).to("cpu", torch.float32) for v in s.values])
+        return torch.cat([v.detach().reshape(-1).to("cpu", torch.float32) for v in values])
+
+    @staticmethod
+    def _versions(values: Sequence[Tensor]) -> list[int]:
+        return [v._version for v in values]
 
     def __call__(self, s: LoopState) -> None:
         if self.skipped:
@@ -140,13 +149,18 @@ class Snapshots:
                 self.skipped = True
                 return
             self.shapes = [list(v.shape) for v in s.values]
-        k = s.iteration
-        flat = self._flat(s)  # a copy: module parameters change in place
-        self._last = (k, flat)
+        k, values = s.iteration, s.values
+        last = self._last
+        if (not self._eager and last is not None and last[2] is not None
+                and self._versions(last[1]) != last[2]):
+            self._eager = True  # the last iterate's tensors changed in place: copy from now on
+        # the latest iterate is kept by reference (no copy per iteration) unless it may change
+        self._last = (k, self._flat(values), None) if self._eager else \
+            (k, values, self._versions(values))
         if k % self.stride:
             return
         self.iterations.append(k)
-        self.frames.append(flat)
+        self.frames.append(self._last[1] if self._eager else self._flat(values))
         if len(self.frames) > self.max_frames:
             self.stride *= 2
             keep = [i for i, it in enumerate(self.iterations) if it % self.stride == 0]
@@ -155,9 +169,12 @@ class Snapshots:
 
     def state_dict(self) -> dict[str, Any]:
         """The frames so far, for a checkpoint."""
+        last = None
+        if self._last is not None:  # the latest iterate as a copy
+            k, v, versions = self._last
+            last = [k, v if versions is None else self._flat(v)]
         return {"stride": self.stride, "iterations": self.iterations, "frames": self.frames,
-                "shapes": self.shapes, "skipped": self.skipped,
-                "last": list(self._last) if self._last is not None else None}
+                "shapes": self.shapes, "skipped": self.skipped, "last": last}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` gave."""
@@ -165,7 +182,7 @@ class Snapshots:
         self.iterations, self.frames = list(state["iterations"]), list(state["frames"])
         self.shapes = state["shapes"]
         last = state["last"]
-        self._last = (last[0], last[1]) if last is not None else None
+        self._last = (last[0], last[1], None) if last is not None else None
 
     def data(self, target: Any = None) -> dict[str, Any] | None:
         """The frames as plain data (None when nothing was recorded): ``iteration`` (list of
@@ -176,9 +193,13 @@ class Snapshots:
         if self.skipped or not self.frames or self._last is None:
             return None
         its, frames = list(self.iterations), list(self.frames)
-        if self._last[0] != its[-1]:
-            its.append(self._last[0])
-            frames.append(self._last[1])
+        k, last, versions = self._last
+        if k != its[-1] and versions is None:
+            its.append(k)
+            frames.append(last)
+        elif k != its[-1] and versions == self._versions(last):  # unchanged since it was seen
+            its.append(k)
+            frames.append(self._flat(last))
         tgt = None
         if target is not None:
             tgt = torch.as_tensor(target).detach().reshape(-1).to("cpu", torch.float32).clone()
@@ -220,11 +241,8 @@ class Epochs:
         self.batches_per_epoch = batches_per_epoch
         self.sizes = list(sizes)
         self.validate = validate
-        self.history = History()
-        self.history.extra = {"epoch": [], "val_loss": []}
         self.metric_names = [f"val_{m}" for m in metrics] if validate else []
-        for m in self.metric_names:
-            self.history.extra[m] = []
+        self.history = History(extra=["epoch", "val_loss", *self.metric_names])
         self.count = 0
         # words for the early-stopping message (translated where it is filled in)
         self.monitor = N_("validation loss") if validate else N_("training loss")
@@ -246,12 +264,9 @@ class Epochs:
         self.train_loss = train
         self.val_loss = scores.get("loss", math.nan)
         self.monitored = self.val_loss if self.validate is not None else train
-        h = self.history
-        h.append(k, train, s.grad_norm, s.lr, s.elapsed, s.nfev)
-        h.extra["epoch"].append(self.count)
-        h.extra["val_loss"].append(self.val_loss)
-        for name in self.metric_names:
-            h.extra[name].append(scores.get(name[4:], math.nan))
+        self.history.append(k, train, s.grad_norm, s.lr, s.elapsed, s.nfev, epoch=self.count,
+                            val_loss=self.val_loss,
+                            **{name: scores.get(name[4:], math.nan) for name in self.metric_names})
         if self.monitored < self.best:
             self.best, self.best_epoch, self.best_values = self.monitored, self.count, s.values
 

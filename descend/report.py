@@ -29,6 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .errors import InputError
 from .i18n import N_, _, get_language, translate
 
@@ -41,8 +43,13 @@ __all__ = ["PALETTE", "plot_history", "plot_runs", "render_report", "result_html
 #: Colours of the overlaid runs, in order (colour-blind-safe, Okabe-Ito).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
            "#F0E442")
-#: Curves are thinned to at most this many points per run in the HTML (a chart cannot show more).
+#: Curves are thinned to at most this many points per run in the HTML (a chart cannot show more),
+#: while reading (:func:`descend.histfile.thin`: first, last, minima, maxima and the stop kept).
 MAX_POINTS = 2000
+#: The same for a plot (PNG or matplotlib axes).
+PLOT_POINTS = 4000
+#: The same for the loss curve a result shows in Jupyter.
+INLINE_POINTS = 1000
 #: The heatmap embeds at most this many numbers per run (frames x elements), keeping files small.
 MAX_HEAT_NUMBERS = 200_000
 #: Parameters with more elements than this get no heatmap.
@@ -134,7 +141,10 @@ def _heat(run: Run) -> dict[str, Any] | None:
         return None
     its: list[int] = list(snap["iteration"])
     keep = _thin(len(its), max(2, MAX_HEAT_NUMBERS // max(n, 1)))
-    loss_at = dict(zip(run.history.get("iteration", []), run.history.get("loss", [])))
+    hist = run.history_arrays(["iteration", "loss"])  # two columns read, not the history
+    it, loss = hist.get("iteration", np.empty(0)), hist.get("loss", np.empty(0))
+    at = np.isin(it, [its[i] for i in keep])
+    loss_at = dict(zip(it[at].tolist(), loss[at].tolist()))  # a repeated iteration: its last row
     rows, cols = _layout(n, snap["shapes"])
     target = snap.get("target")
     return {
@@ -160,7 +170,10 @@ def _contour(run: Run) -> dict[str, Any] | None:
     origin, dirs = grid["origin"].double(), grid["dirs"].double()
     path = ((values[keep].double() - origin) @ dirs.T).tolist()
     target = snap.get("target")
-    loss_at = dict(zip(run.history.get("iteration", []), run.history.get("loss", [])))
+    hist = run.history_arrays(["iteration", "loss"])  # two columns read, not the history
+    it, loss = hist.get("iteration", np.empty(0)), hist.get("loss", np.empty(0))
+    at = np.isin(it, [snap["iteration"][i] for i in keep])
+    loss_at = dict(zip(it[at].tolist(), loss[at].tolist()))
     return {
         "kind": grid["kind"],
         "a": [_num(v, 5) for v in grid["a"]],
@@ -175,14 +188,14 @@ def _contour(run: Run) -> dict[str, Any] | None:
 
 
 def _run_data(run: Run, color: str) -> dict[str, Any]:
-    h = run.history
-    n = len(h.get("iteration", []))
-    idx = _thin(n, MAX_POINTS)
-    keys = [k for k, _, _ in CHARTS] + sorted(k for k in h if k.startswith("val_"))
-    series = {"iteration": [h["iteration"][i] for i in idx]}
+    summary = run.history_summary
+    names = summary["columns"]
+    keys = [k for k, _, _ in CHARTS] + sorted(k for k in names if k.startswith("val_"))
+    h = run.read_history([k for k in keys if k in names], max_points=MAX_POINTS)
+    series = {"iteration": h.get("iteration", [])}
     for k in keys:
         if k in h:
-            series[k] = [_num(h[k][i]) for i in idx]
+            series[k] = [_num(v) for v in h[k]]
     return {
         "id": run.id,
         "label": run.label,
@@ -192,7 +205,7 @@ def _run_data(run: Run, color: str) -> dict[str, Any]:
         "env": {k: run.environment.get(k) for k in
                 ("created", "descend", "torch", "python", "device", "seed", "argv")},
         "diagnostics": _translated(run.diagnostics),
-        "rows": n,
+        "rows": summary["rows"],
         "series": series,
         "heat": _heat(run),
         "contour": _contour(run),
@@ -263,9 +276,12 @@ def write_report(runs: Sequence[Run], path: str | os.PathLike[str],
 # ---------------------------------------------------------------------------- Jupyter
 
 
-def _svg_curve(values: Sequence[float], width: int = 320, height: int = 90) -> str:
-    """A small inline SVG of ``values`` on a log scale (non-positive values left out)."""
-    pts = [(i, math.log10(v)) for i, v in enumerate(values) if math.isfinite(v) and v > 0]
+def _svg_curve(values: Sequence[float], width: int = 320, height: int = 90,
+               xs: Sequence[int] | None = None) -> str:
+    """A small inline SVG of ``values`` (at positions ``xs``, default 0, 1, ...) on a log scale
+    (non-positive values left out)."""
+    pts = [(i, math.log10(v)) for i, v in zip(range(len(values)) if xs is None else xs, values)
+           if math.isfinite(v) and v > 0]
     if len(pts) < 2:
         return ""
     lo, hi = min(p[1] for p in pts), max(p[1] for p in pts)
@@ -291,8 +307,13 @@ def result_html(result: Any) -> str:
             ("rule, step", html.escape(f"{result.rule}, {result.step}"))]
     body = "".join(f'<tr><th style="text-align:left;padding-right:1em">{k}</th><td '
                    f'style="text-align:left">{v}</td></tr>' for k, v in rows)
+    from .histfile import thinned
+
+    curve = thinned({"i": np.arange(len(result.history)), "loss": np.asarray(result.history.loss,
+                                                                            dtype=float)},
+                    INLINE_POINTS, ["loss"])
     return (f'<div class="descend-result"><table>{body}</table>'
-            f"{_svg_curve(result.history.loss)}</div>")
+            f"{_svg_curve(curve['loss'], xs=curve['i'])}</div>")
 
 
 # ---------------------------------------------------------------------------- PNG plots
@@ -324,12 +345,17 @@ def _draw(ax: Any, columns: dict[str, list[Any]], column: str, label: str,
 
 def plot_history(history: Any, columns: Sequence[str] = ("loss",), ax: Any = None) -> Any:
     """Draw ``columns`` of ``history`` against the iteration (loss and gradient norm on a log
-    scale) on ``ax`` (a new figure when None); return the axes."""
+    scale) on ``ax`` (a new figure when None); return the axes. A history longer than
+    :data:`PLOT_POINTS` rows is thinned to that many (:func:`descend.histfile.thin`)."""
     _matplotlib()
-    cols = history.columns
+    from .histfile import thinned
+
+    have = history.columns
     for c in columns:
-        if c not in cols:
-            raise InputError(f"no column {c!r} in the history; it has {list(cols)}")
+        if c not in have:
+            raise InputError(f"no column {c!r} in the history; it has {list(have)}")
+    names = [k for k in dict.fromkeys(["iteration", *columns]) if k in have]
+    cols = thinned({k: np.asarray(have[k]) for k in names}, PLOT_POINTS, list(columns))
     if ax is None:  # pyplot's figure, in whatever backend the user has (never switched here)
         import matplotlib.pyplot as plt
 
@@ -344,7 +370,9 @@ def plot_history(history: Any, columns: Sequence[str] = ("loss",), ax: Any = Non
 def plot_runs(runs: Sequence[Run], path: str | os.PathLike[str],
               columns: Sequence[str] = ("loss",), dpi: int = 120) -> Path:
     """Draw ``columns`` of every run (one panel per column, runs overlaid with a legend) into a
-    PNG (or any format matplotlib knows by the suffix of ``path``); return the path.
+    PNG (or any format matplotlib knows by the suffix of ``path``); return the path. Only those
+    columns are read, thinned to :data:`PLOT_POINTS` rows a run
+    (:meth:`descend.store.Run.read_history`).
 
     Raises:
         InputError: on an unknown column, a missing folder, or without matplotlib.
@@ -356,16 +384,18 @@ def plot_runs(runs: Sequence[Run], path: str | os.PathLike[str],
         raise InputError(f"cannot write {path}: the folder {path.parent} does not exist")
     for c in columns:
         for r in runs:
-            if c not in r.history:
-                raise InputError(f"no column {c!r} in run {r.id}; it has {list(r.history)}")
+            names = r.history_summary["columns"]
+            if c not in names:
+                raise InputError(f"no column {c!r} in run {r.id}; it has {list(names)}")
     _matplotlib()
+    curves = [r.read_history(columns, max_points=PLOT_POINTS) for r in runs]  # thinned
     from matplotlib.figure import Figure  # a figure for a file: no pyplot, no backend change
 
     fig = Figure(figsize=(6.4, 2.9 * len(columns)), layout="constrained")
     axes = fig.subplots(len(columns), 1, squeeze=False)
     for ax, c in zip(axes[:, 0], columns):
         for i, r in enumerate(runs):
-            _draw(ax, r.history, c, r.label if len(runs) > 1 else r.id,
+            _draw(ax, curves[i], c, r.label if len(runs) > 1 else r.id,
                   PALETTE[i % len(PALETTE)])
         ax.legend(fontsize=8)
     from .store import atomic_file

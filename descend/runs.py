@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
+#: ``--csv`` given without a folder
+_ONE_FILE = ""
 #: the fields of ``runs list`` (the index's columns), for --json, --filter and --sort
 FIELDS = ("id", "created", "problem", "rule", "step", "nit", "loss", "reason", "success",
           "label")
@@ -138,8 +141,8 @@ def _runs_show(a: argparse.Namespace) -> int:
     from .store import open_run
 
     r = open_run(records(a), a.id)
-    R, h = r.result, r.history
-    loss = h.get("loss", [])
+    R, h = r.result, r.history_summary  # the summary in result.json: the history is not read
+    first = h.get("first_loss")
     print(f"run {r.id}  ({r.path})")
     rows = [
         ["label", r.label],
@@ -149,9 +152,9 @@ def _runs_show(a: argparse.Namespace) -> int:
                     f"{R.get('message', '')}"],
         ["iterations", f"{R.get('nit')} ({R.get('nfev')} evaluations, "
                        f"{_fmt(R.get('seconds'))} s)"],
-        ["loss", (f"{_fmt(loss[0])} -> {_fmt(R.get('loss'))}" if loss else _fmt(R.get("loss")))
-         + f" (best {_fmt(R.get('best_loss'))})"],
-        ["history", f"{len(loss)} rows: {', '.join(h)}"],
+        ["loss", (f"{_fmt(first)} -> {_fmt(R.get('loss'))}" if h["rows"] and first is not None
+                  else _fmt(R.get("loss"))) + f" (best {_fmt(R.get('best_loss'))})"],
+        ["history", f"{h['rows']} rows: {', '.join(h['columns'])}"],
     ]
     rows += [[f"config.{k}", _fmt(v)] for k, v in r.config.items()]
     rows += [[f"env.{k}", " ".join(v) if isinstance(v, list) else _fmt(v)]
@@ -193,12 +196,27 @@ def _runs_rm(a: argparse.Namespace) -> int:
 
 
 def _runs_export(a: argparse.Namespace) -> int:
-    from .export import check_format, export_runs
+    from .errors import InputError
+    from .export import check_format, export_csv, export_runs
     from .store import open_run
 
+    root = records(a)
+    if a.csv == _ONE_FILE:  # --csv without DIR: one run's history as one file
+        if len(a.ids) != 1:
+            raise InputError(f"--csv without a folder writes one run's history, got "
+                             f"{len(a.ids)} runs; give one run, or a folder: --csv DIR")
+        run = open_run(root, a.ids[0])
+        if a.output in (None, "-"):
+            export_csv(run, sys.stdout)
+        else:
+            path = export_csv(run, a.output, overwrite=a.overwrite)
+            print(f"exported run {run.id} to {path} (csv)")
+        return 0
+    if a.output is not None:
+        raise InputError("-o FILE goes with --csv alone (one run's history as one file); "
+                         "--csv DIR and --to FORMAT DIR write a folder")
     to, folder = (a.to[0], a.to[1]) if a.to else ("csv", a.csv)
     check_format(to)  # before the runs are read: a missing library is the first thing said
-    root = records(a)
     runs = [open_run(root, i) for i in a.ids]
     path = export_runs(runs, to, folder, overwrite=a.overwrite)
     print(f"exported {len(runs)} run{'s' if len(runs) != 1 else ''} to {path} ({to})")
@@ -247,8 +265,13 @@ def add_runs_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     to.add_argument("--to", nargs=2, metavar=("FORMAT", "DIR"),
                     help="tensorboard DIR (needs descend[tensorboard]) or mlflow DIR (needs "
                     "descend[mlflow]) or csv DIR")
-    to.add_argument("--csv", metavar="DIR", help="the histories as DIR/<run id>.csv")
-    ex.add_argument("--overwrite", action="store_true", help="replace DIR if it exists")
+    to.add_argument("--csv", metavar="DIR", nargs="?", const=_ONE_FILE,
+                    help="the histories as DIR/<run id>.csv; without DIR, one run's history "
+                    "to standard output or to -o FILE")
+    ex.add_argument("-o", "--output", metavar="FILE",
+                    help="with --csv and no DIR: write the history to FILE")
+    ex.add_argument("--overwrite", action="store_true", help="replace DIR (or FILE) if it "
+                    "exists")
     ex.set_defaults(run=_runs_export)
 
 

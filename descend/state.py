@@ -254,15 +254,9 @@ class LoopState:
             self.best_grads = grads
         if math.isfinite(loss) and math.isfinite(gn):
             self.finite_loss, self.finite_values = loss, values
-        h = self.history
-        h.append(self.iteration, loss, gn, self.lr, self.elapsed, self.nfev)
-        if self.info or h.extra:
-            rows = len(h)
-            for name, v in self.info.items():
-                h.extra.setdefault(name, [math.nan] * (rows - 1)).append(v)
-            for col in h.extra.values():
-                if len(col) < rows:
-                    col.append(math.nan)
+        self.history.append(self.iteration, loss, gn, self.lr, self.elapsed, self.nfev,
+                            **self.info)
+        if self.info:
             self.info = {}
 
     def read(self, observers: Sequence[Any] = (), cap: int | None = None) -> Iterator[None]:

@@ -8,9 +8,11 @@ A records folder (``runs/`` by default, or ``$DESCEND_RUNS``) holds one sub-fold
       20261127-061200-3fa2/
         config.json        what was asked: problem, rule, lr, step, stop, max_iter, ...
         environment.json   python, torch, descend versions, platform, device, seed, argv, time
-        history.csv        one row per iteration: iteration, loss, grad_norm, lr, time, nfev, ...
+        history.parquet    one row per iteration: iteration, loss, grad_norm, lr, time, nfev, ...
+                           (zstd; ``history.csv`` in records written before Parquet)
         params.pt          the final parameters (a module's state_dict), ``torch.save``
-        result.json        the result summary: loss, best_loss, nit, nfev, reason, message, ...
+        result.json        the result summary: loss, best_loss, nit, nfev, reason, message, ...,
+                           and ``history``: the history's rows, column names and first loss
         snapshots.pt       optional: parameter iterates (<= 4,096 elements) and the target
         diagnostics.json   optional: what ``diagnose`` found, shown by the report
 
@@ -22,6 +24,10 @@ existing run id is never overwritten. The folders are the truth and the index a 
 :func:`list_runs` first reconciles the index with the folders (a crash between the rename and
 the index insert, or a folder removed by hand, heals there).
 
+The history is read only when asked for (:attr:`Run.history`, :meth:`Run.read_history`):
+opening a run reads its JSON files, and ``descend runs show`` never touches the history file
+(:mod:`descend.histfile` has the format and the thinning of long curves for charts).
+
 The writer is generic: :func:`record_run` takes plain columns and dicts, so ``minimize``,
 ``fit`` (with its per-epoch and validation columns) and the CLI all record through it;
 :func:`descend.result.record_result` is the short way from a :class:`~descend.result.Result`.
@@ -30,13 +36,12 @@ The writer is generic: :func:`record_run` takes plain columns and dicts, so ``mi
 from __future__ import annotations
 
 import contextlib
-import csv
 import errno
+import functools
 import glob
 import json
 import math
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -44,9 +49,8 @@ import sqlite3
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +80,6 @@ INDEX = "index.sqlite"
 RESULT_FIELDS = ("loss", "best_loss", "nit", "nfev", "reason", "message", "success", "seconds",
                  "rule", "step")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_INT_COLUMNS = ("iteration", "nfev")
 #: The index's columns, in order.
 FIELDS_INDEX = ("id", "created", "problem", "rule", "step", "nit", "loss", "reason", "success",
                 "label")
@@ -114,8 +117,10 @@ class Run:
         config: what was asked (``config.json``).
         environment: versions, device, seed, command line, time (``environment.json``).
         result: the result summary (``result.json``).
-        history: the history columns by name (``history.csv``).
         diagnostics: what ``diagnose`` found, or None.
+        history: every history column by name, as lists (``history.parquet``, or
+            ``history.csv`` in an older record), read on first use; charts read a few
+            thinned columns instead (:meth:`read_history`).
     """
 
     id: str
@@ -123,8 +128,52 @@ class Run:
     config: dict[str, Any]
     environment: dict[str, Any]
     result: dict[str, Any]
-    history: dict[str, list[Any]] = field(repr=False)
     diagnostics: dict[str, Any] | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def history(self) -> dict[str, list[Any]]:
+        """Every history column by name, as lists (read on first use)."""
+        from .histfile import read_history
+
+        return read_history(self.path)
+
+    @property
+    def history_summary(self) -> dict[str, Any]:
+        """``{"rows", "columns", "first_loss"}`` of the history, from ``result.json`` (an
+        older record without it: from its history file)."""
+        s = self.result.get("history")
+        if isinstance(s, dict) and {"rows", "columns"} <= s.keys():
+            return s
+        from .histfile import summary
+
+        return summary(self.history)
+
+    def read_history(self, columns: Iterable[str] | None = None,
+                     max_points: int | None = None) -> dict[str, list[Any]]:
+        """History columns as lists: every column, or ``iteration`` and those of ``columns``
+        the history has (only those are read). With ``max_points``, at most that many rows,
+        picked by :func:`descend.histfile.thin`: the first, the last, the row where the run
+        stopped (its ``nit``), the minimum and maximum of each column asked, and rows spread
+        evenly between."""
+        from .histfile import read_columns, read_history, thinned
+
+        names = None if columns is None else ["iteration", *columns]
+        if max_points is None:
+            return read_history(self.path, names)
+        cols = read_columns(self.path, names)
+        keep: list[int] = []
+        it, nit = cols.get("iteration"), self.result.get("nit")
+        if it is not None and isinstance(nit, int) and it.dtype.kind in "iuf":
+            keep = [int(i) for i in (it == nit).nonzero()[0][-1:]]
+        draw = [c for c in (cols if columns is None else columns) if c != "iteration"]
+        return thinned(cols, max_points, draw, keep)
+
+    def history_arrays(self, columns: Iterable[str] | None = None) -> dict[str, Any]:
+        """History columns as numpy arrays (every column, or those of ``columns`` the history
+        has; only those are read)."""
+        from .histfile import read_columns
+
+        return read_columns(self.path, columns)
 
     @property
     def label(self) -> str:
@@ -156,6 +205,9 @@ class Run:
 def environment(*, seed: int | None = None, device: str | None = None,
                 argv: Sequence[str] | None = None) -> dict[str, Any]:
     """What a run ran on: versions, platform, device, seed, command line and UTC time."""
+    import platform
+    from datetime import datetime, timezone
+
     import torch
 
     from ._version import __version__
@@ -238,7 +290,7 @@ def _rename_into_place(tmp: Path, final: Path, overwrite: bool) -> Path | None:
         return None
     if not overwrite:
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(final))
-    old = final.parent / f".old-{final.name}-{os.getpid()}-{secrets.token_hex(3)}"
+    old = final.parent / f".old-{final.name}-{os.getpid()}-{os.urandom(3).hex()}"
     os.rename(final, old)
     try:
         os.rename(tmp, final)
@@ -365,13 +417,10 @@ def _write_json(path: Path, obj: Any, *, default: Callable[[Any], Any] = repr) -
     path.write_text(json.dumps(_jsonable(obj, default), indent=2, sort_keys=False) + "\n")
 
 
-def _write_csv(path: Path, columns: Mapping[str, Sequence[Any]]) -> None:
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(columns)
-        # repr keeps floats exact (round-trips bit for bit) and writes nan/inf readably
-        w.writerows([repr(v) if isinstance(v, float) else v for v in row]
-                    for row in zip(*columns.values()))
+def _write_history(path: Path, columns: Mapping[str, Sequence[Any]]) -> None:
+    from .histfile import write_parquet
+
+    write_parquet(path, columns)
 
 
 def _write_torch(path: Path, obj: Any) -> None:
@@ -381,11 +430,12 @@ def _write_torch(path: Path, obj: Any) -> None:
 
 
 def _new_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + os.urandom(2).hex()
 
 
-def _check_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
-    cols = {str(k): list(v) for k, v in columns.items()}
+def _check_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, Sequence[Any]]:
+    # sized columns (lists, history columns, numpy arrays) are taken as they are: no copy
+    cols = {str(k): v if hasattr(v, "__len__") else list(v) for k, v in columns.items()}
     if not cols:
         raise InputError("history_columns is empty; give at least an iteration and a loss column")
     lengths = {k: len(v) for k, v in cols.items()}
@@ -420,7 +470,8 @@ def record_run(
         config: what was asked (problem, rule, lr, stop, ...); objects are stored as their repr.
             A ``label`` key names the run in legends; ``problem`` names it in listings.
         history_columns: columns of equal length, e.g. ``History.columns`` plus per-epoch or
-            validation columns (names starting with ``val_`` are drawn as validation curves).
+            validation columns (names starting with ``val_`` are drawn as validation curves);
+            written as ``history.parquet`` (:mod:`descend.histfile`).
         result_summary: at least ``loss``, ``nit`` and ``reason``; see ``RESULT_FIELDS``.
         params: the final parameters (tensors or a state_dict), saved with ``torch.save``.
         snapshots: iterates for the heatmap, as :meth:`descend.observers.Snapshots.data` gives.
@@ -450,9 +501,12 @@ def record_run(
     while run_id is None and (root / rid).exists():
         rid = _new_id()
     final = root / rid
+    from .histfile import PARQUET, summary
+
+    result_d = {**result_summary, "history": summary(cols)}  # what `runs show` prints
     if started and (final / "command.json").is_file():
         return _complete(root, final, config, env, cols, params, snapshots, diagnostics,
-                         result_summary)
+                         result_d)
     if final.exists():
         raise InputError(f"run {rid!r} already exists in {root}; records are never "
                          f"overwritten: pick another id or remove it with "
@@ -462,7 +516,7 @@ def record_run(
         with atomic_folder(final) as tmp:
             _write_json(tmp / "config.json", config)
             _write_json(tmp / "environment.json", env_d)
-            _write_csv(tmp / "history.csv", cols)
+            _write_history(tmp / PARQUET, cols)
             if params is not None:
                 _write_torch(tmp / "params.pt", params)
             if snapshots is not None:
@@ -470,7 +524,7 @@ def record_run(
             if diagnostics is not None:
                 _write_json(tmp / "diagnostics.json", diagnostics)
             # result.json last: a folder without it is never taken for a run
-            _write_json(tmp / "result.json", result_summary)
+            _write_json(tmp / "result.json", result_d)
     except FileExistsError:  # taken while we wrote: keep the other run, never overwrite
         raise InputError(f"run {rid!r} already exists in {root}; records are never "
                          f"overwritten") from None
@@ -497,7 +551,7 @@ def _complete(root: Path, final: Path, config: Any, env: Any, cols: Any, params:
     try:
         _write_json(tmp / "config.json", config)
         _write_json(tmp / "environment.json", dict(env) if env is not None else environment())
-        _write_csv(tmp / "history.csv", cols)
+        _write_history(tmp / "history.parquet", cols)
         if params is not None:
             _write_torch(tmp / "params.pt", params)
         if snapshots is not None:
@@ -552,33 +606,6 @@ def _read_json(path: Path) -> Any:
         return json.load(fh)
 
 
-def _parse(v: str) -> Any:
-    try:
-        return int(v)
-    except ValueError:
-        pass
-    try:
-        return float(v)
-    except ValueError:
-        return v
-
-
-def _read_csv(path: Path) -> dict[str, list[Any]]:
-    with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
-    if not rows:
-        return {}
-    header, body = rows[0], rows[1:]
-    cols: dict[str, list[Any]] = {h: [] for h in header}
-    for row in body:
-        for h, v in zip(header, row):
-            cols[h].append(_parse(v))
-    for h in cols:
-        if h not in _INT_COLUMNS:
-            cols[h] = [float(v) if isinstance(v, int) else v for v in cols[h]]
-    return cols
-
-
 def run_path(root: str | os.PathLike[str], ref: str | os.PathLike[str]) -> Path:
     """The folder of the run ``ref``: a run id in ``root``, any unique prefix of one, or the
     path of a run folder.
@@ -611,7 +638,7 @@ def run_path(root: str | os.PathLike[str], ref: str | os.PathLike[str]) -> Path:
 
 def open_run(root: str | os.PathLike[str], ref: str | os.PathLike[str]) -> Run:
     """Read a run: ``ref`` is a run id in ``root``, any unique prefix of one, or the path of a
-    run folder.
+    run folder. Its history is read later, when asked for.
 
     Raises:
         InputError: when there is no such run, or when a prefix matches several runs.
@@ -625,7 +652,6 @@ def open_run(root: str | os.PathLike[str], ref: str | os.PathLike[str]) -> Run:
             config=_read_dict(path / "config.json"),
             environment=_read_dict(path / "environment.json"),
             result=_read_dict(path / "result.json"),
-            history=_read_csv(path / "history.csv"),
             diagnostics=_read_dict(diag) if diag.exists() else None,
         )
     except (OSError, ValueError) as e:

@@ -92,7 +92,7 @@ def _arm(kind: str, n: float) -> None:
         store._fsync_tree = lambda folder: _die()  # type: ignore[assignment]
         return
     if kind == "record":  # writing the run record's history
-        store._write_csv = lambda path, cols: _die()  # type: ignore[assignment]
+        store._write_history = lambda path, cols: _die()  # type: ignore[assignment]
         return
     raise ValueError(kind)
 

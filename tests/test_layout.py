@@ -109,9 +109,14 @@ def test_descend_has_no_import_cycle():
 
 
 @pytest.mark.parametrize("leaf", ["descend.errors", "descend.linesearch", "descend.mgh",
-                                  "descend.tables", "descend.store", "descend._version"])
+                                  "descend.tables", "descend.histfile", "descend._version"])
 def test_leaves_import_nothing_above_errors(leaf):
     assert import_graph()[leaf] <= {"descend.errors", "descend._version"}
+
+
+def test_store_imports_only_errors_and_its_history_file():
+    assert import_graph()["descend.store"] <= {"descend.errors", "descend._version",
+                                               "descend.histfile"}
 
 
 def test_problems_imports_only_errors_and_mgh():
@@ -130,5 +135,5 @@ def test_no_module_past_the_split_point():
 
 
 def test_export_imports_only_the_store_and_errors():
-    assert import_graph()["descend.export"] <= {"descend.store", "descend.errors",
-                                                "descend._version"}
+    assert import_graph()["descend.export"] <= {"descend.store", "descend.histfile",
+                                                "descend.errors", "descend._version"}

@@ -24,7 +24,7 @@ from descend.observers import Snapshots
 from descend.problems import notebook
 from descend.stops import LossBelow
 
-FILES = {"config.json", "environment.json", "history.csv", "params.pt", "result.json",
+FILES = {"config.json", "environment.json", "history.parquet", "params.pt", "result.json",
          "snapshots.pt"}
 
 
@@ -68,7 +68,7 @@ def test_minimize_record_round_trips(tmp_path: Path, lr: float) -> None:
     (row,) = store.list_runs(tmp_path)
     run = store.open_run(tmp_path, row["id"])
     assert {f.name for f in run.path.iterdir()} == FILES
-    # the history is kept bit for bit (floats are written with repr)
+    # the history is kept bit for bit
     for name, col in res.history.columns.items():
         got = run.history[name]
         assert len(got) == len(col)
@@ -121,9 +121,9 @@ def test_existing_run_is_never_overwritten(tmp_path: Path) -> None:
 
 
 # (the write step, the call after which the crash comes): after config.json and
-# environment.json, after history.csv, after params.pt, just before the rename; last, after
+# environment.json, after history.parquet, after params.pt, just before the rename; last, after
 # result.json (the fourth JSON file with diagnostics) but before the folder is synced
-@pytest.mark.parametrize(("step", "at"), [("_write_json", 2), ("_write_csv", 1),
+@pytest.mark.parametrize(("step", "at"), [("_write_json", 2), ("_write_history", 1),
                                           ("_write_torch", 1), ("_fsync_dir", 1),
                                           ("_write_json", 4)])
 def test_exception_between_steps_leaves_nothing_visible(tmp_path: Path, step: str, at: int,
@@ -434,12 +434,14 @@ def test_cli_errors_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert err == msg.format(root=root) + "\n" and out == ""
 
 
-def test_history_csv_is_plain(tmp_path: Path) -> None:
+def test_history_exports_as_plain_csv(tmp_path: Path) -> None:
     run = store.record_run(tmp_path, config={"obj": LossBelow(1e-3)},
                            history_columns={"iteration": [0, 1], "loss": [1.0, float("nan")],
                                             "val_loss": [2.0, 0.5]},
                            result_summary=_summary())
-    text = (run.path / "history.csv").read_text().splitlines()
+    out = tmp_path / "h.csv"
+    assert main(["runs", "export", run.id, "--csv", "-o", str(out), "--runs", str(tmp_path)]) == 0
+    text = out.read_text().splitlines()
     assert text == ["iteration,loss,val_loss", "0,1.0,2.0", "1,nan,0.5"]
     assert json.loads((run.path / "config.json").read_text()) == {"obj": repr(LossBelow(1e-3))}
 
