@@ -94,8 +94,8 @@ COMMAND = "command.json"
 #: end of each epoch in ``fit``).
 DEFAULT_EVERY = "30s"
 #: With ``checkpoint_every`` in seconds (the default), an epoch's end writes a checkpoint only
-#: when the last one is at least this many seconds old: a write costs tens of milliseconds (two fsyncs), which thousands of short epochs would
-#: otherwise pay each.
+#: when the last one is at least this many seconds old: a write costs tens of milliseconds (two
+#: fsyncs), which thousands of short epochs would otherwise pay each.
 EPOCH_GAP = 2.0
 
 # --------------------------------------------------------------------------------- signals
