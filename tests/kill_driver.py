@@ -22,7 +22,7 @@ import torch
 torch.set_num_threads(1)
 
 import descend  # noqa: E402
-from descend import checkpoint, objective, store  # noqa: E402
+from descend import atomic, checkpoint, objective, store  # noqa: E402
 from descend.cli import main  # noqa: E402
 from descend.models import load_model  # noqa: E402
 
@@ -89,7 +89,7 @@ def _arm(kind: str, n: float) -> None:
             checkpoint.os.replace = replace  # type: ignore[attr-defined]
         return
     if kind == "out":  # the new --out model whole in its temporary folder, not renamed
-        store._fsync_tree = lambda folder: _die()  # type: ignore[assignment]
+        atomic._fsync_tree = lambda folder: _die()  # type: ignore[assignment]
         return
     if kind == "record":  # writing the run record's history
         store._write_history = lambda path, cols: _die()  # type: ignore[assignment]

@@ -116,7 +116,11 @@ def test_leaves_import_nothing_above_errors(leaf):
 
 def test_store_imports_only_errors_and_its_history_file():
     assert import_graph()["descend.store"] <= {"descend.errors", "descend._version",
-                                               "descend.histfile"}
+                                               "descend.histfile", "descend.atomic"}
+
+
+def test_the_atomic_writers_import_nothing_of_descend():
+    assert import_graph()["descend.atomic"] == set()
 
 
 def test_problems_imports_only_errors_and_mgh():
