@@ -79,7 +79,7 @@ $(MIN_STAMP): pyproject.toml .ci/min-versions.txt
 	$(MIN_VENV)/bin/pip install --quiet --upgrade pip
 	$(MIN_VENV)/bin/pip install --quiet torch==2.13.0
 	$(MIN_VENV)/bin/pip install --quiet -c .ci/min-versions.txt \
-		-e '.[plot,problems,pandas,sklearn,tensorboard,mlflow]' scipy pytest
+		-e '.[plot,problems,pandas,sklearn,tensorboard,mlflow]' scipy pytest hypothesis babel
 	touch $(MIN_STAMP)
 
 test-min: $(MIN_STAMP)
