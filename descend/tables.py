@@ -106,6 +106,11 @@ def _without_pandas_index(table: pa.Table) -> pa.Table:
     return table.drop_columns(drop) if drop else table
 
 
+#: CSV files larger than this are parsed by pyarrow's thread pool; smaller ones in the caller's
+#: thread (faster for small files, and no pool to start).
+THREADED_CSV_BYTES = 1 << 22
+
+
 def read_table(path: str | Path, *, encoding: str | None = None,
                notes: list[str] | None = None) -> pa.Table:
     """Read a CSV or Parquet file (by extension) into a ``pyarrow.Table``.
@@ -134,8 +139,10 @@ def read_table(path: str | Path, *, encoding: str | None = None,
         if parquet:
             table = pq.read_table(p)
         else:
-            table = pacsv.read_csv(
-                p, read_options=pacsv.ReadOptions(encoding=_encoding(p, encoding, notes)),
+            table = pacsv.read_csv(  # small files in this thread: no pool to start (and
+                p, read_options=pacsv.ReadOptions(  # pyarrow 14's pool hung once on 8 bytes)
+                    encoding=_encoding(p, encoding, notes),
+                    use_threads=p.stat().st_size > THREADED_CSV_BYTES),
                 convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
             )
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
