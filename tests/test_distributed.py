@@ -81,7 +81,8 @@ class Net(nn.Module):
     def forward(self, x):
         self.calls += 1
         mark = os.environ.get("KILL_MARK", "")
-        if self.calls == 30 and os.environ.get("RANK") == "1" and not os.path.exists(mark):
+        at = int(os.environ.get("KILL_AT", "30"))
+        if self.calls == at and os.environ.get("RANK") == "1" and not os.path.exists(mark):
             if mark:
                 open(mark, "w").close()  # once: the resumed run lives
             os.kill(os.getpid(), signal.SIGKILL)  # rank 1 dies mid-run, without a word
@@ -205,17 +206,23 @@ def test_cli_nproc_writes_once_and_reports_a_killed_rank(tmp_path: Path) -> None
     assert not (tmp_path / "never").exists()
 
 
-def test_nproc_run_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("batch", "kill_at", "every"), [
+    (["--batch-size", "64", "--epochs", "3"], "30", "4"),  # mini-batches (DDP)
+    (["--batch-size", "full"], "12", "2"),  # the sharded full batch: L-BFGS, strong Wolfe
+])
+def test_nproc_run_killed_mid_run_resumes_from_its_last_checkpoint(
+        tmp_path: Path, batch: list[str], kill_at: str, every: str) -> None:
     """Issue 13, item 5: rank 1 is SIGKILLed mid-run; rank 0's checkpoints survive, the error
     line names `descend resume`, and resuming with the same world size (every rank reads the
     checkpoint, rank 0 writes) ends with the weights of the uninterrupted 2-process run,
-    bitwise (the same ranks sum the same shares in the same order)."""
+    bitwise (the same ranks sum the same shares in the same order). On mini-batches and on the
+    sharded full batch, whose L-BFGS pairs and line search resume from the checkpoint too."""
     data = _csv(tmp_path)
     (tmp_path / "killer.py").write_text(KILLER)
-    env = _env(tmp_path)
+    env = {**_env(tmp_path), "KILL_AT": kill_at}
     base = [sys.executable, "-m", "descend", "fit", str(data), "--target", "y", "--nproc", "2",
-            "--batch-size", "64", "--quiet", "--epochs", "3", "--model", "killer:Net",
-            "--runs", str(tmp_path / "runs"), "--checkpoint-every", "4"]
+            *batch, "--quiet", "--model", "killer:Net",
+            "--runs", str(tmp_path / "runs"), "--checkpoint-every", every]
     mark = tmp_path / "killed-once"
     (tmp_path / "ref-mark").write_text("")  # exists: the reference run is not killed
     ref = subprocess.run([*base, "--out", str(tmp_path / "ref")], capture_output=True,
