@@ -17,6 +17,7 @@ into a float feature matrix and targets by a preprocessing saved as plain data.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -147,7 +148,8 @@ def read_table(path: str | Path, *, encoding: str | None = None,
             )
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"cannot read {name}: {first}") from None
+        first = re.sub(r"^(CSV parse error: )Row #\d+: ", r"\1", first)  # as the threaded
+        raise InputError(f"cannot read {name}: {first}") from None  # reader says it
     except UnicodeDecodeError as e:
         raise InputError(f"cannot read {name} as {e.encoding}: {e.reason} at byte {e.start}; "
                          "pass --encoding NAME (encoding=NAME)") from None
