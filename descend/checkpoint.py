@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .atomic import _fsync_dir
 from .errors import InputError
 from .i18n import N_
 
@@ -311,14 +312,6 @@ def _sweep(folder: Path) -> None:
             continue
         with contextlib.suppress(OSError):
             p.unlink()
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save(folder: str | os.PathLike[str], body: dict[str, Any]) -> Path:

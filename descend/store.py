@@ -352,7 +352,7 @@ def record_run(
     while run_id is None and (root / rid).exists():
         rid = _new_id()
     final = root / rid
-    from .histfile import PARQUET, summary
+    from .histfile import summary
 
     result_d = {**result_summary, "history": summary(cols)}  # what `runs show` prints
     if started and (final / "command.json").is_file():
@@ -365,22 +365,33 @@ def record_run(
     env_d = dict(env) if env is not None else environment()
     try:
         with atomic_folder(final) as tmp:
-            _write_json(tmp / "config.json", config)
-            _write_json(tmp / "environment.json", env_d)
-            _write_history(tmp / PARQUET, cols)
-            if params is not None:
-                _write_torch(tmp / "params.pt", params)
-            if snapshots is not None:
-                _write_torch(tmp / "snapshots.pt", dict(snapshots))
-            if diagnostics is not None:
-                _write_json(tmp / "diagnostics.json", diagnostics)
-            # result.json last: a folder without it is never taken for a run
-            _write_json(tmp / "result.json", result_d)
+            _write_record(tmp, config, env_d, cols, params, snapshots, diagnostics, result_d)
     except FileExistsError:  # taken while we wrote: keep the other run, never overwrite
         raise InputError(f"run {rid!r} already exists in {root}; records are never "
                          f"overwritten") from None
+    return _indexed(root, rid)
+
+
+def _write_record(tmp: Path, config: Any, env: Any, cols: Any, params: Any, snapshots: Any,
+                  diagnostics: Any, summary: Any) -> None:
+    """The record's files into the folder ``tmp``; ``result.json`` last: a folder without it
+    is never taken for a run."""
+    _write_json(tmp / "config.json", config)
+    _write_json(tmp / "environment.json", env)
+    _write_history(tmp / "history.parquet", cols)
+    if params is not None:
+        _write_torch(tmp / "params.pt", params)
+    if snapshots is not None:
+        _write_torch(tmp / "snapshots.pt", dict(snapshots))
+    if diagnostics is not None:
+        _write_json(tmp / "diagnostics.json", diagnostics)
+    _write_json(tmp / "result.json", summary)
+
+
+def _indexed(root: Path, rid: str) -> Run:
+    """The run ``rid`` just written, entered in the index. The folder is the record: a locked
+    or damaged index heals at the next listing."""
     run = open_run(root, rid)
-    # the folder is the record: a locked or damaged index heals at the next listing
     with contextlib.suppress(sqlite3.Error), _index(root) as db:
         db.execute("DELETE FROM runs WHERE id = ?", (rid,))  # a stale row of a removed folder
         db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)", _row(run))
@@ -391,25 +402,13 @@ def _complete(root: Path, final: Path, config: Any, env: Any, cols: Any, params:
               snapshots: Any, diagnostics: Any, summary: Any) -> Run:
     """Write the record into the started run folder ``final`` (see :func:`record_run`)."""
     for old in final.glob(".tmp-record-*"):  # of an earlier writer, killed
-        try:
-            os.kill(int(old.name.split("-")[2]), 0)  # still writing: keep it
-        except ProcessLookupError:
+        if old.is_dir() and _writer_gone(old.name, ".tmp-record-"):
             shutil.rmtree(old, ignore_errors=True)
-        except (ValueError, OSError):
-            pass
     tmp = final / f".tmp-record-{os.getpid()}-{secrets.token_hex(3)}"
     tmp.mkdir()
     try:
-        _write_json(tmp / "config.json", config)
-        _write_json(tmp / "environment.json", dict(env) if env is not None else environment())
-        _write_history(tmp / "history.parquet", cols)
-        if params is not None:
-            _write_torch(tmp / "params.pt", params)
-        if snapshots is not None:
-            _write_torch(tmp / "snapshots.pt", dict(snapshots))
-        if diagnostics is not None:
-            _write_json(tmp / "diagnostics.json", diagnostics)
-        _write_json(tmp / "result.json", summary)
+        _write_record(tmp, config, dict(env) if env is not None else environment(), cols,
+                      params, snapshots, diagnostics, summary)
         _fsync_tree(tmp)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(final / "result.json")  # no longer a run until the new record is whole
@@ -420,11 +419,7 @@ def _complete(root: Path, final: Path, config: Any, env: Any, cols: Any, params:
         _fsync_dir(final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    run = open_run(root, final.name)
-    with _index(root) as db:
-        db.execute("DELETE FROM runs WHERE id = ?", (run.id,))
-        db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?)", _row(run))
-    return run
+    return _indexed(root, final.name)
 
 
 # ---------------------------------------------------------------------------- reading
