@@ -189,6 +189,25 @@ def test_without_autograds_engine_every_evaluation_takes_the_checked_path(monkey
     assert fast.history.loss == checked.history.loss
 
 
+def _read_all(fd, quiet=0.5):
+    """Everything a pty has buffered: a pty hands its output over in pieces, so one
+    ``os.read`` may return only the first of them; read until ``quiet`` seconds pass
+    with nothing more."""
+    import os
+    import select
+
+    chunks = []
+    while select.select([fd], [], [], quiet)[0]:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the slave end closed (Linux reports EIO)
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
 def test_progress_draws_a_live_bar_on_a_terminal():
     import fcntl
     import os
@@ -205,6 +224,6 @@ def test_progress_draws_a_live_bar_on_a_terminal():
         descend.minimize(lambda x: (x**2).sum(), torch.ones(1), rule="gd", lr=0.25, max_iter=3,
                          observers=[Progress(total=3, stream=term)])
         term.flush()
-        drawn = os.read(master, 65536).decode()
+        drawn = _read_all(master)
     os.close(master)
     assert "\r" in drawn and "3/3" in drawn and "loss=1.5625e-02" in drawn
