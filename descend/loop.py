@@ -51,6 +51,7 @@ from typing import Any
 import torch
 
 from .checkpoint import interrupted_by, signals
+from .chunks import make as make_chunks
 from .errors import InputError, check_count
 from .i18n import N_
 from .objective import Objective, Params
@@ -388,6 +389,9 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
     backtrack = parts.on_divergence == "backtrack"
     searches = step.searches
     ck = parts.checkpoints
+    chunks = make_chunks(objective, rule, step, ck)  # compile=True: iterations compiled too
+    if chunks is not None:
+        s.read_every = chunks.size
     if ck is None or not ck.restore(s):  # resume: the state as checkpointed, else the start
         rule.init(params.values)
         step.reset()
@@ -409,7 +413,7 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
         # stop?  (several at once: a success reason wins over a cap; rows read in chunks are
         #        asked one by one, and the run stops on the row where a criterion held)
         fired = None
-        for _ in s.read(parts.observers, parts.max_iter):
+        for _ in s.read(parts.observers, parts.max_iter, criteria):
             fired = _ask(criteria, s)
             if fired is not None:
                 break
@@ -421,6 +425,12 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
             if s.values is not s.finite_values and s.finite_values:
                 params.set(s.finite_values)  # never end on a non-finite point
             return s, fired
+        # (compiled chunks: the next rows, from direction to record, in one call)
+        if chunks is not None:
+            if chunks.advance(s, {"backtrack": 0} if backtrack else {}):
+                continue
+            chunks, s.read_every = None, parts.read_every if isinstance(
+                step, (Constant, Schedule)) else 1
         # direction
         u = rule.direction(s.values, s.grads)
         # step size

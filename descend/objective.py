@@ -174,6 +174,13 @@ class Objective:
         self._leaves: tuple[Tensor, ...] = ()
         self._seed: tuple[Tensor, ...] = ()
 
+    def compiled(self, on: bool) -> None:
+        """Evaluate ``fn`` through ``torch.compile`` (``on``) or as given: the
+        :mod:`descend.chunks` path compiles ``fn`` inside its iterations and evaluates the
+        start as given, and goes back to compiling ``fn`` alone if those cannot compile."""
+        self._eval = torch.compile(self.fn, dynamic=False) if on else self.fn
+        self.compile = on
+
     def _check(self, loss: Any) -> None:
         if not isinstance(loss, Tensor):
             raise InputTypeError(

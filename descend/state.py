@@ -21,6 +21,7 @@ from torch import Tensor
 from .history import History
 from .objective import Objective
 from .rules import Rule
+from .screen import Rows, quiet
 
 __all__ = ["IN_PLACE_NUMEL", "Line", "LoopState", "Spare", "dot", "finite", "grad_norm", "norm",
            "probe_size", "sub"]
@@ -152,7 +153,8 @@ class LoopState:
         spare: the :class:`Spare` storage updates write into (None: out of place).
         read_every: rows are read from the device every this many iterations (1: every
             iteration; see :meth:`read`).
-        pending: the rows recorded since the last read, kept as tensors.
+        pending: the rows recorded since the last read, kept as tensors (their loss and
+            gradient norm as floats when already read: :mod:`descend.chunks`).
         objective, params, rule, step: the parts of the run (read them, never call them).
     """
 
@@ -259,7 +261,43 @@ class LoopState:
         if self.info:
             self.info = {}
 
-    def read(self, observers: Sequence[Any] = (), cap: int | None = None) -> Iterator[None]:
+    def _take_many(self, rows: list[tuple[Any, ...]], losses: list[float],
+                   norms: list[float]) -> None:
+        """:meth:`_take` of each of ``rows`` in turn (rows no criterion fires on), with the
+        history written as one chunk."""
+        for (it, _, _, grads, values, _, _, _, _), f, gn in zip(rows, losses, norms):
+            if f < self.best_loss and math.isfinite(gn):
+                self.best_loss, self.best_iter, self.best_values = f, it, values
+                self.best_grads = grads
+            if math.isfinite(f) and math.isfinite(gn):
+                self.finite_loss, self.finite_values = f, values
+        if not self.start_grads:
+            self.start_grads = rows[0][3]
+        it, _, _, grads, values, nfev, lr, elapsed, _ = rows[-1]
+        self.iteration, self.loss, self.grad_norm, self.lr = it, losses[-1], norms[-1], lr
+        self.grads, self.values, self.nfev, self.elapsed = grads, values, nfev, elapsed
+        self.params.set(values)
+        columns: dict[str, Any] = {"iteration": [r[0] for r in rows], "loss": losses,
+                                   "grad_norm": norms, "lr": [r[6] for r in rows],
+                                   "time": [r[7] for r in rows], "nfev": [r[5] for r in rows]}
+        for name in {k for r in rows for k in r[8]}:
+            columns[name] = [r[8].get(name, math.nan) for r in rows]
+        self.history.extend(columns)
+        self.info = {}
+
+    def _quiet(self, rows: list[tuple[Any, ...]], losses: list[float], norms: list[float],
+               criteria: Sequence[Any]) -> int:
+        """How many leading ``rows`` none of ``criteria`` fires on (:mod:`descend.screen`)."""
+        best, b = [], self.best_loss
+        for f, gn in zip(losses, norms):
+            if f < b and math.isfinite(gn):
+                b = f
+            best.append(b)
+        return quiet(criteria, Rows([r[0] for r in rows], losses, norms,
+                                    [r[5] for r in rows], best, self.loss0))
+
+    def read(self, observers: Sequence[Any] = (), cap: int | None = None,
+             criteria: Sequence[Any] = ()) -> Iterator[None]:
         """The rows to ask the stopping criteria about, one at a time (the loop's ``# stop?``).
 
         First the row taken last, if it was not asked about yet (every row when reading every
@@ -267,7 +305,9 @@ class LoopState:
         :attr:`read_every` rows are pending (or the iteration reaches ``cap``), their losses and
         gradient norms are read in one host synchronisation and the rows are taken in order,
         each made the current state (``x`` included) and shown to the ``observers`` before it
-        is yielded. A caller that stops at a row leaves the state
+        is yielded; without observers, the leading rows none of ``criteria`` can fire on
+        (:func:`descend.screen.quiet`) are taken at once, without being yielded. A caller that
+        stops at a row leaves the state
         there: the later rows are dropped and the evaluation count set back, so the run ends
         exactly as reading every iteration would (the rule's state alone has moved on).
         """
@@ -278,12 +318,20 @@ class LoopState:
                                 and (cap is None or self.iteration < cap)):
             return
         rows, self.pending = self.pending, []
-        losses = torch.stack([r[1].to(torch.float64) for r in rows]).tolist()
-        norms = torch.stack([r[2].to(torch.float64) for r in rows]).tolist()
+        if all(isinstance(r[1], float) for r in rows):  # read already (compiled chunks)
+            losses, norms = [r[1] for r in rows], [r[2] for r in rows]
+        else:
+            losses = torch.stack([r[1].to(torch.float64) for r in rows]).tolist()
+            norms = torch.stack([r[2].to(torch.float64) for r in rows]).tolist()
         taken, live = 0, self.objective.nfev
+        if criteria and not observers:
+            taken = self._quiet(rows, losses, norms, criteria)
+            if taken:
+                self._take_many(rows[:taken], losses[:taken], norms[:taken])
+                self._asked = len(self.history)
         try:
             for (it, _, _, grads, values, nfev, lr, elapsed, info), f, gn in zip(
-                    rows, losses, norms):
+                    rows[taken:], losses[taken:], norms[taken:]):
                 self.info = info
                 self.params.set(values)
                 self._take(it, f, gn, grads, values, nfev, lr, elapsed)

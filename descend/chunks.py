@@ -1,0 +1,230 @@
+"""``compile=True``'s whole-loop path: :data:`CHUNK` iterations in one compiled call.
+
+On a small problem an iteration costs what Python and the dispatcher cost, not arithmetic:
+compiling ``fn`` alone saves little, since the loop around it (the update, the reads, the
+criteria) still runs op by op. So a run that qualifies (see :func:`make`) compiles the
+iterations themselves: one function runs ``k`` of them,
+
+    for j in 1..k:   u, state = rule(g, state)       (the rule's update, as a pure function)
+                     x = x - lr * u
+                     f, g = value_and_grad(fn)(x)
+                     rows[j] = (f, |g|, x, g)
+
+under :func:`torch._higher_order_ops.scan.scan` (a loop the compiler keeps as a loop: one
+kernel per step rather than ``k`` unrolled copies), through ``torch.compile``. The rows come
+back as the loop's pending rows (the ``read_every`` path of :class:`~descend.state.LoopState`):
+the criteria are asked row by row in Python and the run stops on the row where one held, with
+that row's ``x``; the rule's state alone has moved on, as with ``read_every``. The rows past
+the stop were computed but are not counted in ``nfev``.
+
+Which runs qualify: ``compile=True`` in :func:`descend.minimize` on tensors (not a module), a
+rule with a pure form here (:data:`PURE`: ``gd``, ``momentum`` without dampening,
+``nesterov``, ``adam``, ``adamw``), a constant step, no checkpoints, and at most
+:data:`MAX_NUMEL` parameters (a chunk keeps ``k`` iterates and gradients). Other runs compile
+``fn`` alone (:class:`~descend.objective.Objective`). The iterates are those of the eager run
+to rounding (the compiler may fuse and reorder a step's arithmetic). If ``fn`` cannot be
+captured whole (Python control flow on values, ``.item()``, numpy), the first chunk fails to
+compile and the run goes on, from the same point, with ``fn`` compiled alone.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .objective import Objective
+from .rules import GD, Adam, AdamW, Momentum, Nesterov, Rule
+from .state import LoopState
+from .steps import Constant, Step
+
+__all__ = ["CHUNK", "MAX_NUMEL", "PURE", "Chunks", "make"]
+
+#: Iterations per compiled call: the rows read at once (and at most ``CHUNK - 1`` evaluations
+#: past the stop).
+CHUNK = 64
+#: Up to this many parameters (a chunk holds ``CHUNK`` iterates and gradients); above it, an
+#: iteration's arithmetic outweighs the loop's overhead and ``fn`` is compiled alone.
+MAX_NUMEL = 1 << 14
+
+Tensors = tuple[Tensor, ...]
+
+
+def _wd(rule: Any, g: Tensors, x: Tensors) -> Tensors:
+    """``g + wd * x`` (the rules' L2 weight decay), ``g`` itself when ``wd`` is 0."""
+    wd = rule.weight_decay
+    return g if not wd else tuple(gi + wd * xi for gi, xi in zip(g, x))
+
+
+def _gd(rule: GD, x: Tensors, g: Tensors, st: Tensors) -> tuple[Tensors, Tensors]:
+    return _wd(rule, g, x), st
+
+
+def _momentum(rule: Momentum, x: Tensors, g: Tensors, st: Tensors) -> tuple[Tensors, Tensors]:
+    # b_k = mu b_{k-1} + g_k from b_0 = 0 (exactly torch's first b_1 = g_1 without dampening)
+    b = tuple(bi * rule.momentum + gi for bi, gi in zip(st, _wd(rule, g, x)))
+    return b, b
+
+
+def _nesterov(rule: Nesterov, x: Tensors, g: Tensors, st: Tensors) -> tuple[Tensors, Tensors]:
+    g = _wd(rule, g, x)
+    b = tuple(bi * rule.momentum + gi for bi, gi in zip(st, g))
+    return tuple(gi + rule.momentum * bi for gi, bi in zip(g, b)), b
+
+
+def _adam(rule: Adam, x: Tensors, g: Tensors, st: Tensors) -> tuple[Tensors, Tensors]:
+    n = len(g)
+    k, m, v = st[0] + 1, st[1:1 + n], st[1 + n:]
+    gw = g if isinstance(rule, AdamW) else _wd(rule, g, x)  # AdamW: u carries wd * x
+    m = tuple(torch.lerp(mi, gi, 1 - rule.beta1) for mi, gi in zip(m, gw))
+    v = tuple(vi * rule.beta2 + (1 - rule.beta2) * gi * gi for vi, gi in zip(v, gw))
+    bc1 = 1 - rule.beta1 ** k
+    bc2_sqrt = torch.sqrt(1 - rule.beta2 ** k)
+    u = tuple((mi / ((vi.sqrt() / bc2_sqrt) + rule.eps)) / bc1 for mi, vi in zip(m, v))
+    if isinstance(rule, AdamW) and rule.weight_decay:
+        u = tuple(ui + rule.weight_decay * xi for ui, xi in zip(u, x))
+    return u, (k, *m, *v)
+
+
+#: The rules with a pure form: ``(rule, x, g, state) -> (u, state)``, by exact type.
+PURE: dict[type, Callable[..., tuple[Tensors, Tensors]]] = {
+    GD: _gd, Momentum: _momentum, Nesterov: _nesterov, Adam: _adam, AdamW: _adam}
+
+
+def _state_in(rule: Rule, values: list[Tensor]) -> Tensors:
+    """The rule's state as the chunk's carry."""
+    st = rule.state
+    if type(rule) is GD:
+        return ()
+    if isinstance(rule, Momentum):
+        buf = st.get("buf")
+        return tuple(buf) if buf is not None else tuple(torch.zeros_like(v) for v in values)
+    k = torch.tensor(float(st["step"]), dtype=torch.float64)  # bias corrections as in eager
+    return (k, *st["m"], *st["v"])
+
+
+def _state_out(rule: Rule, carry: Tensors, k: int) -> None:
+    """Write the carry back into the rule's state after ``k`` iterations."""
+    st = rule.state
+    st["step"] += k
+    if isinstance(rule, Momentum):
+        st["buf"] = list(carry)
+    elif isinstance(rule, Adam):
+        n = (len(carry) - 1) // 2
+        st["m"], st["v"] = list(carry[1:1 + n]), list(carry[1 + n:])
+
+
+class Chunks:
+    """The compiled ``k``-iteration function of one run, and the step that calls it.
+
+    The first call's wall time (tracing and compiling) is the objective's ``compile_seconds``.
+
+    Attributes:
+        size: iterations per call (:data:`CHUNK`).
+        failed: the first call could not compile ``fn`` whole; the run went on without chunks.
+    """
+
+    def __init__(self, objective: Objective, rule: Rule, step: Constant,
+                 size: int = CHUNK) -> None:
+        from torch._higher_order_ops.scan import scan
+
+        self.objective, self.rule, self.step, self.size = objective, rule, step, size
+        self.failed = False
+        self._calls = 0
+        params, fn, args = objective.params, objective.fn, objective.args
+        pure = PURE[type(rule)]
+
+        def loss(xs: Tensors) -> Tensor:
+            return fn(params.build(list(xs)), *args).reshape(())
+
+        value_and_grad = torch.func.grad_and_value(loss)
+
+        def chunk(x: Tensors, g: Tensors, st: Tensors, lr: Tensor,
+                  steps: Tensor) -> tuple[Any, Any]:
+            def body(carry: Any, _: Tensor) -> tuple[Any, Any]:
+                x, g, st = carry
+                u, st = pure(rule, x, g, st)
+                x = tuple(xi - lr * ui for xi, ui in zip(x, u))
+                g, f = value_and_grad(x)
+                gn = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(gi)
+                                                           for gi in g]))
+                row = (f.detach(), gn, tuple(xi.clone() for xi in x),
+                       tuple(gi.clone() for gi in g))
+                return (x, g, st), row
+            return scan(body, (x, g, st), steps)
+
+        # (size_asserts: inductor's checks of every intermediate's shape, a Python call each,
+        # per step of the loop: half an iteration's time here; the shapes are fixed)
+        self._fn = torch.compile(chunk, fullgraph=True, dynamic=False,
+                                 options={"size_asserts": False})
+        self._steps = torch.zeros(size)
+
+    def advance(self, s: LoopState, info: dict[str, float]) -> bool:
+        """Run :attr:`size` iterations from the current point and leave them as ``s``'s pending
+        rows (each with the columns ``info``); False (nothing done) when ``fn`` could not be
+        compiled whole: the objective then compiles ``fn`` alone."""
+        x0 = s.values
+        dt, dev = x0[0].dtype, x0[0].device
+        lr = self.step(s, s.grads, None)  # type: ignore[arg-type]
+        st = _state_in(self.rule, x0)
+        t0 = perf_counter()
+        try:
+            (_, _, st), rows = self._fn(tuple(x0), tuple(s.grads), st,
+                                        torch.tensor(lr, dtype=dt, device=dev), self._steps)
+        except Exception as e:  # any failure to capture fn: go on without chunks
+            if self._calls:
+                raise
+            self.failed = True
+            self.objective.compile_seconds = perf_counter() - t0
+            self.objective.compiled(True)
+            first = (str(e).strip().splitlines() or [""])[0][:160]
+            warnings.warn(f"descend: compile=True could not compile the iterations whole "
+                          f"({type(e).__name__}: {first}); fn is compiled alone instead, "
+                          "which saves less: keep fn free of .item(), numpy and Python "
+                          "branches on tensor values to compile the whole loop",
+                          RuntimeWarning, stacklevel=5)
+            return False
+        if not self._calls:
+            self.objective.compile_seconds = perf_counter() - t0
+        self._calls += 1
+        _state_out(self.rule, st, self.size)
+        losses, norms, xs, gs = rows
+        xs_rows = list(zip(*(t.unbind(0) for t in xs)))
+        gs_rows = list(zip(*(t.unbind(0) for t in gs)))
+        losses_rows = losses.to(torch.float64).tolist()  # one host read for the chunk
+        norms_rows = norms.to(torch.float64).tolist()
+        obj = self.objective
+        base, it0 = obj.nfev, s.iteration
+        obj.nfev += self.size
+        obj.ngev += self.size
+        t1 = perf_counter() - s.start
+        start = t0 - s.start
+        for j in range(self.size):
+            s.pending.append((it0 + j + 1, losses_rows[j], norms_rows[j], list(gs_rows[j]),
+                              list(xs_rows[j]), base + j + 1, lr,
+                              start + (t1 - start) * (j + 1) / self.size, dict(info)))
+        s.iteration = it0 + self.size
+        s.lr = lr
+        s.values, s.grads = list(xs_rows[-1]), list(gs_rows[-1])
+        s.params.set(s.values)
+        return True
+
+
+def make(objective: Objective, rule: Rule, step: Step, checkpoints: Any) -> Chunks | None:
+    """The run's :class:`Chunks` when it qualifies (see the module docstring), else None."""
+    params = objective.params
+    if not objective.compile or checkpoints is not None or params.kind == "module":
+        return None
+    if type(rule) not in PURE or type(step) is not Constant:
+        return None
+    if isinstance(rule, Momentum) and not isinstance(rule, Nesterov) and rule.dampening:
+        return None
+    if params.numel() > MAX_NUMEL or not math.isfinite(step.lr):
+        return None
+    objective.compiled(False)  # the chunks compile fn with the iterations
+    return Chunks(objective, rule, step)
