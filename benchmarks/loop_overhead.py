@@ -4,9 +4,11 @@ Compares, in one run (median of repeats, interleaved so load on this shared mach
 alike): the notebook's loop as written (prints removed), a hand-written in-place loop
 (``torch.autograd.grad`` then ``x.sub_(g, alpha=lr)`` under ``no_grad``), ``torch.optim.SGD`` in
 a loop, ``descend.minimize(rule="gd")`` and the same with ``compile=True`` (at steady state: the
-compilation happens in the warm-up and its time is printed apart). Every variant stops on
-``loss > threshold`` or the iteration count, like the notebook. Targets: minimize at most 1.2x
-the in-place loop; the compiled path at most 12 us per iteration.
+compilation happens in the warm-up and its time is printed apart; the run takes
+:mod:`descend.chunks`' compiled iterations), and the whole solve written by hand as one
+``torch.while_loop`` through ``torch.compile`` (the floor: no history, no criteria). Every
+variant stops on ``loss > threshold`` or the iteration count, like the notebook. Targets:
+minimize at most 1.2x the in-place loop; the compiled path at most 12 us per iteration.
 
     python benchmarks/loop_overhead.py [--iters 2000] [--repeats 9]
 """
@@ -70,6 +72,34 @@ def descend_gd(x0: torch.Tensor, n: int) -> None:
     assert res.nit == n, res
 
 
+def _while_loop_solve(x0: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    from torch._higher_order_ops.while_loop import while_loop
+
+    value_and_grad = torch.func.grad_and_value(lambda x: F.mse_loss(x, TARGET))
+
+    def cond(i: torch.Tensor, x: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+        return (loss > THRESHOLD) & (i < n)
+
+    def body(i: torch.Tensor, x: torch.Tensor, loss: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        g, _ = value_and_grad(x)
+        x = x - LR * g
+        return i + 1, x, F.mse_loss(x, TARGET)
+
+    i, x, _ = while_loop(cond, body, (torch.zeros((), dtype=torch.long), x0,
+                                      F.mse_loss(x0, TARGET)))
+    return i, x
+
+
+_WHILE_LOOP = torch.compile(_while_loop_solve, fullgraph=True, dynamic=False)
+
+
+def while_loop_compiled(x0: torch.Tensor, n: int) -> None:
+    """The whole solve as one ``torch.while_loop`` through ``torch.compile``, by hand: no
+    history, no criteria but the notebook's test, nothing read until the end."""
+    i, _ = _WHILE_LOOP(x0, torch.tensor(n))
+    assert int(i) == n
+
+
 COMPILE_SECONDS: list[float] = []
 
 
@@ -86,6 +116,7 @@ VARIANTS = {
     "torch.optim.SGD loop": optim_sgd_loop,
     "descend.minimize(rule='gd')": descend_gd,
     "descend.minimize(rule='gd', compile=True)": descend_gd_compiled,
+    "hand-compiled torch.while_loop solve": while_loop_compiled,
 }
 BASELINE = "in-place loop (autograd.grad + sub_)"
 

@@ -37,7 +37,8 @@ storage the run owns (:class:`~descend.state.Spare`) rather than new tensors. Wi
 ``read_every=k`` (a fixed or scheduled step) the rows stay tensors on the device and are read
 every ``k`` iterations in one host synchronisation; ``stop?`` then asks the criteria row by row
 (:meth:`LoopState.read <descend.state.LoopState.read>`) and the run stops on the row where one
-held, with that row's ``x``.
+held, with that row's ``x``. With ``compile=True`` a run that qualifies takes its iterations
+``CHUNK`` at a time from one compiled call (:mod:`descend.chunks`) and reads them the same way.
 """
 
 from __future__ import annotations
