@@ -144,7 +144,8 @@ class LoopState:
         elapsed: seconds since the run started, at the last record.
         values: the current point (list of detached tensors, one per parameter).
         start_values: the starting point (kept by reference: updates never write into it).
-        start_grads: the gradient there.
+        start_grads: the gradient there (left empty on the in-place path, where nothing reads
+            it unless the rule may restart rescaled: one gradient less held for the whole run).
         grads: the gradient at the current point.
         history: the :class:`History` being recorded.
         info: numbers for the row being recorded (a line search's trial count, the guard's
@@ -173,6 +174,7 @@ class LoopState:
         "history",
         "info",
         "iteration",
+        "keep_start",
         "loss",
         "loss0",
         "lr",
@@ -217,6 +219,9 @@ class LoopState:
         self.info: dict[str, float] = {}
         self.backtracks = 0
         self.spare = Spare(self.values) if rule.scalable and Spare.wanted(self.values) else None
+        # (the start's gradient: read by the saturation probe of small problems and by a
+        # rescaled restart; neither happens to a large parameter with a rule that never rescales)
+        self.keep_start = self.spare is None or getattr(rule, "scale", False) is None
         self.read_every = 1
         self.pending: list[tuple[Any, ...]] = []
         self._asked = 0
@@ -246,7 +251,7 @@ class LoopState:
               values: list[Tensor], nfev: int, lr: float, elapsed: float) -> None:
         self.iteration, self.loss, self.grad_norm, self.lr = iteration, loss, gn, lr
         self.grads = grads
-        if not self.start_grads:
+        if not self.start_grads and self.keep_start:
             self.start_grads = grads
         self.nfev = nfev
         self.elapsed = elapsed
@@ -271,7 +276,7 @@ class LoopState:
                 self.best_grads = grads
             if math.isfinite(f) and math.isfinite(gn):
                 self.finite_loss, self.finite_values = f, values
-        if not self.start_grads:
+        if not self.start_grads and self.keep_start:
             self.start_grads = rows[0][3]
         it, _, _, grads, values, nfev, lr, elapsed, _ = rows[-1]
         self.iteration, self.loss, self.grad_norm, self.lr = it, losses[-1], norms[-1], lr

@@ -197,3 +197,16 @@ def test_compile_gives_the_same_iterates():
 def test_compile_must_be_a_bool():
     with pytest.raises(InputTypeError, match="compile must be True or False, got 'yes'"):
         descend.minimize(notebook, torch.zeros(3, 3), lr=0.1, compile="yes")
+
+
+@pytest.mark.parametrize(("numel", "rule", "kept"), [
+    (1 << 16, "gd", False),  # the in-place path, a rule that never rescales: not held
+    (1 << 16, "lbfgs", True),  # lbfgs may restart rescaled from the start's gradient
+    (100, "gd", True),  # small: the saturation probe reads it
+])
+def test_the_start_gradient_is_held_only_where_read(numel, rule, kept):
+    seen: list[int] = []
+    descend.minimize(lambda x: ((x - 1.0) ** 2).sum(), torch.zeros(numel), rule=rule,
+                     lr=0.1 if rule == "gd" else None, stop=stops.MaxIter(3),
+                     observers=[lambda s: seen.append(len(s.start_grads))])
+    assert set(seen) == ({1} if kept else {0})
