@@ -55,45 +55,68 @@ MAX_NUMEL = 1 << 14
 Tensors = tuple[Tensor, ...]
 
 
-def _wd(rule: Any, g: Tensors, x: Tensors) -> Tensors:
-    """``g + wd * x`` (the rules' L2 weight decay), ``g`` itself when ``wd`` is 0."""
-    wd = rule.weight_decay
-    return g if not wd else tuple(gi + wd * xi for gi, xi in zip(g, x))
+def _wd(h: dict[str, Tensor], g: Tensors, x: Tensors) -> Tensors:
+    """``g + wd * x`` (the rules' L2 weight decay), ``g`` itself without one."""
+    return tuple(gi + h["wd"] * xi for gi, xi in zip(g, x)) if "wd" in h else g
 
 
-def _gd(rule: GD, x: Tensors, g: Tensors, st: Tensors) -> tuple[Tensors, Tensors]:
-    return _wd(rule, g, x), st
+def _gd(h: dict[str, Tensor], x: Tensors, g: Tensors, st: Tensors) -> tuple[Tensors, Tensors]:
+    return _wd(h, g, x), st
 
 
-def _momentum(rule: Momentum, x: Tensors, g: Tensors, st: Tensors) -> tuple[Tensors, Tensors]:
+def _momentum(h: dict[str, Tensor], x: Tensors, g: Tensors,
+              st: Tensors) -> tuple[Tensors, Tensors]:
     # b_k = mu b_{k-1} + g_k from b_0 = 0 (exactly torch's first b_1 = g_1 without dampening)
-    b = tuple(bi * rule.momentum + gi for bi, gi in zip(st, _wd(rule, g, x)))
+    b = tuple(bi * h["mu"] + gi for bi, gi in zip(st, _wd(h, g, x)))
     return b, b
 
 
-def _nesterov(rule: Nesterov, x: Tensors, g: Tensors, st: Tensors) -> tuple[Tensors, Tensors]:
-    g = _wd(rule, g, x)
-    b = tuple(bi * rule.momentum + gi for bi, gi in zip(st, g))
-    return tuple(gi + rule.momentum * bi for gi, bi in zip(g, b)), b
+def _nesterov(h: dict[str, Tensor], x: Tensors, g: Tensors,
+              st: Tensors) -> tuple[Tensors, Tensors]:
+    g = _wd(h, g, x)
+    b = tuple(bi * h["mu"] + gi for bi, gi in zip(st, g))
+    return tuple(gi + h["mu"] * bi for gi, bi in zip(g, b)), b
 
 
-def _adam(rule: Adam, x: Tensors, g: Tensors, st: Tensors) -> tuple[Tensors, Tensors]:
+def _adam(h: dict[str, Tensor], x: Tensors, g: Tensors, st: Tensors) -> tuple[Tensors, Tensors]:
     n = len(g)
     k, m, v = st[0] + 1, st[1:1 + n], st[1 + n:]
-    gw = g if isinstance(rule, AdamW) else _wd(rule, g, x)  # AdamW: u carries wd * x
-    m = tuple(torch.lerp(mi, gi, 1 - rule.beta1) for mi, gi in zip(m, gw))
-    v = tuple(vi * rule.beta2 + (1 - rule.beta2) * gi * gi for vi, gi in zip(v, gw))
-    bc1 = 1 - rule.beta1 ** k
-    bc2_sqrt = torch.sqrt(1 - rule.beta2 ** k)
-    u = tuple((mi / ((vi.sqrt() / bc2_sqrt) + rule.eps)) / bc1 for mi, vi in zip(m, v))
-    if isinstance(rule, AdamW) and rule.weight_decay:
-        u = tuple(ui + rule.weight_decay * xi for ui, xi in zip(u, x))
+    gw = _wd(h, g, x)  # (L2 decay: Adam's; AdamW's is decoupled, "dwd" below)
+    m = tuple(torch.lerp(mi, gi, h["1-b1"]) for mi, gi in zip(m, gw))
+    v = tuple(vi * h["b2"] + h["1-b2"] * gi * gi for vi, gi in zip(v, gw))
+    bc1 = 1 - h["b1_64"] ** k  # the bias corrections in float64, as eager's Python floats
+    bc2_sqrt = torch.sqrt(1 - h["b2_64"] ** k)
+    u = tuple((mi / ((vi.sqrt() / bc2_sqrt) + h["eps"])) / bc1 for mi, vi in zip(m, v))
+    if "dwd" in h:
+        u = tuple(ui + h["dwd"] * xi for ui, xi in zip(u, x))
     return u, (k, *m, *v)
 
 
-#: The rules with a pure form: ``(rule, x, g, state) -> (u, state)``, by exact type.
+#: The rules with a pure form: ``(hyper, x, g, state) -> (u, state)``, by exact type; the
+#: hyper-parameters come in as tensors (:func:`_hyper`), so a new value is not a new compile.
 PURE: dict[type, Callable[..., tuple[Tensors, Tensors]]] = {
     GD: _gd, Momentum: _momentum, Nesterov: _nesterov, Adam: _adam, AdamW: _adam}
+
+
+def _hyper(rule: Rule, dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:
+    """The rule's hyper-parameters as 0-dim tensors (of ``x``'s dtype: eager casts its Python
+    scalars the same way); a weight decay of 0 is left out (no term at all, as in eager)."""
+    r: Any = rule
+    h: dict[str, float] = {}
+    wd = r.weight_decay
+    if wd and not isinstance(rule, AdamW):
+        h["wd"] = wd
+    if isinstance(rule, Momentum):
+        h["mu"] = r.momentum
+    if isinstance(rule, Adam):
+        h.update({"1-b1": 1 - r.beta1, "b2": r.beta2, "1-b2": 1 - r.beta2, "eps": r.eps})
+        if isinstance(rule, AdamW) and wd:
+            h["dwd"] = wd
+    out = {k: torch.tensor(v, dtype=dtype, device=device) for k, v in h.items()}
+    if isinstance(rule, Adam):
+        out["b1_64"] = torch.tensor(r.beta1, dtype=torch.float64, device=device)
+        out["b2_64"] = torch.tensor(r.beta2, dtype=torch.float64, device=device)
+    return out
 
 
 def _state_in(rule: Rule, values: list[Tensor]) -> Tensors:
@@ -104,7 +127,7 @@ def _state_in(rule: Rule, values: list[Tensor]) -> Tensors:
     if isinstance(rule, Momentum):
         buf = st.get("buf")
         return tuple(buf) if buf is not None else tuple(torch.zeros_like(v) for v in values)
-    k = torch.tensor(float(st["step"]), dtype=torch.float64)  # bias corrections as in eager
+    k = torch.tensor(float(st["step"]), dtype=torch.float64, device=values[0].device)
     return (k, *st["m"], *st["v"])
 
 
@@ -144,11 +167,11 @@ class Chunks:
 
         value_and_grad = torch.func.grad_and_value(loss)
 
-        def chunk(x: Tensors, g: Tensors, st: Tensors, lr: Tensor,
+        def chunk(x: Tensors, g: Tensors, st: Tensors, lr: Tensor, h: dict[str, Tensor],
                   steps: Tensor) -> tuple[Any, Any]:
             def body(carry: Any, _: Tensor) -> tuple[Any, Any]:
                 x, g, st = carry
-                u, st = pure(rule, x, g, st)
+                u, st = pure(h, x, g, st)
                 x = tuple(xi - lr * ui for xi, ui in zip(x, u))
                 g, f = value_and_grad(x)
                 gn = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(gi)
@@ -162,7 +185,7 @@ class Chunks:
         # per step of the loop: half an iteration's time here; the shapes are fixed)
         self._fn = torch.compile(chunk, fullgraph=True, dynamic=False,
                                  options={"size_asserts": False})
-        self._steps = torch.zeros(size)
+        self._steps = torch.zeros(size, device=params.values[0].device)
 
     def advance(self, s: LoopState, info: dict[str, float]) -> bool:
         """Run :attr:`size` iterations from the current point and leave them as ``s``'s pending
@@ -175,7 +198,8 @@ class Chunks:
         t0 = perf_counter()
         try:
             (_, _, st), rows = self._fn(tuple(x0), tuple(s.grads), st,
-                                        torch.tensor(lr, dtype=dt, device=dev), self._steps)
+                                        torch.tensor(lr, dtype=dt, device=dev),
+                                        _hyper(self.rule, dt, dev), self._steps)
         except Exception as e:  # any failure to capture fn: go on without chunks
             if self._calls:
                 raise

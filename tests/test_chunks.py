@@ -177,3 +177,24 @@ QUALIFY = [
 @pytest.mark.parametrize(("x0", "rule", "lr", "kw", "expected"), QUALIFY)
 def test_which_runs_take_the_compiled_chunks(x0, rule, lr, kw, expected):
     assert qualifies(x0, rule, lr, **kw) is expected
+
+
+def test_a_new_hyper_parameter_value_is_not_a_new_compile():
+    """The hyper-parameters and lr enter the compiled iterations as tensors: a sweep over them
+    compiles once (torch's own count of the graphs it compiled), and each run is its own."""
+    from torch._dynamo.utils import counters
+
+    target = torch.linspace(0.1, 0.9, 9).reshape(3, 3)
+    x0 = torch.rand(3, 3, generator=torch.Generator().manual_seed(0))
+
+    def run(mu, lr, flag=True):
+        return descend.minimize(lambda x: torch.nn.functional.mse_loss(x, target), x0,
+                                rule=descend.rules.Nesterov(momentum=mu, weight_decay=0.01),
+                                lr=lr, stop=stops.MaxIter(70), compile=flag)
+
+    run(0.5, 0.1)
+    graphs = counters["stats"]["unique_graphs"]
+    for mu, lr in ((0.7, 0.2), (0.9, 0.05)):
+        res = run(mu, lr)
+        torch.testing.assert_close(res.x, run(mu, lr, False).x, rtol=1e-5, atol=1e-6)
+    assert counters["stats"]["unique_graphs"] == graphs
