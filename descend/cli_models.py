@@ -119,19 +119,22 @@ def _fit_run(a: argparse.Namespace) -> int:
     prep = res.preprocessing
     assert prep is not None
     _notes("fit", prep.notes)
-    print(f"method: {res.method}")
-    print(f"stopped after {res.epochs} epochs ({res.nit} iterations, {res.seconds:.1f} s): "
-          f"{res.message} [{res.reason}]")
+    print(_("method: {method}").format(method=res.method))
+    print(_("stopped after {epochs} epochs ({nit} iterations, {seconds:.1f} s): {message} "
+            "[{reason}]").format(epochs=res.epochs, nit=res.nit, seconds=res.seconds,
+                                 message=res.message, reason=res.reason))
     if interrupted:
-        print(f"interrupted: saving the weights of the best epoch so far, {res.best_epoch}"
-              if res.restored_best or res.best_epoch else
-              f"interrupted before an epoch ended: saving the weights of iteration {res.nit}")
+        print(_("interrupted: saving the weights of the best epoch so far, {epoch}").format(
+              epoch=res.best_epoch) if res.restored_best or res.best_epoch else
+              _("interrupted before an epoch ended: saving the weights of iteration "
+                "{nit}").format(nit=res.nit))
     elif res.restored_best:
-        print(f"restored the weights of the best epoch, {res.best_epoch}")
-    print(f"task: {prep.task}, loss {res.loss_name}, l2 penalty {prep.l2:.4g}")
-    print(f"train: {_fmt_scores(res.metrics, 'train_')}")
+        print(_("restored the weights of the best epoch, {epoch}").format(epoch=res.best_epoch))
+    print(_("task: {task}, loss {loss}, l2 penalty {l2:.4g}").format(
+        task=prep.task, loss=res.loss_name, l2=prep.l2))
+    print(_("train: {scores}").format(scores=_fmt_scores(res.metrics, "train_")))
     if val is not None:
-        print(f"val:   {_fmt_scores(res.metrics, 'val_')}")
+        print(_("val:   {scores}").format(scores=_fmt_scores(res.metrics, "val_")))
     options = {
         "lr": a.lr, "batch_size": a.batch_size or "full", "epochs": a.epochs, "val": a.val,
         "val_file": a.val_file, "patience": patience, "seed": a.seed,
@@ -142,7 +145,7 @@ def _fit_run(a: argparse.Namespace) -> int:
     if folder is not None:
         options["run"] = folder.name
     res.save(out, overwrite=a.overwrite or ours, options=options)
-    print(f"saved the model to {out}")
+    print(_("saved the model to {out}").format(out=out))
     if root is not None:
         from .fit import record_fit
 
@@ -150,7 +153,7 @@ def _fit_run(a: argparse.Namespace) -> int:
         run = record_fit(root, res, config={
             "kind": "fit", "problem": Path(a.file).name, "model": a.model, **options},
             run_id=folder.name, started=True)
-        print(f"recorded {root / run.id}")
+        print(_("recorded {folder}").format(folder=root / run.id))
     return 0
 
 
@@ -201,7 +204,8 @@ def predict_command(a: argparse.Namespace) -> int:
         sys.stdout.flush()
     else:
         write_table(table, out, overwrite=a.overwrite)
-        print(f"wrote {table.num_rows} predictions to {out}", file=sys.stderr)
+        print(_("wrote {rows} predictions to {out}").format(rows=table.num_rows, out=out),
+              file=sys.stderr)
     return 0
 
 

@@ -234,6 +234,32 @@ def test_a_cp949_csv_with_encoding_option_and_a_korean_note(tmp_path, capsys):
                                    "틀렸다면 --encoding NAME을 주세요")
 
 
+def test_fit_and_predict_say_what_they_did_in_korean(tmp_path, capsys):
+    """The lines of ``descend fit`` and ``predict`` after the run, line for line in Korean with
+    the English numbers (the wall time aside)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, generator=g)
+    rows = ["area,price"] + [f"{v:.4f},{2 * v + 1:.4f}" for v in x.tolist()]
+    (tmp_path / "prices.csv").write_text("\n".join(rows))
+    said = {}
+    for lang in ("en", "ko"):
+        out_dir = tmp_path / lang
+        rc, out, err = run(["fit", tmp_path / "prices.csv", "--target", "price", "--quiet",
+                            "--no-record", "--epochs", "20", "--val", "0.25", "--out", out_dir,
+                            "--lang", lang], capsys)
+        assert rc == 0 and err == "", err
+        rc, _, err = run(["predict", out_dir, tmp_path / "prices.csv", "-o",
+                          tmp_path / f"{lang}.csv", "--lang", lang], capsys)
+        assert rc == 0
+        said[lang] = re.sub(r"[\d.]+ ?(s|초)\)", "T)", out.replace(str(out_dir), "OUT")) + err
+    lines = said["en"].splitlines()
+    assert lines[0].startswith("method: lbfgs with strong Wolfe line search")
+    assert re.fullmatch(r"stopped after \d+ epochs \(\d+ iterations, T\): .+ \[converged\]",
+                        lines[1])
+    same_numbers_in_korean(said["en"], said["ko"])
+    assert said["ko"].splitlines()[-1] == f"예측 40개를 {tmp_path / 'ko.csv'}에 썼습니다"
+
+
 def test_the_report_speaks_the_language(tmp_path, capsys):
     from descend import store
     from descend.report import render_report
