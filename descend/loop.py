@@ -391,6 +391,7 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
     searches = step.searches
     ck = parts.checkpoints
     chunks = make_chunks(objective, rule, step, ck)  # compile=True: iterations compiled too
+    fuse = type(step) in (Constant, Schedule) and getattr(rule, "fused", False) is True
     if chunks is not None:
         s.read_every = chunks.size
     if ck is None or not ck.restore(s):  # resume: the state as checkpointed, else the start
@@ -432,30 +433,42 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
                 continue
             chunks, s.read_every = None, parts.read_every if isinstance(
                 step, (Constant, Schedule)) else 1
-        # direction
-        u = rule.direction(s.values, s.grads)
-        # step size
-        line = Line(s, u)
-        alpha = step(s, u, line)
-        # restart?  (a restarted rule's u is a scaled gradient; for gd it is the same line)
-        first = line
-        if alpha is None and u is not s.grads:
-            rule.init(s.values)
-            step.restarted()
+        # (a fused rule: direction, step size and update in one kernel; a fixed or scheduled
+        # step reads neither u nor the line)
+        new: list[torch.Tensor] | None = None
+        alpha: float | None = None
+        if fuse:
+            alpha = step(s, s.grads, None)  # type: ignore[arg-type]
+            new = rule.fused_step(  # type: ignore[attr-defined]
+                s.values, s.grads, alpha, s.spare.take() if s.spare is not None else None)
+        if new is not None:
+            known = None
+        else:
+            # direction
             u = rule.direction(s.values, s.grads)
+            # step size
             line = Line(s, u)
             alpha = step(s, u, line)
-        if alpha is None:  # nothing moves x: converged to round-off, or a failure with a hint
-            newton = first if getattr(rule, "newton_scaled", False) else None
-            verdict = no_step(s, newton)
-            if _rescale(s, verdict, parts):
-                for obs in parts.observers:
-                    obs(s)
-                continue
-            return s, verdict
+            # restart?  (a restarted rule's u is a scaled gradient; for gd it is the same line)
+            first = line
+            if alpha is None and u is not s.grads:
+                rule.init(s.values)
+                step.restarted()
+                u = rule.direction(s.values, s.grads)
+                line = Line(s, u)
+                alpha = step(s, u, line)
+            if alpha is None:  # nothing moves x: converged to round-off, or a failure, a hint
+                newton = first if getattr(rule, "newton_scaled", False) else None
+                verdict = no_step(s, newton)
+                if _rescale(s, verdict, parts):
+                    for obs in parts.observers:
+                        obs(s)
+                    continue
+                return s, verdict
+            # update
+            new, known = line.accept(alpha)
+        assert alpha is not None  # (None returned above)
         s.lr = alpha
-        # update
-        new, known = line.accept(alpha)
         params.set(new)
         s.iteration += 1
         # evaluate (a trial on the same batch is reused)

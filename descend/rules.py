@@ -224,12 +224,15 @@ class Adam(Rule):
     beta2: float = 0.999
     eps: float = 1e-8
     weight_decay: float = 0.0
+    fused: bool = False
 
     def __post_init__(self) -> None:
         check_fraction("beta1", self.beta1)
         check_fraction("beta2", self.beta2)
         check_positive("eps", self.eps, allow_zero=True)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        if not isinstance(self.fused, bool):
+            raise InputTypeError(f"fused must be True or False, got {self.fused!r}")
 
     def init(self, values: list[Tensor]) -> None:
         self.state = {
@@ -258,6 +261,34 @@ class Adam(Rule):
     def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
         return self._adam(_add_weight_decay(self, grads, values, self.weight_decay))
 
+    #: torch's fused kernel for this rule (L2 decay; AdamW: decoupled).
+    _fused_op: ClassVar[str] = "_fused_adam_"
+
+    def fused_step(self, values: list[Tensor], grads: list[Tensor], lr: float,
+                   out: list[Tensor] | None) -> list[Tensor] | None:
+        """With ``fused=True`` and a fixed or scheduled step, :meth:`direction` and
+        :meth:`apply` as one kernel: the state advanced and ``x - lr * u`` written into ``out``
+        (the in-place path's spare storage; None: new tensors), through torch's fused Adam
+        (``torch._fused_adam_``, what ``torch.optim.Adam(fused=True)`` runs; AdamW's through
+        ``_fused_adamw_``): ``x`` copied into ``out``, then one pass reads ``x, g, m, v`` and
+        writes ``x, m, v``, where the element-wise path makes about 20 passes. The numbers are
+        the fused optimizer's to the bit, and the element-wise path's to rounding only (which
+        is why it is asked for, as in ``torch.optim``). None (nothing done) where torch has no
+        such kernel (a dtype or device it does not take)."""
+        v0 = values[0]
+        if not v0.is_floating_point() or v0.device.type not in ("cpu", "cuda"):
+            return None
+        s = self.state
+        s["step"] += 1
+        out = out if out is not None else [torch.empty_like(v) for v in values]
+        torch._foreach_copy_(out, values)
+        steps = [torch.tensor(float(s["step"]), device=v.device) for v in values]
+        getattr(torch, self._fused_op)(
+            out, list(grads), s["m"], s["v"], [], steps, lr=lr, beta1=self.beta1,
+            beta2=self.beta2, weight_decay=self.weight_decay, eps=self.eps, amsgrad=False,
+            maximize=False)
+        return out
+
 
 @dataclass
 class AdamW(Adam):
@@ -270,6 +301,7 @@ class AdamW(Adam):
 
     name: ClassVar[str] = "adamw"
     weight_decay: float = 1e-2
+    _fused_op: ClassVar[str] = "_fused_adamw_"
 
     def direction(self, values: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
         u = self._adam(grads)

@@ -210,3 +210,36 @@ def test_the_start_gradient_is_held_only_where_read(numel, rule, kept):
                      lr=0.1 if rule == "gd" else None, stop=stops.MaxIter(3),
                      observers=[lambda s: seen.append(len(s.start_grads))])
     assert set(seen) == ({1} if kept else {0})
+
+
+@pytest.mark.parametrize("n", [1 << 16, 50])  # the in-place path, and new tensors
+@pytest.mark.parametrize(("rule", "torch_class", "wd"), [
+    ("adam", torch.optim.Adam, 0.0), ("adam", torch.optim.Adam, 0.1),
+    ("adamw", torch.optim.AdamW, 0.01),
+])
+def test_fused_adam_is_torchs_fused_adam(rule, torch_class, wd, n):
+    """``Adam(fused=True)`` with a fixed step takes torch's fused kernel: every iterate is
+    ``torch.optim.Adam(fused=True)``'s (or AdamW's) to the bit."""
+    g = torch.Generator().manual_seed(0)
+    t, x0 = torch.randn(n, generator=g), torch.randn(n, generator=g)
+
+    def f(x):
+        return ((x - t) ** 2).mean() + 0.1 * (x ** 4).mean()
+
+    seen: list[torch.Tensor] = []
+    hyper = {"beta1": 0.8, "beta2": 0.99, "eps": 1e-6, "weight_decay": wd, "fused": True}
+    descend.minimize(f, x0, rule=RULES[rule](**hyper), lr=0.05, stop=stops.MaxIter(12),
+                     observers=[lambda s: seen.append(s.values[0].clone())])
+    x = x0.clone().requires_grad_(True)
+    opt = torch_class([x], lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=wd, fused=True)
+    for k in range(12):
+        assert torch.equal(x.detach(), seen[k]), f"iterate {k} differs"
+        opt.zero_grad()
+        f(x).backward()
+        opt.step()
+    assert torch.equal(x.detach(), seen[12])
+
+
+def test_fused_must_be_a_bool():
+    with pytest.raises(InputTypeError, match="^fused must be True or False, got 'yes'$"):
+        RULES["adam"](fused="yes")
