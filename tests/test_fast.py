@@ -241,5 +241,5 @@ def test_fused_adam_is_torchs_fused_adam(rule, torch_class, wd, n):
 
 
 def test_fused_must_be_a_bool():
-    with pytest.raises(InputTypeError, match="^fused must be True or False, got 'yes'$"):
+    with pytest.raises(InputTypeError, match=r"^fused must be True or False, got 'yes'$"):
         RULES["adam"](fused="yes")
