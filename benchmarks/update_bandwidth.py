@@ -9,7 +9,8 @@ shows), for a fixed number of iterations. The time per iteration is taken at ste
 touch of new buffers, the result) is left out; the variants of a case are interleaved across
 repeats so load on the shared machine hits all alike, and the table shows medians. descend
 runs with ``stop=MaxIter(n)`` (its guards and its history still on: the loss and gradient norm
-are computed and recorded every iteration). Targets: descend at most 1.05x the
+are computed and recorded every iteration). ``Adam(fused=True)`` is descend's adam through
+torch's fused kernel (opt-in, as in ``torch.optim``). Targets: descend at most 1.05x the
 in-place loop for gd and momentum, at most 1.05x fused ``torch.optim.Adam`` for adam.
 
 Memory: a case holds about ten tensors of the parameter's size (400 MB each at 1e8); cases run
@@ -42,9 +43,12 @@ def objective(t: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     return f
 
 
-def descend_run(rule: str) -> Callable[[torch.Tensor, torch.Tensor, int], None]:
+def descend_run(rule: str, fused: bool = False) -> Callable[[torch.Tensor, torch.Tensor, int],
+                                                            None]:
     def run(x0: torch.Tensor, t: torch.Tensor, n: int) -> None:
-        res = descend.minimize(objective(t), x0, rule=rule, lr=LR[rule], stop=stops.MaxIter(n))
+        the_rule = descend.rules.RULES[rule](fused=True) if fused else rule
+        res = descend.minimize(objective(t), x0, rule=the_rule, lr=LR[rule],
+                               stop=stops.MaxIter(n))
         assert res.nit == n, res
 
     return run
@@ -97,6 +101,8 @@ def optim_loop(rule: str, impl: str) -> Callable[[torch.Tensor, torch.Tensor, in
 
 def variants(rule: str) -> dict[str, Callable[[torch.Tensor, torch.Tensor, int], None]]:
     out = {f"descend rule={rule!r}": descend_run(rule)}
+    if rule == "adam":
+        out["descend Adam(fused=True)"] = descend_run(rule, fused=True)
     if rule != "adam":
         out["in-place loop"] = inplace_loop(rule)
     name = "Adam" if rule == "adam" else "SGD"
