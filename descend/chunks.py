@@ -51,6 +51,10 @@ CHUNK = 64
 #: Up to this many parameters (a chunk holds ``CHUNK`` iterates and gradients); above it, an
 #: iteration's arithmetic outweighs the loop's overhead and ``fn`` is compiled alone.
 MAX_NUMEL = 1 << 14
+#: Below this many elements in every tensor of the problem, the compiled kernels run on one
+#: thread, as eager torch's do (its grain size): an OpenMP region per kernel costs more than
+#: such a kernel, and much more when the cores are shared (10x measured on 2 busy cores).
+GRAIN = 32768
 
 Tensors = tuple[Tensor, ...]
 
@@ -183,8 +187,12 @@ class Chunks:
 
         # (size_asserts: inductor's checks of every intermediate's shape, a Python call each,
         # per step of the loop: half an iteration's time here; the shapes are fixed)
-        self._fn = torch.compile(chunk, fullgraph=True, dynamic=False,
-                                 options={"size_asserts": False})
+        options: dict[str, Any] = {"size_asserts": False}
+        sizes = [v.numel() for v in params.values] + [a.numel() for a in args
+                                                       if isinstance(a, Tensor)]
+        if max(sizes) < GRAIN:
+            options["cpp.threads"] = 1
+        self._fn = torch.compile(chunk, fullgraph=True, dynamic=False, options=options)
         self._steps = torch.zeros(size, device=params.values[0].device)
 
     def advance(self, s: LoopState, info: dict[str, float]) -> bool:
