@@ -43,6 +43,7 @@ held, with that row's ``x``. With ``compile=True`` a run that qualifies takes it
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -51,6 +52,7 @@ from typing import Any
 
 import torch
 
+from . import screen
 from .checkpoint import interrupted_by, signals
 from .chunks import make as make_chunks
 from .errors import InputError, check_count
@@ -392,6 +394,7 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
     ck = parts.checkpoints
     chunks = make_chunks(objective, rule, step, ck)  # compile=True: iterations compiled too
     fuse = type(step) in (Constant, Schedule) and getattr(rule, "fused", False) is True
+    quiet = functools.partial(screen.quiet, criteria)  # the rows no criterion fires on
     if chunks is not None:
         s.read_every = chunks.size
     if ck is None or not ck.restore(s):  # resume: the state as checkpointed, else the start
@@ -415,7 +418,7 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
         # stop?  (several at once: a success reason wins over a cap; rows read in chunks are
         #        asked one by one, and the run stops on the row where a criterion held)
         fired = None
-        for _ in s.read(parts.observers, parts.max_iter, criteria):
+        for _ in s.read(parts.observers, parts.max_iter, quiet):
             fired = _ask(criteria, s)
             if fired is not None:
                 break

@@ -16,35 +16,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from .state import Rows
 from .stops import Diverged, GradNormBelow, LossBelow, MaxEvals, MaxIter, NonFinite
 
-__all__ = ["SCREENS", "Rows", "quiet"]
-
-
-@dataclass
-class Rows:
-    """A chunk's numbers, as :meth:`LoopState._take <descend.state.LoopState>` would see them.
-
-    Attributes:
-        iteration, loss, grad_norm, nfev: one entry per row.
-        best: the best loss after each row is taken (``loss < best`` with a finite gradient
-            norm, as the loop keeps it).
-        loss0: the run's starting loss.
-    """
-
-    iteration: Sequence[int]
-    loss: Sequence[float]
-    grad_norm: Sequence[float]
-    nfev: Sequence[int]
-    best: Sequence[float]
-    loss0: float
+__all__ = ["SCREENS", "quiet"]
 
 
 def _first(flags: Any) -> int:
-    """The index of the first true flag (the number of rows when none is)."""
+    """The index of the first true flag (-1 when none is)."""
     for j, hit in enumerate(flags):
         if hit:
             return j

@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
@@ -21,10 +22,9 @@ from torch import Tensor
 from .history import History
 from .objective import Objective
 from .rules import Rule
-from .screen import Rows, quiet
 
-__all__ = ["IN_PLACE_NUMEL", "Line", "LoopState", "Spare", "dot", "finite", "grad_norm", "norm",
-           "probe_size", "sub"]
+__all__ = ["IN_PLACE_NUMEL", "Line", "LoopState", "Rows", "Spare", "dot", "finite", "grad_norm",
+           "norm", "probe_size", "sub"]
 
 #: From this many parameters on, the update writes the new iterate into spare storage of the
 #: run's own (see :class:`Spare`) instead of new tensors. Below it a fresh allocation is as
@@ -81,6 +81,25 @@ class Spare:
         buf = [torch.empty_like(v) for v in self.like]
         self.bufs.append((buf, _counts(buf)))
         return list(buf)
+
+
+@dataclass
+class Rows:
+    """A chunk's numbers, as :meth:`LoopState._take <descend.state.LoopState>` would see them.
+
+    Attributes:
+        iteration, loss, grad_norm, nfev: one entry per row.
+        best: the best loss after each row is taken (``loss < best`` with a finite gradient
+            norm, as the loop keeps it).
+        loss0: the run's starting loss.
+    """
+
+    iteration: Sequence[int]
+    loss: Sequence[float]
+    grad_norm: Sequence[float]
+    nfev: Sequence[int]
+    best: Sequence[float]
+    loss0: float
 
 
 def dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
@@ -290,19 +309,19 @@ class LoopState:
         self.history.extend(columns)
         self.info = {}
 
-    def _quiet(self, rows: list[tuple[Any, ...]], losses: list[float], norms: list[float],
-               criteria: Sequence[Any]) -> int:
-        """How many leading ``rows`` none of ``criteria`` fires on (:mod:`descend.screen`)."""
+    def _rows(self, rows: list[tuple[Any, ...]], losses: list[float],
+              norms: list[float]) -> Rows:
+        """The numbers of pending ``rows`` as the criteria would see them taken in turn."""
         best, b = [], self.best_loss
         for f, gn in zip(losses, norms):
             if f < b and math.isfinite(gn):
                 b = f
             best.append(b)
-        return quiet(criteria, Rows([r[0] for r in rows], losses, norms,
-                                    [r[5] for r in rows], best, self.loss0))
+        return Rows([r[0] for r in rows], losses, norms, [r[5] for r in rows], best,
+                    self.loss0)
 
     def read(self, observers: Sequence[Any] = (), cap: int | None = None,
-             criteria: Sequence[Any] = ()) -> Iterator[None]:
+             quiet: Callable[[Rows], int] | None = None) -> Iterator[None]:
         """The rows to ask the stopping criteria about, one at a time (the loop's ``# stop?``).
 
         First the row taken last, if it was not asked about yet (every row when reading every
@@ -310,8 +329,9 @@ class LoopState:
         :attr:`read_every` rows are pending (or the iteration reaches ``cap``), their losses and
         gradient norms are read in one host synchronisation and the rows are taken in order,
         each made the current state (``x`` included) and shown to the ``observers`` before it
-        is yielded; without observers, the leading rows none of ``criteria`` can fire on
-        (:func:`descend.screen.quiet`) are taken at once, without being yielded. A caller that
+        is yielded; without observers, the leading rows ``quiet`` counts (those no criterion
+        can fire on: :func:`descend.screen.quiet`) are taken at once, without being yielded.
+        A caller that
         stops at a row leaves the state
         there: the later rows are dropped and the evaluation count set back, so the run ends
         exactly as reading every iteration would (the rule's state alone has moved on).
@@ -329,8 +349,8 @@ class LoopState:
             losses = torch.stack([r[1].to(torch.float64) for r in rows]).tolist()
             norms = torch.stack([r[2].to(torch.float64) for r in rows]).tolist()
         taken, live = 0, self.objective.nfev
-        if criteria and not observers:
-            taken = self._quiet(rows, losses, norms, criteria)
+        if quiet is not None and not observers:
+            taken = quiet(self._rows(rows, losses, norms))
             if taken:
                 self._take_many(rows[:taken], losses[:taken], norms[:taken])
                 self._asked = len(self.history)

@@ -15,7 +15,8 @@ import descend
 from descend import chunks, stops
 from descend.history import History
 from descend.objective import Objective, Params
-from descend.screen import Rows, quiet
+from descend.screen import quiet
+from descend.state import Rows
 from descend.steps import make_step
 
 # ------------------------------------------------------------------ screened chunked reads
