@@ -85,7 +85,7 @@ class Spare:
 
 @dataclass
 class Rows:
-    """A chunk's numbers, as :meth:`LoopState._take <descend.state.LoopState>` would see them.
+    """A chunk's numbers, as :class:`LoopState` would see them taken in turn.
 
     Attributes:
         iteration, loss, grad_norm, nfev: one entry per row.
