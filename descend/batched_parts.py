@@ -21,6 +21,12 @@ from .stops import Diverged, GradNormBelow, LossBelow, MaxIter, NonFinite, Stall
 
 __all__ = ["Batch", "BatchedLBFGS", "Tests", "first_order", "not_a_minimum"]
 
+_run_backward: Callable[..., tuple[Tensor, ...]] | None
+try:  # what torch.autograd.grad calls, less its argument handling (tens of us a call)
+    from torch.autograd.graph import _engine_run_backward as _run_backward
+except ImportError:  # pragma: no cover (an older or newer torch: torch.autograd.grad)
+    _run_backward = None
+
 
 def _shape(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
@@ -86,6 +92,8 @@ class Batch:
         self.dtype = self.X0.dtype
         self.eps = float(torch.finfo(self.dtype).eps)
         self.checked = False
+        self._ones_key: Any = None
+        self._ones_t: Tensor | None = None
 
     def build(self, X: Tensor) -> Any:
         """The structure of ``x0`` over the rows of ``X`` (views, no copies)."""
@@ -115,15 +123,36 @@ class Batch:
     def evaluate(self, X: Tensor, args: tuple) -> tuple[Tensor, Tensor]:
         """The losses ``(w,)`` and gradients ``(w, n)`` at the rows of ``X``: the gradient of
         the sum of the losses, which is each problem's own gradient (the problems are
-        independent)."""
+        independent).
+
+        A small batch's iteration is mostly fixed cost, so the backward pass goes straight to
+        the autograd engine with what ``loss.sum()``'s backward would pass down (a one,
+        expanded to ``(w,)``), the same numbers as ``torch.autograd.grad(loss.sum(), X)``
+        without its argument handling; and an ``x0`` that is one tensor is differentiated as
+        ``fn`` sees it (a view of ``X``), so the backward pass has no reshape to undo.
+        """
+        w = X.shape[0]
+        one = self.kind == "tensor"
         with torch.enable_grad():
-            Xg = X.detach().requires_grad_(True)
-            loss = self._check(self.fn(self.build(Xg), *args), X.shape[0])
+            Xg = (X.view(w, *self.shapes[0]) if one else X.detach()).requires_grad_(True)
+            loss = self._check(self.fn(Xg if one else self.build(Xg), *args), w)
             if not loss.requires_grad:
                 raise InputError("fn's losses do not depend on x: build them from the tensors "
                                  "fn receives")
-            (G,) = torch.autograd.grad(loss.sum(), Xg)
-        return loss.detach(), G
+            if _run_backward is not None and type(loss) is Tensor:
+                (G,) = _run_backward((loss,), (self._ones(loss),), False, False, (Xg,), False,
+                                     accumulate_grad=False)
+            else:  # pragma: no cover (a torch without the engine call, or a tensor subclass)
+                (G,) = torch.autograd.grad(loss.sum(), Xg)
+        return loss.detach(), G.view(w, self.n) if one else G
+
+    def _ones(self, loss: Tensor) -> Tensor:
+        """``loss.sum()``'s backward of a one: a 0-dim one expanded to ``loss``'s shape."""
+        key = (loss.shape, loss.dtype, loss.device)
+        if self._ones_t is None or self._ones_key != key:
+            self._ones_key = key
+            self._ones_t = torch.ones((), dtype=loss.dtype, device=loss.device).expand_as(loss)
+        return self._ones_t
 
     def _check(self, loss: Any, w: int) -> Tensor:
         if self.checked:
@@ -160,9 +189,10 @@ class Batch:
 
 def first_order(loss: Tensor, loss0: Tensor, X: Tensor, G: Tensor, typx: Tensor,
                 c: float) -> Tensor:
-    """The scaled gradient of :func:`descend.convergence.first_order`, one per problem."""
+    """The scaled gradient of :func:`descend.convergence.first_order`, one per problem (in
+    float64, whatever the dtype of the losses)."""
     num = (G.abs() * torch.maximum(X.abs(), typx)).sum(1).double()
-    den = torch.maximum(loss.abs(), c * loss0.abs())
+    den = torch.maximum(loss.double().abs(), c * loss0.double().abs())
     out = torch.where(den > 0, num / den, torch.full_like(den, math.inf))
     out = torch.where(num == 0, torch.zeros_like(out), out)
     return torch.where(torch.isfinite(num) & torch.isfinite(den), out,
@@ -195,6 +225,15 @@ class Tests:
         self.success = [isinstance(c, (LossBelow, GradNormBelow)) for c in criteria]
         self.resolves = [isinstance(c, (Stationary, Stalled)) for c in criteria]
         self.stalled = [c for c in criteria if isinstance(c, Stalled)]
+        # what the screen reads
+        self.loss_below = [c.threshold for c in criteria if isinstance(c, LossBelow)]
+        self.grad_below = [c.tol for c in criteria if isinstance(c, GradNormBelow)]
+        self.diverges = any(isinstance(c, Diverged) for c in criteria)
+        self.max_iter = min([c.n for c in criteria if isinstance(c, MaxIter)], default=math.inf)
+        self.resolving = [j for j, r in enumerate(self.resolves) if r]
+        self.kept: dict[int, Tensor] = {}
+        self._pad_for: Tensor | None = None
+        self._pad_t = torch.zeros(0)
         self.ref_loss: Tensor | None = None
         self.ref_X: Tensor | None = None
         self.quiet: Tensor | None = None
@@ -206,52 +245,111 @@ class Tests:
             self.ref_loss, self.ref_X = self.ref_loss[keep], self.ref_X[keep]
             self.quiet = self.quiet[keep]
 
-    def fires(self, st: Any, improved_all: bool,
-              finite_all: bool) -> tuple[list[Tensor | None], Tensor | None]:
-        """Which criteria fire on which problem of the working state ``st``: one row per
-        criterion (None: fires on no problem) and their union (None: no criterion fired).
-        ``improved_all``: every problem's loss is its best so far, so none diverged;
-        ``finite_all``: every loss and gradient norm is finite."""
-        rows: list[Tensor | None] = []
-        w = st.loss.shape[0]
-        self.scaled = {}
-        for j, c in enumerate(self.criteria):
-            row: Tensor | None
-            if isinstance(c, NonFinite) and finite_all:
-                row = None
-            elif isinstance(c, NonFinite):
-                both = st.loss + st.gnorm
-                row = (both - both) != 0  # nan for nan or inf, 0 for finite
-            elif isinstance(c, Diverged):
-                if improved_all:  # loss == best loss: no rise at all
-                    row = None
-                else:
-                    best, f0 = st.best_loss, st.loss0
-                    scale = torch.maximum(torch.maximum(best.abs(), f0.abs()), f0 - best)
-                    st.div_scale = scale
-                    row = (best < math.inf) & (st.loss - best > c.factor * scale)
-            elif isinstance(c, LossBelow):
-                row = st.loss <= c.threshold
-            elif isinstance(c, GradNormBelow):
-                row = st.gnorm <= c.tol
-            elif isinstance(c, MaxIter):
-                row = (torch.ones(w, dtype=torch.bool, device=st.loss.device)
-                       if st.iteration >= c.n else None)
-            elif isinstance(c, Stationary):
+    def screen(self, st: Any, alive: Tensor | None) -> tuple[bool, bool, bool]:
+        """Whether anything can have happened at the working state ``st``, in one host read:
+        ``(finite_all, improved_all, maybe)``, where ``finite_all`` says every loss and
+        gradient norm is finite, ``improved_all`` that every running problem's loss is below
+        its best so far (so none diverged), and ``maybe`` that a criterion may fire on a
+        running problem (:meth:`fires` then says which, exactly). ``alive`` marks the running
+        rows when finished ones are still in the working set (None: all run).
+
+        The screen is conservative, never wrong: its sums and extremes are taken in the
+        losses' own dtype (a float32 sum may overflow where float64 would not, which only
+        sends the iteration to :meth:`fires`); a threshold is compared with the exact smallest
+        loss or gradient norm of the running problems. ``Stationary`` and ``Stalled`` are
+        evaluated here, every iteration (``Stalled`` counts quiet iterations), and kept for
+        :meth:`fires`.
+        """
+        loss, gn = st.loss, st.gnorm
+        pad = None if alive is None else self._pad(alive, loss)
+        d = loss - st.best_loss
+        vals = [(loss + gn).sum(), (d if pad is None else d - pad).amax()]
+        if self.loss_below:
+            vals.append((loss if pad is None else loss + pad).amin())
+        if self.grad_below:
+            vals.append((gn if pad is None else gn + pad).amin())
+        self.scaled, self.kept = {}, {}
+        for j in self.resolving:
+            c = self.criteria[j]
+            if isinstance(c, Stationary):
                 scaled = first_order(st.loss, st.loss0, st.X, st.G, st.typx,
                                      self.stationary_tol[j])
                 self.scaled[j] = scaled
                 row = scaled <= self.stationary_tol[j]
             else:
                 row = self._stalled(c, st)
-            if row is not None and not bool(row.any()):
-                row = None  # fired on no problem (one host read per criterion)
+            self.kept[j] = row
+            vals.append((row if alive is None else row & alive).any())
+        got = torch.stack(vals).tolist()
+        if not math.isfinite(got[0]):
+            return False, False, True
+        improved_all = got[1] < 0
+        maybe = (not improved_all and self.diverges) or st.iteration >= self.max_iter
+        k = 2
+        if self.loss_below:
+            maybe = maybe or any(got[k] <= t for t in self.loss_below)
+            k += 1
+        if self.grad_below:
+            maybe = maybe or any(got[k] <= t for t in self.grad_below)
+            k += 1
+        return True, improved_all, maybe or any(got[k:])
+
+    def _pad(self, alive: Tensor, like: Tensor) -> Tensor:
+        """0 at the running rows, +inf at the finished ones (kept until ``alive`` changes)."""
+        if self._pad_for is not alive or self._pad_t.dtype != like.dtype:
+            self._pad_for = alive
+            self._pad_t = torch.zeros_like(like).masked_fill_(~alive, math.inf)
+        return self._pad_t
+
+    def fires(self, st: Any, improved_all: bool, finite_all: bool,
+              alive: Tensor | None) -> tuple[list[Tensor | None], Tensor | None]:
+        """Which criteria fire on which running problem of the working state ``st``, after
+        :meth:`screen`: one row per criterion (None: fires on no running problem) and their
+        union over the running problems (None: no criterion fired). ``improved_all``: every
+        running problem's loss is its best so far, so none diverged; ``finite_all``: every
+        loss and gradient norm is finite; ``alive``: as for :meth:`screen`. The tests run in
+        float64, formula for formula as :mod:`descend.stops`; one host read for all."""
+        rows: list[Tensor | None] = []
+        w = st.loss.shape[0]
+        loss, gnorm = st.loss.double(), st.gnorm.double()
+        for j, c in enumerate(self.criteria):
+            row: Tensor | None
+            if isinstance(c, NonFinite) and finite_all:
+                row = None
+            elif isinstance(c, NonFinite):
+                both = loss + gnorm
+                row = (both - both) != 0  # nan for nan or inf, 0 for finite
+            elif isinstance(c, Diverged):
+                if improved_all:  # loss == best loss: no rise at all
+                    row = None
+                else:
+                    best, f0 = st.best_loss.double(), st.loss0
+                    scale = torch.maximum(torch.maximum(best.abs(), f0.abs()), f0 - best)
+                    st.div_scale = scale
+                    row = (best < math.inf) & (loss - best > c.factor * scale)
+            elif isinstance(c, LossBelow):
+                row = loss <= c.threshold
+            elif isinstance(c, GradNormBelow):
+                row = gnorm <= c.tol
+            elif isinstance(c, MaxIter):
+                row = (torch.ones(w, dtype=torch.bool, device=st.loss.device)
+                       if st.iteration >= c.n else None)
+            else:
+                row = self.kept[j]
             rows.append(row)
-        union: Tensor | None = None
-        for row in rows:
-            if row is not None:
-                union = row if union is None else union | row
-        return rows, union
+        some = [j for j, r in enumerate(rows) if r is not None]
+        if not some:
+            return rows, None
+        F = torch.stack([rows[j] for j in some])  # type: ignore[misc]
+        if alive is not None:
+            F &= alive
+        fired = F.any(1).tolist()
+        if not any(fired):
+            return [None] * len(rows), None
+        for j, hit in zip(some, fired):
+            if not hit:
+                rows[j] = None  # fired on no running problem
+        return rows, F.any(0)
 
     @staticmethod
     def matrix(rows: list[Tensor | None], pos: Tensor) -> Tensor:
@@ -261,16 +359,17 @@ class Tests:
 
     def _stalled(self, c: Stalled, st: Any) -> Tensor:
         eps = self.batch.eps
+        loss = st.loss.double()
         if self.ref_loss is None or self.ref_X is None or self.quiet is None:
-            self.ref_loss, self.ref_X = st.loss, st.X
-            self.quiet = torch.zeros_like(st.loss, dtype=torch.long)
+            self.ref_loss, self.ref_X = loss, st.X
+            self.quiet = torch.zeros_like(loss, dtype=torch.long)
             return self.quiet >= c.window
-        still = ((st.loss - self.ref_loss).abs()
-                 <= 4 * eps * torch.maximum(st.loss.abs(), math.sqrt(eps) * st.loss0.abs()))
+        still = ((loss - self.ref_loss).abs()
+                 <= 4 * eps * torch.maximum(loss.abs(), math.sqrt(eps) * st.loss0.abs()))
         moved = ((st.X - self.ref_X).abs() / torch.maximum(st.X.abs(), st.typx)).amax(1)
         still &= (moved <= 4 * eps)
         self.quiet = torch.where(still, self.quiet + 1, torch.zeros_like(self.quiet))
-        self.ref_loss = torch.where(still, self.ref_loss, st.loss)
+        self.ref_loss = torch.where(still, self.ref_loss, loss)
         self.ref_X = torch.where(still[:, None], self.ref_X, st.X)
         return self.quiet >= c.window
 
@@ -286,6 +385,7 @@ def not_a_minimum(batch: Batch, X: Tensor, G: Tensor, loss: Tensor, X0: Tensor, 
     probes in one evaluation of ``fn``: None where a problem is at a minimum, else what its
     probes saw."""
     m, n = X.shape
+    loss = loss.double()
     move = batch.eps ** 0.25
     sizes = torch.maximum(torch.maximum(X.abs(), typx), batch.rms(X))
     band = 4 * batch.eps * loss.abs()
