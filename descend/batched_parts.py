@@ -92,7 +92,6 @@ class Batch:
         self.dtype = self.X0.dtype
         self.eps = float(torch.finfo(self.dtype).eps)
         self.checked = False
-        self._ones_key: Any = None
         self._ones_t: Tensor | None = None
 
     def build(self, X: Tensor) -> Any:
@@ -131,27 +130,33 @@ class Batch:
         without its argument handling; and an ``x0`` that is one tensor is differentiated as
         ``fn`` sees it (a view of ``X``), so the backward pass has no reshape to undo.
         """
+        if not torch.is_grad_enabled():
+            with torch.enable_grad():
+                return self.evaluate(X, args)
         w = X.shape[0]
         one = self.kind == "tensor"
-        with torch.enable_grad():
-            Xg = (X.view(w, *self.shapes[0]) if one else X.detach()).requires_grad_(True)
-            loss = self._check(self.fn(Xg if one else self.build(Xg), *args), w)
-            if not loss.requires_grad:
-                raise InputError("fn's losses do not depend on x: build them from the tensors "
-                                 "fn receives")
-            if _run_backward is not None and type(loss) is Tensor:
-                (G,) = _run_backward((loss,), (self._ones(loss),), False, False, (Xg,), False,
-                                     accumulate_grad=False)
-            else:  # pragma: no cover (a torch without the engine call, or a tensor subclass)
-                (G,) = torch.autograd.grad(loss.sum(), Xg)
+        Xg = (X.view(w, *self.shapes[0]) if one else X.detach()).requires_grad_(True)
+        loss = self.fn(Xg if one else self.build(Xg), *args)
+        if not self.checked:
+            self._check(loss, w)
+        if not loss.requires_grad:
+            raise InputError("fn's losses do not depend on x: build them from the tensors fn "
+                             "receives")
+        ones = self._ones_t
+        if (ones is None or ones.shape != loss.shape or ones.dtype != loss.dtype
+                or ones.device != loss.device):
+            ones = self._ones(loss)
+        if _run_backward is not None and type(loss) is Tensor:
+            (G,) = _run_backward((loss,), (ones,), False, False, (Xg,), False,
+                                 accumulate_grad=False)
+        else:  # pragma: no cover (a torch without the engine call, or a tensor subclass)
+            (G,) = torch.autograd.grad(loss.sum(), Xg)
         return loss.detach(), G.view(w, self.n) if one else G
 
     def _ones(self, loss: Tensor) -> Tensor:
-        """``loss.sum()``'s backward of a one: a 0-dim one expanded to ``loss``'s shape."""
-        key = (loss.shape, loss.dtype, loss.device)
-        if self._ones_t is None or self._ones_key != key:
-            self._ones_key = key
-            self._ones_t = torch.ones((), dtype=loss.dtype, device=loss.device).expand_as(loss)
+        """``loss.sum()``'s backward of a one: a 0-dim one expanded to ``loss``'s shape (kept
+        for the next call)."""
+        self._ones_t = torch.ones((), dtype=loss.dtype, device=loss.device).expand_as(loss)
         return self._ones_t
 
     def _check(self, loss: Any, w: int) -> Tensor:
@@ -185,6 +190,14 @@ class Batch:
         return torch.cat([(torch.linalg.vector_norm(X[:, a:b], dim=1, keepdim=True)
                            / math.sqrt(max(b - a, 1))).expand(-1, b - a)
                           for a, b in self.bounds], 1)
+
+
+def _round_up(t: float, dtype: torch.dtype) -> float:
+    """The smallest value of ``dtype`` at or above ``t``."""
+    v = torch.tensor(t, dtype=dtype)
+    if float(v) < t:
+        v = torch.nextafter(v, torch.tensor(math.inf, dtype=dtype))
+    return float(v)
 
 
 def first_order(loss: Tensor, loss0: Tensor, X: Tensor, G: Tensor, typx: Tensor,
@@ -232,8 +245,10 @@ class Tests:
         self.max_iter = min([c.n for c in criteria if isinstance(c, MaxIter)], default=math.inf)
         self.resolving = [j for j, r in enumerate(self.resolves) if r]
         self.kept: dict[int, Tensor] = {}
-        self._pad_for: Tensor | None = None
-        self._pad_t = torch.zeros(0)
+        self._const_key: tuple | None = None
+        self._const_alive: Tensor | None = None
+        self._const: tuple[Tensor, Tensor] = (torch.zeros(0), torch.zeros(0))
+        self._base = torch.zeros(0)
         self.ref_loss: Tensor | None = None
         self.ref_X: Tensor | None = None
         self.quiet: Tensor | None = None
@@ -253,53 +268,74 @@ class Tests:
         running problem (:meth:`fires` then says which, exactly). ``alive`` marks the running
         rows when finished ones are still in the working set (None: all run).
 
-        The screen is conservative, never wrong: its sums and extremes are taken in the
-        losses' own dtype (a float32 sum may overflow where float64 would not, which only
-        sends the iteration to :meth:`fires`); a threshold is compared with the exact smallest
-        loss or gradient norm of the running problems. ``Stationary`` and ``Stalled`` are
-        evaluated here, every iteration (``Stalled`` counts quiet iterations), and kept for
-        :meth:`fires`.
+        Every quiet running problem has, in the losses' dtype,
+
+            f - f_best < 0,   (f + |g|) - f_max < 0,   lo - f < 0,   [g_tol - |g| < 0]
+
+        with ``f_max`` the dtype's largest finite value, ``lo`` the largest ``LossBelow``
+        threshold rounded up to the dtype (``-f_max`` without one), ``g_tol`` likewise for
+        ``GradNormBelow``: so the screen takes one ``addcmul`` of the stacked rows with their
+        constants (``-inf`` at finished problems) and the largest value per row. It is
+        conservative, never wrong: a nan or an overflow in a row, or a tie at a rounded-up
+        threshold, only sends the iteration to the exact float64 tests of :meth:`fires`.
+        ``Stationary`` and ``Stalled`` are evaluated here, every iteration (``Stalled`` counts
+        quiet iterations), and kept for :meth:`fires`.
         """
         loss, gn = st.loss, st.gnorm
-        pad = None if alive is None else self._pad(alive, loss)
-        d = loss - st.best_loss
-        vals = [(loss + gn).sum(), (d if pad is None else d - pad).amax()]
-        if self.loss_below:
-            vals.append((loss if pad is None else loss + pad).amin())
+        rows = [loss - st.best_loss, loss + gn, loss]
         if self.grad_below:
-            vals.append((gn if pad is None else gn + pad).amin())
+            rows.append(gn)
+        A = torch.stack(rows)
+        if A.dtype not in (torch.float32, torch.float64):
+            A = A.double()
+        C, S = self._constants(A, alive)
+        top = torch.addcmul(C, A, S).amax(1)
         self.scaled, self.kept = {}, {}
-        for j in self.resolving:
-            c = self.criteria[j]
-            if isinstance(c, Stationary):
-                scaled = first_order(st.loss, st.loss0, st.X, st.G, st.typx,
-                                     self.stationary_tol[j])
-                self.scaled[j] = scaled
-                row = scaled <= self.stationary_tol[j]
-            else:
-                row = self._stalled(c, st)
-            self.kept[j] = row
-            vals.append((row if alive is None else row & alive).any())
-        got = torch.stack(vals).tolist()
-        if not math.isfinite(got[0]):
-            return False, False, True
-        improved_all = got[1] < 0
-        maybe = (not improved_all and self.diverges) or st.iteration >= self.max_iter
-        k = 2
-        if self.loss_below:
-            maybe = maybe or any(got[k] <= t for t in self.loss_below)
-            k += 1
-        if self.grad_below:
-            maybe = maybe or any(got[k] <= t for t in self.grad_below)
-            k += 1
-        return True, improved_all, maybe or any(got[k:])
+        if self.resolving:
+            anys = []
+            for j in self.resolving:
+                c = self.criteria[j]
+                if isinstance(c, Stationary):
+                    scaled = first_order(st.loss, st.loss0, st.X, st.G, st.typx,
+                                         self.stationary_tol[j])
+                    self.scaled[j] = scaled
+                    row = scaled <= self.stationary_tol[j]
+                else:
+                    row = self._stalled(c, st)
+                self.kept[j] = row
+                anys.append((row if alive is None else row & alive).any())
+            got = torch.cat([top, torch.stack(anys).to(top.dtype)]).tolist()
+        else:
+            got = top.tolist()
+        # f + |g| below f_max: no |g| is inf, no loss +inf (nan fails every test)
+        improved_all = got[0] < 0 and got[1] < 0
+        maybe = ((not improved_all and self.diverges) or not got[1] < 0
+                 or any(not v < 0 for v in got[2:len(rows)]) or any(got[len(rows):])
+                 or st.iteration >= self.max_iter)
+        # lo - f < 0: no loss is -inf (else a threshold or -inf: look)
+        finite_all = got[1] < 0 and (got[2] < 0 or math.isfinite(loss.amin().item()))
+        return finite_all, improved_all, maybe
 
-    def _pad(self, alive: Tensor, like: Tensor) -> Tensor:
-        """0 at the running rows, +inf at the finished ones (kept until ``alive`` changes)."""
-        if self._pad_for is not alive or self._pad_t.dtype != like.dtype:
-            self._pad_for = alive
-            self._pad_t = torch.zeros_like(like).masked_fill_(~alive, math.inf)
-        return self._pad_t
+    def _constants(self, A: Tensor, alive: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The screen's constants for stacked rows ``A`` and the running rows ``alive``
+        (see :meth:`screen`), kept until either changes."""
+        key = (A.shape, A.dtype, A.device)
+        if self._const_key == key and self._const_alive is alive:
+            return self._const
+        dt, dev = A.dtype, A.device
+        if self._const_key is None or self._const_key[1:] != key[1:]:
+            fmax = torch.finfo(dt).max
+            lo = max([_round_up(t, dt) for t in self.loss_below if t == t] + [-fmax])
+            cols = [0.0, -fmax, lo] + ([max(_round_up(t, dt) for t in self.grad_below)]
+                                       if self.grad_below else [])
+            self._base = torch.tensor(cols, dtype=dt, device=dev)[:, None]
+            self._const = (self._base, torch.tensor(
+                [1.0, 1.0] + [-1.0] * (len(cols) - 2), dtype=dt, device=dev)[:, None])
+        C = self._base.expand(A.shape)
+        if alive is not None:
+            C = C.masked_fill(~alive, -math.inf)
+        self._const_key, self._const_alive, self._const = key, alive, (C, self._const[1])
+        return self._const
 
     def fires(self, st: Any, improved_all: bool, finite_all: bool,
               alive: Tensor | None) -> tuple[list[Tensor | None], Tensor | None]:
