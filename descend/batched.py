@@ -217,11 +217,12 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
             st.best_loss = torch.where(improved, st.loss, st.best_loss)
             st.best_X = torch.where(improved[:, None], st.X, st.best_X)
         # stop?
-        newly = None
+        pos = None
         if maybe:
             rows, newly = tests.fires(st, improved_all, finite_all, alive if some_done else None)
-        if newly is not None:
-            pos = newly.nonzero().squeeze(1)
+            if newly is not None:
+                pos = newly.nonzero().squeeze(1)
+        if pos is not None and len(pos):
             _finish(st, tests, batch, args, pos, rows, ids, nfev, out,
                     offset=0 if searches else st.iteration)
             alive = alive.clone()  # a new tensor: the screen keys its padding on it

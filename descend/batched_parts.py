@@ -344,10 +344,11 @@ class Tests:
         union over the running problems (None: no criterion fired). ``improved_all``: every
         running problem's loss is its best so far, so none diverged; ``finite_all``: every
         loss and gradient norm is finite; ``alive``: as for :meth:`screen`. The tests run in
-        float64, formula for formula as :mod:`descend.stops`; one host read for all."""
+        float64, formula for formula as :mod:`descend.stops`; one host read for all (none when
+        one criterion can fire: the union may then be empty)."""
         rows: list[Tensor | None] = []
         w = st.loss.shape[0]
-        loss, gnorm = st.loss.double(), st.gnorm.double()
+        loss, gnorm = st.loss.double(), st.gnorm.double()  # (no copy when float64 already)
         for j, c in enumerate(self.criteria):
             row: Tensor | None
             if isinstance(c, NonFinite) and finite_all:
@@ -376,6 +377,9 @@ class Tests:
         some = [j for j, r in enumerate(rows) if r is not None]
         if not some:
             return rows, None
+        if len(some) == 1:
+            row = rows[some[0]]
+            return rows, row if alive is None else row & alive  # type: ignore[operator]
         F = torch.stack([rows[j] for j in some])  # type: ignore[misc]
         if alive is not None:
             F &= alive
