@@ -149,7 +149,7 @@ class Batch:
         if _run_backward is not None and type(loss) is Tensor:
             (G,) = _run_backward((loss,), (ones,), False, False, (Xg,), False,
                                  accumulate_grad=False)
-        else:  # pragma: no cover (a torch without the engine call, or a tensor subclass)
+        else:  # a torch without the engine call, or a tensor subclass
             (G,) = torch.autograd.grad(loss.sum(), Xg)
         return loss.detach(), G.view(w, self.n) if one else G
 
