@@ -198,7 +198,7 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
         rule.init([X])
     ls = _LineState(step, K, dev) if searches else None
     alive = torch.ones(K, dtype=torch.bool, device=dev)
-    running = K
+    running = width = K
     hist.segment(ids)
     lr_row: Any = math.nan
     while True:
@@ -206,7 +206,7 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
         # point: by reference, as gd's usually do), can a criterion have fired?
         hist.add(st.iteration, st.loss, st.gnorm, lr_row, nfev.clone() if searches else None,
                  perf_counter() - t0)
-        some_done = running < len(ids)
+        some_done = running < width
         finite_all, improved_all, maybe = tests.screen(st, alive if some_done else None)
         if improved_all:
             st.best_loss, st.best_X = st.loss, st.X
@@ -225,14 +225,14 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
         if pos is not None and len(pos):
             _finish(st, tests, batch, args, pos, rows, ids, nfev, out,
                     offset=0 if searches else st.iteration)
-            alive = alive.clone()  # a new tensor: the screen keys its padding on it
-            alive[pos] = False
+            alive = alive.index_fill(0, pos, False)  # a new tensor: the screen keys on it
             running -= len(pos)
             if running == 0:
                 break
             if running < COMPACT_BELOW * len(ids):
                 keep = alive.nonzero().squeeze(1)
                 ids, args, nfev = ids[keep], batch.take_args(args, keep), nfev[keep]
+                width = running
                 alive = torch.ones(len(keep), dtype=torch.bool, device=dev)
                 same = st.best_X is st.X, st.best_loss is st.loss
                 # (x_prev is set afresh before it is next read)
@@ -287,7 +287,7 @@ def _finish(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, ro
     reports (a guard that fired first; else the first success, after resolving ``Stationary``
     and ``Stalled``; else the first), their final point and numbers. ``codes`` given: the
     reasons, none of them a guard's."""
-    guards = False
+    guards, one = False, None
     if codes is None:
         codes, one = _pick(st, tests, batch, args, pos, rows, out, ids)
         guards = one is None or one in (_CODE["nonfinite"], _CODE["diverged"])
@@ -313,8 +313,14 @@ def _finish(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, ro
                                                     st.best_X.index_select(0, pos), Xcur))
         out.best_loss.index_copy_(0, orig, bl.double())
     out.nit.index_fill_(0, orig, st.iteration)
-    out.nfev.index_copy_(0, orig, nfev.index_select(0, pos) + offset)
-    out.code.index_copy_(0, orig, codes)
+    if offset:  # no search: nfev is one per iteration
+        out.nfev.index_fill_(0, orig, 1 + offset)
+    else:
+        out.nfev.index_copy_(0, orig, nfev.index_select(0, pos))
+    if one is not None:
+        out.code.index_fill_(0, orig, one)
+    else:
+        out.code.index_copy_(0, orig, codes)
     if guards:
         div = codes == _CODE["diverged"]
         if bool(div.any()):
