@@ -291,7 +291,7 @@ def _finish(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, ro
     if codes is None:
         codes, one = _pick(st, tests, batch, args, pos, rows, out, ids)
         guards = one is None or one in (_CODE["nonfinite"], _CODE["diverged"])
-    orig = ids[pos]
+    orig = ids.index_select(0, pos)
     X = Xcur = st.X.index_select(0, pos)
     loss = lcur = st.loss.index_select(0, pos).double()
     nonfinite = codes == _CODE["nonfinite"] if guards else None
