@@ -18,7 +18,14 @@ step size, best point and history::
 Why a loop of its own rather than :func:`descend.loop.run` over a stacked problem: ``run`` stops
 when *one* criterion fires for the whole run and reads every value as a Python float; here each
 problem stops alone and every test is a tensor operation over the working set, so the host reads
-one number per iteration (whether anyone finished), not ``K``.
+a few numbers per iteration, in one read, not ``K``: the screen of
+:meth:`~descend.batched_parts.Tests.screen` (did every running problem improve, can a criterion
+have fired), taken in the losses' own dtype; the exact float64 tests run only when it says a
+criterion may have fired. A small batch's iteration is mostly fixed cost (a few microseconds a
+tensor operation), so the loop keeps its operations few: the losses stay in their dtype until a
+test needs float64, the best point is kept by reference while every problem improves, and
+``fn``'s gradient comes from one call of the autograd engine
+(:meth:`~descend.batched_parts.Batch.evaluate`).
 
 Finished problems stop costing: their results are written out when they finish, and once fewer
 than :data:`COMPACT_BELOW` of the working set are still running, ``x``, the tensors in ``args``,
@@ -85,11 +92,11 @@ class _State:
     X_prev: Tensor
     loss_prev: Tensor
     best_X: Tensor
-    loss: Tensor
-    gnorm: Tensor
-    loss0: Tensor
+    loss: Tensor  # loss, gnorm, best_loss, loss_prev: in fn's dtype (a test that needs
+    gnorm: Tensor  # float64 converts, exactly)
+    loss0: Tensor  # float64
     best_loss: Tensor
-    div_scale: Tensor
+    div_scale: Tensor  # float64
 
 
 def _check_method(parts: Any) -> None:
