@@ -294,14 +294,17 @@ def _finish(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, ro
     reports (a guard that fired first; else the first success, after resolving ``Stationary``
     and ``Stalled``; else the first), their final point and numbers. ``codes`` given: the
     reasons, none of them a guard's."""
-    guards, one = False, None
+    guarded = None  # the codes when they may hold a guard's
+    one = None
     if codes is None:
         codes, one = _pick(st, tests, batch, args, pos, rows, out, ids)
-        guards = one is None or one in (_CODE["nonfinite"], _CODE["diverged"])
+        if one in (_CODE["nonfinite"], _CODE["diverged"]):
+            codes = torch.full((len(pos),), one, dtype=torch.long, device=pos.device)
+        guarded = codes
     orig = ids.index_select(0, pos)
     X = Xcur = st.X.index_select(0, pos)
     loss = lcur = st.loss.index_select(0, pos).double()
-    nonfinite = codes == _CODE["nonfinite"] if guards else None
+    nonfinite = None if guarded is None else guarded == _CODE["nonfinite"]
     if nonfinite is not None and bool(nonfinite.any()):
         # the last finite iterate (the start's own if the start is not)
         X = torch.where(nonfinite[:, None], st.X_prev.index_select(0, pos), X)
@@ -324,25 +327,24 @@ def _finish(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, ro
         out.nfev.index_fill_(0, orig, 1 + offset)
     else:
         out.nfev.index_copy_(0, orig, nfev.index_select(0, pos))
-    if one is not None:
-        out.code.index_fill_(0, orig, one)
+    if codes is None:
+        out.code.index_fill_(0, orig, int(one))  # type: ignore[arg-type]
     else:
         out.code.index_copy_(0, orig, codes)
-    if guards:
-        div = codes == _CODE["diverged"]
+    if guarded is not None:
+        div = guarded == _CODE["diverged"]
         if bool(div.any()):
             out.aux[orig[div]] = st.div_scale.index_select(0, pos)[div]
 
 
 def _pick(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor,
-          rows: list[Tensor | None], out: _Out, ids: Tensor) -> tuple[Tensor, int | None]:
-    """The reason code of each stopped problem (see :func:`_finish`), and that code when it
-    is the same for all of them by construction (else None)."""
+          rows: list[Tensor | None], out: _Out, ids: Tensor) -> tuple[Tensor | None, int | None]:
+    """The reason code of each stopped problem (see :func:`_finish`), or None and the one code
+    of them all when one criterion fired."""
     crit = tests.criteria
     hit = [j for j, r in enumerate(rows) if r is not None]
     if len(hit) == 1 and not tests.resolves[hit[0]]:  # one criterion fired: its reason
-        code = REASON_CODES.index(crit[hit[0]].reason)
-        return torch.full((len(pos),), code, dtype=torch.long, device=pos.device), code
+        return None, REASON_CODES.index(crit[hit[0]].reason)
     F = Tests.matrix(rows, pos)
     c = len(crit)
     dev = F.device

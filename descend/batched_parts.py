@@ -248,7 +248,7 @@ class Tests:
         self._const_key: tuple | None = None
         self._const_alive: Tensor | None = None
         self._const: tuple[Tensor, Tensor] = (torch.zeros(0), torch.zeros(0))
-        self._base = torch.zeros(0)
+        self._base = self._ninf = torch.zeros(0)
         self.ref_loss: Tensor | None = None
         self.ref_X: Tensor | None = None
         self.quiet: Tensor | None = None
@@ -270,19 +270,20 @@ class Tests:
 
         Every quiet running problem has, in the losses' dtype,
 
-            f - f_best < 0,   (f + |g|) - f_max < 0,   lo - f < 0,   [g_tol - |g| < 0]
+            f - f_best < 0,   lo - f < 0,   f - f_max / 2 < 0,   |g| - f_max / 2 < 0,
+            [g_tol - |g| < 0]
 
-        with ``f_max`` the dtype's largest finite value, ``lo`` the largest ``LossBelow``
-        threshold rounded up to the dtype (``-f_max`` without one), ``g_tol`` likewise for
-        ``GradNormBelow``: so the screen takes one ``addcmul`` of the stacked rows with their
-        constants (``-inf`` at finished problems) and the largest value per row. It is
-        conservative, never wrong: a nan or an overflow in a row, or a tie at a rounded-up
-        threshold, only sends the iteration to the exact float64 tests of :meth:`fires`.
-        ``Stationary`` and ``Stalled`` are evaluated here, every iteration (``Stalled`` counts
-        quiet iterations), and kept for :meth:`fires`.
+        with ``f_max`` the dtype's largest finite value (so ``f + |g|`` is finite),
+        ``lo`` the largest ``LossBelow`` threshold rounded up to the dtype (``-f_max`` without
+        one), ``g_tol`` likewise for ``GradNormBelow``: so the screen takes one ``addcmul``
+        of the stacked rows with their constants (``-inf`` at finished problems) and the
+        largest value per row. It is conservative, never wrong: a nan or a huge value in a
+        row, or a tie at a rounded-up threshold, only sends the iteration to the exact
+        float64 tests of :meth:`fires`. ``Stationary`` and ``Stalled`` are evaluated here,
+        every iteration (``Stalled`` counts quiet iterations), and kept for :meth:`fires`.
         """
         loss, gn = st.loss, st.gnorm
-        rows = [loss - st.best_loss, loss + gn, loss]
+        rows = [loss - st.best_loss, loss, loss, gn]
         if self.grad_below:
             rows.append(gn)
         A = torch.stack(rows)
@@ -307,13 +308,14 @@ class Tests:
             got = torch.cat([top, torch.stack(anys).to(top.dtype)]).tolist()
         else:
             got = top.tolist()
-        # f + |g| below f_max: no |g| is inf, no loss +inf (nan fails every test)
-        improved_all = got[0] < 0 and got[1] < 0
-        maybe = ((not improved_all and self.diverges) or not got[1] < 0
-                 or any(not v < 0 for v in got[2:len(rows)]) or any(got[len(rows):])
+        # (nan fails every test)
+        small = got[2] < 0 and got[3] < 0  # f and |g| below f_max / 2: no inf, no overflow
+        improved_all = got[0] < 0 and got[3] < 0
+        maybe = ((not improved_all and self.diverges) or not small
+                 or any(not v < 0 for v in got[1:len(rows)]) or any(got[len(rows):])
                  or st.iteration >= self.max_iter)
         # lo - f < 0: no loss is -inf (else a threshold or -inf: look)
-        finite_all = got[1] < 0 and (got[2] < 0 or math.isfinite(loss.amin().item()))
+        finite_all = small and (got[1] < 0 or math.isfinite(loss.amin().item()))
         return finite_all, improved_all, maybe
 
     def _constants(self, A: Tensor, alive: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -326,14 +328,14 @@ class Tests:
         if self._const_key is None or self._const_key[1:] != key[1:]:
             fmax = torch.finfo(dt).max
             lo = max([_round_up(t, dt) for t in self.loss_below if t == t] + [-fmax])
-            cols = [0.0, -fmax, lo] + ([max(_round_up(t, dt) for t in self.grad_below)]
-                                       if self.grad_below else [])
+            cols = [0.0, lo, -fmax / 2, -fmax / 2] + (
+                [max(_round_up(t, dt) for t in self.grad_below)] if self.grad_below else [])
+            signs = [1.0, -1.0, 1.0, 1.0] + ([-1.0] if self.grad_below else [])
             self._base = torch.tensor(cols, dtype=dt, device=dev)[:, None]
-            self._const = (self._base, torch.tensor(
-                [1.0, 1.0] + [-1.0] * (len(cols) - 2), dtype=dt, device=dev)[:, None])
-        C = self._base.expand(A.shape)
-        if alive is not None:
-            C = C.masked_fill(~alive, -math.inf)
+            self._ninf = torch.tensor(-math.inf, dtype=dt, device=dev)
+            self._const = (self._base, torch.tensor(signs, dtype=dt, device=dev)[:, None])
+        C = (self._base.expand(A.shape) if alive is None
+             else torch.where(alive, self._base, self._ninf))
         self._const_key, self._const_alive, self._const = key, alive, (C, self._const[1])
         return self._const
 
@@ -348,13 +350,24 @@ class Tests:
         one criterion can fire: the union may then be empty)."""
         rows: list[Tensor | None] = []
         w = st.loss.shape[0]
-        loss, gnorm = st.loss.double(), st.gnorm.double()  # (no copy when float64 already)
+        f64: dict[str, Tensor] = {}
+
+        def loss() -> Tensor:
+            if "loss" not in f64:
+                f64["loss"] = st.loss.double()
+            return f64["loss"]
+
+        def gnorm() -> Tensor:
+            if "gnorm" not in f64:
+                f64["gnorm"] = st.gnorm.double()
+            return f64["gnorm"]
+
         for j, c in enumerate(self.criteria):
             row: Tensor | None
             if isinstance(c, NonFinite) and finite_all:
                 row = None
             elif isinstance(c, NonFinite):
-                both = loss + gnorm
+                both = loss() + gnorm()
                 row = (both - both) != 0  # nan for nan or inf, 0 for finite
             elif isinstance(c, Diverged):
                 if improved_all:  # loss == best loss: no rise at all
@@ -363,11 +376,11 @@ class Tests:
                     best, f0 = st.best_loss.double(), st.loss0
                     scale = torch.maximum(torch.maximum(best.abs(), f0.abs()), f0 - best)
                     st.div_scale = scale
-                    row = (best < math.inf) & (loss - best > c.factor * scale)
+                    row = (best < math.inf) & (loss() - best > c.factor * scale)
             elif isinstance(c, LossBelow):
-                row = loss <= c.threshold
+                row = loss() <= c.threshold
             elif isinstance(c, GradNormBelow):
-                row = gnorm <= c.tol
+                row = gnorm() <= c.tol
             elif isinstance(c, MaxIter):
                 row = (torch.ones(w, dtype=torch.bool, device=st.loss.device)
                        if st.iteration >= c.n else None)
