@@ -245,7 +245,7 @@ class Tests:
         self.max_iter = min([c.n for c in criteria if isinstance(c, MaxIter)], default=math.inf)
         self.resolving = [j for j, r in enumerate(self.resolves) if r]
         self.kept: dict[int, Tensor] = {}
-        self._const_key: tuple | None = None
+        self._const_key: tuple[int, torch.dtype] | None = None
         self._const_alive: Tensor | None = None
         self._const: tuple[Tensor, Tensor] = (torch.zeros(0), torch.zeros(0))
         self._base = self._ninf = torch.zeros(0)
@@ -321,11 +321,11 @@ class Tests:
     def _constants(self, A: Tensor, alive: Tensor | None) -> tuple[Tensor, Tensor]:
         """The screen's constants for stacked rows ``A`` and the running rows ``alive``
         (see :meth:`screen`), kept until either changes."""
-        key = (A.shape, A.dtype, A.device)
-        if self._const_key == key and self._const_alive is alive:
+        key = (A.shape[1], A.dtype)  # (one device a run)
+        if self._const_alive is alive and self._const_key == key:
             return self._const
         dt, dev = A.dtype, A.device
-        if self._const_key is None or self._const_key[1:] != key[1:]:
+        if self._const_key is None or self._const_key[1] != dt:
             fmax = torch.finfo(dt).max
             lo = max([_round_up(t, dt) for t in self.loss_below if t == t] + [-fmax])
             cols = [0.0, lo, -fmax / 2, -fmax / 2] + (
@@ -334,7 +334,7 @@ class Tests:
             self._base = torch.tensor(cols, dtype=dt, device=dev)[:, None]
             self._ninf = torch.tensor(-math.inf, dtype=dt, device=dev)
             self._const = (self._base, torch.tensor(signs, dtype=dt, device=dev)[:, None])
-        C = (self._base.expand(A.shape) if alive is None
+        C = (self._base.expand(-1, key[0]) if alive is None
              else torch.where(alive, self._base, self._ninf))
         self._const_key, self._const_alive, self._const = key, alive, (C, self._const[1])
         return self._const
