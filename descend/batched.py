@@ -18,7 +18,14 @@ step size, best point and history::
 Why a loop of its own rather than :func:`descend.loop.run` over a stacked problem: ``run`` stops
 when *one* criterion fires for the whole run and reads every value as a Python float; here each
 problem stops alone and every test is a tensor operation over the working set, so the host reads
-one number per iteration (whether anyone finished), not ``K``.
+a few numbers per iteration, in one read, not ``K``: the screen of
+:meth:`~descend.batched_parts.Tests.screen` (did every running problem improve, can a criterion
+have fired), taken in the losses' own dtype; the exact float64 tests run only when it says a
+criterion may have fired. A small batch's iteration is mostly fixed cost (a few microseconds a
+tensor operation), so the loop keeps its operations few: the losses stay in their dtype until a
+test needs float64, the best point is kept by reference while every problem improves, and
+``fn``'s gradient comes from one call of the autograd engine
+(:meth:`~descend.batched_parts.Batch.evaluate`).
 
 Finished problems stop costing: their results are written out when they finish, and once fewer
 than :data:`COMPACT_BELOW` of the working set are still running, ``x``, the tensors in ``args``,
@@ -85,11 +92,11 @@ class _State:
     X_prev: Tensor
     loss_prev: Tensor
     best_X: Tensor
-    loss: Tensor
-    gnorm: Tensor
-    loss0: Tensor
+    loss: Tensor  # loss, gnorm, best_loss, loss_prev: in fn's dtype (a test that needs
+    gnorm: Tensor  # float64 converts, exactly)
+    loss0: Tensor  # float64
     best_loss: Tensor
-    div_scale: Tensor
+    div_scale: Tensor  # float64
 
 
 def _check_method(parts: Any) -> None:
@@ -182,54 +189,57 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
     ids = torch.arange(K, device=dev)
     args = batch.args
     X = batch.X0
-    loss_t, G = batch.evaluate(X, args)
-    loss = loss_t.double()
-    gnorm = torch.linalg.vector_norm(G, dim=1).double()
+    loss, G = batch.evaluate(X, args)
+    gnorm = torch.linalg.vector_norm(G, dim=1)
     nfev = torch.ones(K, dtype=torch.long, device=dev)
     start = any(tests.resolves) or searches
-    st = _State(iteration=0, X=X, G=G, loss=loss, gnorm=gnorm, loss0=loss,
+    loss0 = loss.double()
+    st = _State(iteration=0, X=X, G=G, loss=loss, gnorm=gnorm, loss0=loss0,
                 X0=X if start else None, G0=G if start else None,
                 typx=batch.typical(X) if start else None,
                 best_loss=torch.full_like(loss, math.inf), best_X=X,
-                X_prev=X, loss_prev=loss, div_scale=loss)
+                X_prev=X, loss_prev=loss, div_scale=loss0)
     if lbfgs is not None:
         lbfgs.init(X)
     else:
         rule.init([X])
     ls = _LineState(step, K, dev) if searches else None
     alive = torch.ones(K, dtype=torch.bool, device=dev)
-    running = K
+    running = width = K
     hist.segment(ids)
     lr_row: Any = math.nan
     while True:
-        # record (best point: the lowest finite loss seen; by reference when every problem
-        # improved, as gd's usually do)
-        finite_all = math.isfinite(float((st.loss + st.gnorm).sum()))  # else: look closer
-        improved = st.loss < st.best_loss
-        if not finite_all:
-            improved &= st.gnorm < math.inf
-        improved_all = bool(improved.all())
+        # record; then the screen, one host read: did every running problem improve (its best
+        # point: by reference, as gd's usually do), can a criterion have fired?
+        hist.add(st.iteration, st.loss, st.gnorm, lr_row, nfev.clone() if searches else None,
+                 perf_counter() - t0)
+        some_done = running < width
+        finite_all, improved_all, maybe = tests.screen(st, alive if some_done else None)
         if improved_all:
             st.best_loss, st.best_X = st.loss, st.X
         else:
+            improved = st.loss < st.best_loss
+            if not finite_all:
+                improved &= st.gnorm < math.inf
             st.best_loss = torch.where(improved, st.loss, st.best_loss)
             st.best_X = torch.where(improved[:, None], st.X, st.best_X)
-        hist.add(st.iteration, st.loss, st.gnorm, lr_row, nfev.clone() if searches else None,
-                 perf_counter() - t0)
         # stop?
-        rows, union = tests.fires(st, improved_all, finite_all)
-        newly = None if union is None else union if running == len(ids) else union & alive
-        if newly is not None and bool(newly.any()):
-            pos = newly.nonzero().squeeze(1)
+        pos = None
+        if maybe:
+            rows, newly = tests.fires(st, improved_all, finite_all, alive if some_done else None)
+            if newly is not None:
+                pos = newly.nonzero().squeeze(1)
+        if pos is not None and len(pos):
             _finish(st, tests, batch, args, pos, rows, ids, nfev, out,
                     offset=0 if searches else st.iteration)
-            alive[pos] = False
+            alive = alive.index_fill(0, pos, False)  # a new tensor: the screen keys on it
             running -= len(pos)
             if running == 0:
                 break
             if running < COMPACT_BELOW * len(ids):
                 keep = alive.nonzero().squeeze(1)
                 ids, args, nfev = ids[keep], batch.take_args(args, keep), nfev[keep]
+                width = running
                 alive = torch.ones(len(keep), dtype=torch.bool, device=dev)
                 same = st.best_X is st.X, st.best_loss is st.loss
                 # (x_prev is set afresh before it is next read)
@@ -261,12 +271,12 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
             res = ls.search(st, U, U is st.G, alive, batch, args, nfev, lbfgs, tests, ids, out)
             if res is None:  # every running problem stopped (no step)
                 break
-            X, loss_t, G, lr_row = res
+            X, loss_t, G, lr_row, alive = res
             running = int(alive.sum())
             st.iteration += 1
         st.X, st.G = X, G
-        st.loss = loss_t.double()
-        st.gnorm = torch.linalg.vector_norm(G, dim=1).double()
+        st.loss = loss_t
+        st.gnorm = torch.linalg.vector_norm(G, dim=1)
     seconds = perf_counter() - t0
     return BatchedResult.build(batch, out, hist, seconds, parts)
 
@@ -282,21 +292,28 @@ def _finish(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, ro
             offset: int = 0) -> None:
     """Write out the problems at working positions ``pos`` that stopped: the reason each
     reports (a guard that fired first; else the first success, after resolving ``Stationary``
-    and ``Stalled``; else the first), their final point and numbers."""
+    and ``Stalled``; else the first), their final point and numbers. ``codes`` given: the
+    reasons, none of them a guard's."""
+    guarded = None  # the codes when they may hold a guard's
+    one = None
     if codes is None:
-        codes = _pick(st, tests, batch, args, pos, rows, out, ids)
-    orig = ids[pos]
+        codes, one = _pick(st, tests, batch, args, pos, rows, out, ids)
+        if one in (_CODE["nonfinite"], _CODE["diverged"]):
+            codes = torch.full((len(pos),), one, dtype=torch.long, device=pos.device)
+        guarded = codes
+    orig = ids.index_select(0, pos)
     X = Xcur = st.X.index_select(0, pos)
-    loss = lcur = st.loss.index_select(0, pos)
-    nonfinite = codes == _CODE["nonfinite"]
-    if bool(nonfinite.any()):  # the last finite iterate (the start's own if the start is not)
+    loss = lcur = st.loss.index_select(0, pos).double()
+    nonfinite = None if guarded is None else guarded == _CODE["nonfinite"]
+    if nonfinite is not None and bool(nonfinite.any()):
+        # the last finite iterate (the start's own if the start is not)
         X = torch.where(nonfinite[:, None], st.X_prev.index_select(0, pos), X)
-        loss = torch.where(nonfinite & (st.iteration > 0), st.loss_prev.index_select(0, pos),
-                           loss)
+        loss = torch.where(nonfinite & (st.iteration > 0),
+                           st.loss_prev.index_select(0, pos).double(), loss)
     out.x.index_copy_(0, orig, X)
     out.loss.index_copy_(0, orig, loss)
     out.jac.index_copy_(0, orig, st.G.index_select(0, pos))
-    out.gnorm.index_copy_(0, orig, st.gnorm.index_select(0, pos))
+    out.gnorm.index_copy_(0, orig, st.gnorm.index_select(0, pos).double())
     if st.best_X is st.X and st.best_loss is st.loss:  # every problem is at its best
         out.best_x.index_copy_(0, orig, Xcur)
         out.best_loss.index_copy_(0, orig, lcur)
@@ -304,23 +321,30 @@ def _finish(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, ro
         bl = st.best_loss.index_select(0, pos)
         out.best_x.index_copy_(0, orig, torch.where((bl < math.inf)[:, None],
                                                     st.best_X.index_select(0, pos), Xcur))
-        out.best_loss.index_copy_(0, orig, bl)
+        out.best_loss.index_copy_(0, orig, bl.double())
     out.nit.index_fill_(0, orig, st.iteration)
-    out.nfev.index_copy_(0, orig, nfev.index_select(0, pos) + offset)
-    out.code.index_copy_(0, orig, codes)
-    div = codes == _CODE["diverged"]
-    if bool(div.any()):
-        out.aux[orig[div]] = st.div_scale.index_select(0, pos)[div]
+    if offset:  # no search: nfev is one per iteration
+        out.nfev.index_fill_(0, orig, 1 + offset)
+    else:
+        out.nfev.index_copy_(0, orig, nfev.index_select(0, pos))
+    if codes is None:
+        out.code.index_fill_(0, orig, int(one))  # type: ignore[arg-type]
+    else:
+        out.code.index_copy_(0, orig, codes)
+    if guarded is not None:
+        div = guarded == _CODE["diverged"]
+        if bool(div.any()):
+            out.aux[orig[div]] = st.div_scale.index_select(0, pos)[div]
 
 
 def _pick(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor,
-          rows: list[Tensor | None], out: _Out, ids: Tensor) -> Tensor:
-    """The reason code of each stopped problem (see :func:`_finish`)."""
+          rows: list[Tensor | None], out: _Out, ids: Tensor) -> tuple[Tensor | None, int | None]:
+    """The reason code of each stopped problem (see :func:`_finish`), or None and the one code
+    of them all when one criterion fired."""
     crit = tests.criteria
     hit = [j for j, r in enumerate(rows) if r is not None]
     if len(hit) == 1 and not tests.resolves[hit[0]]:  # one criterion fired: its reason
-        code = REASON_CODES.index(crit[hit[0]].reason)
-        return torch.full((len(pos),), code, dtype=torch.long, device=pos.device)
+        return None, REASON_CODES.index(crit[hit[0]].reason)
     F = Tests.matrix(rows, pos)
     c = len(crit)
     dev = F.device
@@ -336,7 +360,7 @@ def _pick(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor,
     codes = torch.where(guard, static[first], codes)
     needs = (~guard) & (F & torch.tensor(tests.resolves, device=dev)[:, None]).any(0)
     if not bool(needs.any()):
-        return codes
+        return codes, None
     # resolve Stationary / Stalled problem by problem (probes batched): they may turn into a
     # success (converged, roundoff) or a failure (plateau, stalled)
     sub = needs.nonzero().squeeze(1)
@@ -374,7 +398,7 @@ def _pick(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor,
         out.aux[i] = chosen[1]
         if chosen[2] is not None:
             out.what[i] = chosen[2]
-    return new
+    return new, None
 
 
 def _stalled_text(c: Stalled, scaled: float, tol: float) -> str:
@@ -462,10 +486,10 @@ class _LineState:
 
     def search(self, st: _State, U: Tensor, is_grad: bool, alive: Tensor, batch: Batch,
                args: tuple, nfev: Tensor, lbfgs: BatchedLBFGS | None, tests: Tests,
-               ids: Tensor, out: _Out) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+               ids: Tensor, out: _Out) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
         """Step every running problem by its own search; stop the ones with no step (after a
-        restart of the rule for L-BFGS). The new point, its losses and gradients, and the
-        steps; None when no problem is left running."""
+        restart of the rule for L-BFGS). The new point, its losses and gradients, the steps
+        and which problems still run; None when no problem is left running."""
         P = alive.nonzero().squeeze(1).tolist()
         newton = lbfgs is not None
         acc, longest, d0s = self._rounds(st, U, P, batch, args, nfev, newton)
@@ -481,7 +505,7 @@ class _LineState:
                 acc[P.index(retry[k2])] = v
             failed = [k for k in range(len(P)) if k not in acc]
         X, loss_t, G = st.X.clone(), torch.empty_like(st.loss, dtype=st.X.dtype), st.G.clone()
-        alphas = torch.full_like(st.loss, math.nan)
+        alphas = torch.full_like(st.loss, math.nan, dtype=torch.float64)
         if acc:
             ks = list(acc)
             rows = torch.tensor([P[k] for k in ks], dtype=torch.long, device=st.X.device)
@@ -500,12 +524,13 @@ class _LineState:
             pos = torch.tensor([P[k] for k in failed], dtype=torch.long, device=st.X.device)
             codes = self._no_step(st, pos, first_line if newton else {}, batch, args, ids, out)
             _finish(st, tests, batch, args, pos, None, ids, nfev, out, codes)
+            alive = alive.clone()  # a new tensor: the screen keys its padding on it
             alive[pos] = False
             # the stopped problems keep their point: no step, so nothing moves
             loss_t[pos] = st.loss[pos].to(loss_t.dtype)
             if not bool(alive.any()):
                 return None
-        return X, loss_t, G, alphas
+        return X, loss_t, G, alphas, alive
 
     def _no_step(self, st: _State, pos: Tensor, first_line: dict[int, Any], batch: Batch,
                  args: tuple, ids: Tensor, out: _Out) -> Tensor:

@@ -21,6 +21,12 @@ from .stops import Diverged, GradNormBelow, LossBelow, MaxIter, NonFinite, Stall
 
 __all__ = ["Batch", "BatchedLBFGS", "Tests", "first_order", "not_a_minimum"]
 
+_run_backward: Callable[..., tuple[Tensor, ...]] | None
+try:  # what torch.autograd.grad calls, less its argument handling (tens of us a call)
+    from torch.autograd.graph import _engine_run_backward as _run_backward
+except ImportError:  # pragma: no cover (an older or newer torch: torch.autograd.grad)
+    _run_backward = None
+
 
 def _shape(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
@@ -86,6 +92,7 @@ class Batch:
         self.dtype = self.X0.dtype
         self.eps = float(torch.finfo(self.dtype).eps)
         self.checked = False
+        self._ones_t: Tensor | None = None
 
     def build(self, X: Tensor) -> Any:
         """The structure of ``x0`` over the rows of ``X`` (views, no copies)."""
@@ -115,15 +122,42 @@ class Batch:
     def evaluate(self, X: Tensor, args: tuple) -> tuple[Tensor, Tensor]:
         """The losses ``(w,)`` and gradients ``(w, n)`` at the rows of ``X``: the gradient of
         the sum of the losses, which is each problem's own gradient (the problems are
-        independent)."""
-        with torch.enable_grad():
-            Xg = X.detach().requires_grad_(True)
-            loss = self._check(self.fn(self.build(Xg), *args), X.shape[0])
-            if not loss.requires_grad:
-                raise InputError("fn's losses do not depend on x: build them from the tensors "
-                                 "fn receives")
+        independent).
+
+        A small batch's iteration is mostly fixed cost, so the backward pass goes straight to
+        the autograd engine with what ``loss.sum()``'s backward would pass down (a one,
+        expanded to ``(w,)``), the same numbers as ``torch.autograd.grad(loss.sum(), X)``
+        without its argument handling; and an ``x0`` that is one tensor is differentiated as
+        ``fn`` sees it (a view of ``X``), so the backward pass has no reshape to undo.
+        """
+        if not torch.is_grad_enabled():
+            with torch.enable_grad():
+                return self.evaluate(X, args)
+        w = X.shape[0]
+        one = self.kind == "tensor"
+        Xg = (X.view(w, *self.shapes[0]) if one else X.detach()).requires_grad_(True)
+        loss = self.fn(Xg if one else self.build(Xg), *args)
+        if not self.checked:
+            self._check(loss, w)
+        if not loss.requires_grad:
+            raise InputError("fn's losses do not depend on x: build them from the tensors fn "
+                             "receives")
+        ones = self._ones_t
+        if (ones is None or ones.shape != loss.shape or ones.dtype != loss.dtype
+                or ones.device != loss.device):
+            ones = self._ones(loss)
+        if _run_backward is not None and type(loss) is Tensor:
+            (G,) = _run_backward((loss,), (ones,), False, False, (Xg,), False,
+                                 accumulate_grad=False)
+        else:  # a torch without the engine call, or a tensor subclass
             (G,) = torch.autograd.grad(loss.sum(), Xg)
-        return loss.detach(), G
+        return loss.detach(), G.view(w, self.n) if one else G
+
+    def _ones(self, loss: Tensor) -> Tensor:
+        """``loss.sum()``'s backward of a one: a 0-dim one expanded to ``loss``'s shape (kept
+        for the next call)."""
+        self._ones_t = torch.ones((), dtype=loss.dtype, device=loss.device).expand_as(loss)
+        return self._ones_t
 
     def _check(self, loss: Any, w: int) -> Tensor:
         if self.checked:
@@ -158,11 +192,20 @@ class Batch:
                           for a, b in self.bounds], 1)
 
 
+def _round_up(t: float, dtype: torch.dtype) -> float:
+    """The smallest value of ``dtype`` at or above ``t``."""
+    v = torch.tensor(t, dtype=dtype)
+    if float(v) < t:
+        v = torch.nextafter(v, torch.tensor(math.inf, dtype=dtype))
+    return float(v)
+
+
 def first_order(loss: Tensor, loss0: Tensor, X: Tensor, G: Tensor, typx: Tensor,
                 c: float) -> Tensor:
-    """The scaled gradient of :func:`descend.convergence.first_order`, one per problem."""
+    """The scaled gradient of :func:`descend.convergence.first_order`, one per problem (in
+    float64, whatever the dtype of the losses)."""
     num = (G.abs() * torch.maximum(X.abs(), typx)).sum(1).double()
-    den = torch.maximum(loss.abs(), c * loss0.abs())
+    den = torch.maximum(loss.double().abs(), c * loss0.double().abs())
     out = torch.where(den > 0, num / den, torch.full_like(den, math.inf))
     out = torch.where(num == 0, torch.zeros_like(out), out)
     return torch.where(torch.isfinite(num) & torch.isfinite(den), out,
@@ -195,6 +238,17 @@ class Tests:
         self.success = [isinstance(c, (LossBelow, GradNormBelow)) for c in criteria]
         self.resolves = [isinstance(c, (Stationary, Stalled)) for c in criteria]
         self.stalled = [c for c in criteria if isinstance(c, Stalled)]
+        # what the screen reads
+        self.loss_below = [c.threshold for c in criteria if isinstance(c, LossBelow)]
+        self.grad_below = [c.tol for c in criteria if isinstance(c, GradNormBelow)]
+        self.diverges = any(isinstance(c, Diverged) for c in criteria)
+        self.max_iter = min([c.n for c in criteria if isinstance(c, MaxIter)], default=math.inf)
+        self.resolving = [j for j, r in enumerate(self.resolves) if r]
+        self.kept: dict[int, Tensor] = {}
+        self._const_key: tuple[int, torch.dtype] | None = None
+        self._const_alive: Tensor | None = None
+        self._const: tuple[Tensor, Tensor] = (torch.zeros(0), torch.zeros(0))
+        self._base = self._ninf = torch.zeros(0)
         self.ref_loss: Tensor | None = None
         self.ref_X: Tensor | None = None
         self.quiet: Tensor | None = None
@@ -206,52 +260,149 @@ class Tests:
             self.ref_loss, self.ref_X = self.ref_loss[keep], self.ref_X[keep]
             self.quiet = self.quiet[keep]
 
-    def fires(self, st: Any, improved_all: bool,
-              finite_all: bool) -> tuple[list[Tensor | None], Tensor | None]:
-        """Which criteria fire on which problem of the working state ``st``: one row per
-        criterion (None: fires on no problem) and their union (None: no criterion fired).
-        ``improved_all``: every problem's loss is its best so far, so none diverged;
-        ``finite_all``: every loss and gradient norm is finite."""
+    def screen(self, st: Any, alive: Tensor | None) -> tuple[bool, bool, bool]:
+        """Whether anything can have happened at the working state ``st``, in one host read:
+        ``(finite_all, improved_all, maybe)``, where ``finite_all`` says every loss and
+        gradient norm is finite, ``improved_all`` that every running problem's loss is below
+        its best so far (so none diverged), and ``maybe`` that a criterion may fire on a
+        running problem (:meth:`fires` then says which, exactly). ``alive`` marks the running
+        rows when finished ones are still in the working set (None: all run).
+
+        Every quiet running problem has, in the losses' dtype,
+
+            f - f_best < 0,   lo - f < 0,   f - f_max / 2 < 0,   |g| - f_max / 2 < 0,
+            [g_tol - |g| < 0]
+
+        with ``f_max`` the dtype's largest finite value (so ``f + |g|`` is finite),
+        ``lo`` the largest ``LossBelow`` threshold rounded up to the dtype (``-f_max`` without
+        one), ``g_tol`` likewise for ``GradNormBelow``: so the screen takes one ``addcmul``
+        of the stacked rows with their constants (``-inf`` at finished problems) and the
+        largest value per row. It is conservative, never wrong: a nan or a huge value in a
+        row, or a tie at a rounded-up threshold, only sends the iteration to the exact
+        float64 tests of :meth:`fires`. ``Stationary`` and ``Stalled`` are evaluated here,
+        every iteration (``Stalled`` counts quiet iterations), and kept for :meth:`fires`.
+        """
+        loss, gn = st.loss, st.gnorm
+        rows = [loss - st.best_loss, loss, loss, gn]
+        if self.grad_below:
+            rows.append(gn)
+        A = torch.stack(rows)
+        if A.dtype not in (torch.float32, torch.float64):
+            A = A.double()
+        C, S = self._constants(A, alive)
+        top = torch.addcmul(C, A, S).amax(1)
+        self.scaled, self.kept = {}, {}
+        if self.resolving:
+            anys = []
+            for j in self.resolving:
+                c = self.criteria[j]
+                if isinstance(c, Stationary):
+                    scaled = first_order(st.loss, st.loss0, st.X, st.G, st.typx,
+                                         self.stationary_tol[j])
+                    self.scaled[j] = scaled
+                    row = scaled <= self.stationary_tol[j]
+                else:
+                    row = self._stalled(c, st)
+                self.kept[j] = row
+                anys.append((row if alive is None else row & alive).any())
+            got = torch.cat([top, torch.stack(anys).to(top.dtype)]).tolist()
+        else:
+            got = top.tolist()
+        # (nan fails every test)
+        small = got[2] < 0 and got[3] < 0  # f and |g| below f_max / 2: no inf, no overflow
+        improved_all = got[0] < 0 and got[3] < 0
+        maybe = ((not improved_all and self.diverges) or not small
+                 or any(not v < 0 for v in got[1:len(rows)]) or any(got[len(rows):])
+                 or st.iteration >= self.max_iter)
+        # lo - f < 0: no loss is -inf (else a threshold or -inf: look)
+        finite_all = small and (got[1] < 0 or math.isfinite(loss.amin().item()))
+        return finite_all, improved_all, maybe
+
+    def _constants(self, A: Tensor, alive: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The screen's constants for stacked rows ``A`` and the running rows ``alive``
+        (see :meth:`screen`), kept until either changes."""
+        key = (A.shape[1], A.dtype)  # (one device a run)
+        if self._const_alive is alive and self._const_key == key:
+            return self._const
+        dt, dev = A.dtype, A.device
+        if self._const_key is None or self._const_key[1] != dt:
+            fmax = torch.finfo(dt).max
+            lo = max([_round_up(t, dt) for t in self.loss_below if t == t] + [-fmax])
+            cols = [0.0, lo, -fmax / 2, -fmax / 2] + (
+                [max(_round_up(t, dt) for t in self.grad_below)] if self.grad_below else [])
+            signs = [1.0, -1.0, 1.0, 1.0] + ([-1.0] if self.grad_below else [])
+            self._base = torch.tensor(cols, dtype=dt, device=dev)[:, None]
+            self._ninf = torch.tensor(-math.inf, dtype=dt, device=dev)
+            self._const = (self._base, torch.tensor(signs, dtype=dt, device=dev)[:, None])
+        C = (self._base.expand(-1, key[0]) if alive is None
+             else torch.where(alive, self._base, self._ninf))
+        self._const_key, self._const_alive, self._const = key, alive, (C, self._const[1])
+        return self._const
+
+    def fires(self, st: Any, improved_all: bool, finite_all: bool,
+              alive: Tensor | None) -> tuple[list[Tensor | None], Tensor | None]:
+        """Which criteria fire on which running problem of the working state ``st``, after
+        :meth:`screen`: one row per criterion (None: fires on no running problem) and their
+        union over the running problems (None: no criterion fired). ``improved_all``: every
+        running problem's loss is its best so far, so none diverged; ``finite_all``: every
+        loss and gradient norm is finite; ``alive``: as for :meth:`screen`. The tests run in
+        float64, formula for formula as :mod:`descend.stops`; one host read for all (none when
+        one criterion can fire: the union may then be empty)."""
         rows: list[Tensor | None] = []
         w = st.loss.shape[0]
-        self.scaled = {}
+        f64: dict[str, Tensor] = {}
+
+        def loss() -> Tensor:
+            if "loss" not in f64:
+                f64["loss"] = st.loss.double()
+            return f64["loss"]
+
+        def gnorm() -> Tensor:
+            if "gnorm" not in f64:
+                f64["gnorm"] = st.gnorm.double()
+            return f64["gnorm"]
+
         for j, c in enumerate(self.criteria):
             row: Tensor | None
             if isinstance(c, NonFinite) and finite_all:
                 row = None
             elif isinstance(c, NonFinite):
-                both = st.loss + st.gnorm
+                both = loss() + gnorm()
                 row = (both - both) != 0  # nan for nan or inf, 0 for finite
             elif isinstance(c, Diverged):
                 if improved_all:  # loss == best loss: no rise at all
                     row = None
                 else:
-                    best, f0 = st.best_loss, st.loss0
+                    best, f0 = st.best_loss.double(), st.loss0
                     scale = torch.maximum(torch.maximum(best.abs(), f0.abs()), f0 - best)
                     st.div_scale = scale
-                    row = (best < math.inf) & (st.loss - best > c.factor * scale)
+                    row = (best < math.inf) & (loss() - best > c.factor * scale)
             elif isinstance(c, LossBelow):
-                row = st.loss <= c.threshold
+                row = loss() <= c.threshold
             elif isinstance(c, GradNormBelow):
-                row = st.gnorm <= c.tol
+                row = gnorm() <= c.tol
             elif isinstance(c, MaxIter):
                 row = (torch.ones(w, dtype=torch.bool, device=st.loss.device)
                        if st.iteration >= c.n else None)
-            elif isinstance(c, Stationary):
-                scaled = first_order(st.loss, st.loss0, st.X, st.G, st.typx,
-                                     self.stationary_tol[j])
-                self.scaled[j] = scaled
-                row = scaled <= self.stationary_tol[j]
             else:
-                row = self._stalled(c, st)
-            if row is not None and not bool(row.any()):
-                row = None  # fired on no problem (one host read per criterion)
+                row = self.kept[j]
             rows.append(row)
-        union: Tensor | None = None
-        for row in rows:
-            if row is not None:
-                union = row if union is None else union | row
-        return rows, union
+        some = [j for j, r in enumerate(rows) if r is not None]
+        if not some:
+            return rows, None
+        if len(some) == 1:
+            row = rows[some[0]]
+            return rows, row if alive is None else row & alive  # type: ignore[operator]
+        F = torch.stack([rows[j] for j in some])  # type: ignore[misc]
+        if alive is not None:
+            F &= alive
+        fired = F.any(1).tolist()
+        if not any(fired):
+            return [None] * len(rows), None
+        for j, hit in zip(some, fired):
+            if not hit:
+                rows[j] = None  # fired on no running problem
+        return rows, F.any(0)
 
     @staticmethod
     def matrix(rows: list[Tensor | None], pos: Tensor) -> Tensor:
@@ -261,16 +412,17 @@ class Tests:
 
     def _stalled(self, c: Stalled, st: Any) -> Tensor:
         eps = self.batch.eps
+        loss = st.loss.double()
         if self.ref_loss is None or self.ref_X is None or self.quiet is None:
-            self.ref_loss, self.ref_X = st.loss, st.X
-            self.quiet = torch.zeros_like(st.loss, dtype=torch.long)
+            self.ref_loss, self.ref_X = loss, st.X
+            self.quiet = torch.zeros_like(loss, dtype=torch.long)
             return self.quiet >= c.window
-        still = ((st.loss - self.ref_loss).abs()
-                 <= 4 * eps * torch.maximum(st.loss.abs(), math.sqrt(eps) * st.loss0.abs()))
+        still = ((loss - self.ref_loss).abs()
+                 <= 4 * eps * torch.maximum(loss.abs(), math.sqrt(eps) * st.loss0.abs()))
         moved = ((st.X - self.ref_X).abs() / torch.maximum(st.X.abs(), st.typx)).amax(1)
         still &= (moved <= 4 * eps)
         self.quiet = torch.where(still, self.quiet + 1, torch.zeros_like(self.quiet))
-        self.ref_loss = torch.where(still, self.ref_loss, st.loss)
+        self.ref_loss = torch.where(still, self.ref_loss, loss)
         self.ref_X = torch.where(still[:, None], self.ref_X, st.X)
         return self.quiet >= c.window
 
@@ -286,6 +438,7 @@ def not_a_minimum(batch: Batch, X: Tensor, G: Tensor, loss: Tensor, X0: Tensor, 
     probes in one evaluation of ``fn``: None where a problem is at a minimum, else what its
     probes saw."""
     m, n = X.shape
+    loss = loss.double()
     move = batch.eps ** 0.25
     sizes = torch.maximum(torch.maximum(X.abs(), typx), batch.rms(X))
     band = 4 * batch.eps * loss.abs()
