@@ -40,7 +40,7 @@ from torch import Tensor
 
 from .objective import Objective
 from .rules import GD, Adam, AdamW, Momentum, Nesterov, Rule
-from .state import LoopState
+from .state import Block, LoopState
 from .steps import Constant, Step
 
 __all__ = ["CHUNK", "MAX_NUMEL", "PURE", "Chunks", "make"]
@@ -226,23 +226,18 @@ class Chunks:
         self._calls += 1
         _state_out(self.rule, st, self.size)
         losses, norms, xs, gs = rows
-        xs_rows = list(zip(*(t.unbind(0) for t in xs)))
-        gs_rows = list(zip(*(t.unbind(0) for t in gs)))
-        losses_rows = losses.to(torch.float64).tolist()  # one host read for the chunk
-        norms_rows = norms.to(torch.float64).tolist()
         obj = self.objective
-        base, it0 = obj.nfev, s.iteration
-        obj.nfev += self.size
-        obj.ngev += self.size
-        t1 = perf_counter() - s.start
-        start = t0 - s.start
-        for j in range(self.size):
-            s.pending.append((it0 + j + 1, losses_rows[j], norms_rows[j], list(gs_rows[j]),
-                              list(xs_rows[j]), base + j + 1, lr,
-                              start + (t1 - start) * (j + 1) / self.size, dict(info)))
-        s.iteration = it0 + self.size
+        base, it0, n = obj.nfev, s.iteration, self.size
+        obj.nfev += n
+        obj.ngev += n
+        start, end = t0 - s.start, perf_counter() - s.start
+        s.pending = block = Block(it0, losses.to(torch.float64).tolist(),  # one host read a chunk
+                                  norms.to(torch.float64).tolist(), xs, gs, base, lr,
+                                  [start + (end - start) * (j + 1) / n for j in range(n)],
+                                  info)
+        s.iteration = it0 + n
         s.lr = lr
-        s.values, s.grads = list(xs_rows[-1]), list(gs_rows[-1])
+        s.values, s.grads = block.values(n - 1), block.grads(n - 1)
         s.params.set(s.values)
         return True
 

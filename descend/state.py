@@ -23,8 +23,8 @@ from .history import History
 from .objective import Objective
 from .rules import Rule
 
-__all__ = ["IN_PLACE_NUMEL", "Line", "LoopState", "Rows", "Spare", "dot", "finite", "grad_norm",
-           "norm", "probe_size", "sub"]
+__all__ = ["IN_PLACE_NUMEL", "Block", "Line", "LoopState", "Rows", "Spare", "dot", "finite",
+           "grad_norm", "norm", "probe_size", "sub"]
 
 #: From this many parameters on, the update writes the new iterate into spare storage of the
 #: run's own (see :class:`Spare`) instead of new tensors. Below it a fresh allocation is as
@@ -102,6 +102,41 @@ class Rows:
     loss0: float
 
 
+class Block:
+    """Pending rows from one compiled chunk (:mod:`descend.chunks`), kept as the chunk's
+    stacked tensors and lists of numbers: a row's tuple (the one :meth:`LoopState.record`
+    keeps) is made only for a row read one by one.
+
+    Attributes:
+        iteration, nfev: the rows' iteration and evaluation counts (ranges).
+        losses, norms: their losses and gradient norms, read already (floats).
+        xs, gs: one ``(n, ...)`` stack per parameter of the iterates and gradients.
+        lr, times, info: the step, each row's elapsed seconds, the extra columns.
+    """
+
+    def __init__(self, it0: int, losses: list[float], norms: list[float], xs: Sequence[Tensor],
+                 gs: Sequence[Tensor], nfev0: int, lr: float, times: list[float],
+                 info: dict[str, float]) -> None:
+        n = len(losses)
+        self.iteration, self.nfev = range(it0 + 1, it0 + n + 1), range(nfev0 + 1, nfev0 + n + 1)
+        self.losses, self.norms, self.xs, self.gs = losses, norms, xs, gs
+        self.lr, self.times, self.info = lr, times, info
+
+    def __len__(self) -> int:
+        return len(self.losses)
+
+    def values(self, j: int) -> list[Tensor]:
+        return [x[j] for x in self.xs]
+
+    def grads(self, j: int) -> list[Tensor]:
+        return [g[j] for g in self.gs]
+
+    def row(self, j: int) -> tuple[Any, ...]:
+        """Row ``j`` as :meth:`LoopState.record` keeps one."""
+        return (self.iteration[j], self.losses[j], self.norms[j], self.grads(j), self.values(j),
+                self.nfev[j], self.lr, self.times[j], dict(self.info))
+
+
 def dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
     """``sum_i <a_i, b_i>`` over all tensors, as a Python float (real part for complex)."""
     if len(a) == 1:
@@ -173,8 +208,8 @@ class LoopState:
         spare: the :class:`Spare` storage updates write into (None: out of place).
         read_every: rows are read from the device every this many iterations (1: every
             iteration; see :meth:`read`).
-        pending: the rows recorded since the last read, kept as tensors (their loss and
-            gradient norm as floats when already read: :mod:`descend.chunks`).
+        pending: the rows recorded since the last read, kept as tensors (or a compiled
+            chunk's :class:`Block`).
         objective, params, rule, step: the parts of the run (read them, never call them).
     """
 
@@ -242,7 +277,7 @@ class LoopState:
         # rescaled restart; neither happens to a large parameter with a rule that never rescales)
         self.keep_start = self.spare is None or getattr(rule, "scale", False) is None
         self.read_every = 1
-        self.pending: list[tuple[Any, ...]] = []
+        self.pending: list[tuple[Any, ...]] | Block = []
         self._asked = 0
 
     @property
@@ -257,6 +292,7 @@ class LoopState:
         taken now."""
         if defer and self.read_every > 1:
             self.grads, self.values = grads, self.params.values
+            assert isinstance(self.pending, list)  # (a Block only from compiled chunks)
             self.pending.append((self.iteration, loss_t.detach().reshape(()),
                                  _grad_norm_t(grads), grads, self.values, self.objective.nfev,
                                  self.lr, perf_counter() - self.start, self.info))
@@ -285,31 +321,51 @@ class LoopState:
         if self.info:
             self.info = {}
 
-    def _take_many(self, rows: list[tuple[Any, ...]], losses: list[float],
+    def _take_many(self, rows: list[tuple[Any, ...]] | Block, q: int, losses: list[float],
                    norms: list[float]) -> None:
-        """:meth:`_take` of each of ``rows`` in turn (rows no criterion fires on), with the
-        history written as one chunk."""
-        for (it, _, _, grads, values, _, _, _, _), f, gn in zip(rows, losses, norms):
+        """:meth:`_take` of each of the first ``q`` rows in turn (rows no criterion fires on),
+        with the history written as one chunk."""
+        block = rows if isinstance(rows, Block) else None
+        best = finite = -1
+        for j in range(q):
+            f, gn = losses[j], norms[j]
             if f < self.best_loss and math.isfinite(gn):
-                self.best_loss, self.best_iter, self.best_values = f, it, values
-                self.best_grads = grads
+                self.best_loss, best = f, j
             if math.isfinite(f) and math.isfinite(gn):
-                self.finite_loss, self.finite_values = f, values
+                finite = j
+        last = q - 1
+        points: dict[int, tuple[list[Tensor], list[Tensor]]] = {}  # (one list per row)
+        for j in {best, finite, last, 0} - {-1}:
+            r = block.row(j) if block is not None else rows[j]  # type: ignore[index]
+            points[j] = r[4], r[3]
+        if block is not None:
+            its, nfevs, lrs, times = (list(block.iteration[:q]), list(block.nfev[:q]),
+                                      [block.lr] * q, block.times[:q])
+            infos: Any = [block.info] * q
+        else:
+            assert not isinstance(rows, Block)
+            head = rows[:q]
+            its, nfevs = [r[0] for r in head], [r[5] for r in head]
+            lrs, times, infos = [r[6] for r in head], [r[7] for r in head], [r[8] for r in head]
+        if best >= 0:
+            self.best_iter, (self.best_values, self.best_grads) = its[best], points[best]
+        if finite >= 0:
+            self.finite_loss, self.finite_values = losses[finite], points[finite][0]
         if not self.start_grads and self.keep_start:
-            self.start_grads = rows[0][3]
-        it, _, _, grads, values, nfev, lr, elapsed, _ = rows[-1]
-        self.iteration, self.loss, self.grad_norm, self.lr = it, losses[-1], norms[-1], lr
-        self.grads, self.values, self.nfev, self.elapsed = grads, values, nfev, elapsed
-        self.params.set(values)
-        columns: dict[str, Any] = {"iteration": [r[0] for r in rows], "loss": losses,
-                                   "grad_norm": norms, "lr": [r[6] for r in rows],
-                                   "time": [r[7] for r in rows], "nfev": [r[5] for r in rows]}
-        for name in {k for r in rows for k in r[8]}:
-            columns[name] = [r[8].get(name, math.nan) for r in rows]
+            self.start_grads = points[0][1]
+        self.iteration, self.loss, self.grad_norm, self.lr = (its[last], losses[last],
+                                                              norms[last], lrs[last])
+        self.values, self.grads = points[last]
+        self.nfev, self.elapsed = nfevs[last], times[last]
+        self.params.set(self.values)
+        columns: dict[str, Any] = {"iteration": its, "loss": losses[:q], "grad_norm": norms[:q],
+                                   "lr": lrs, "time": times, "nfev": nfevs}
+        for name in {k for i in infos for k in i}:
+            columns[name] = [i.get(name, math.nan) for i in infos]
         self.history.extend(columns)
         self.info = {}
 
-    def _rows(self, rows: list[tuple[Any, ...]], losses: list[float],
+    def _rows(self, rows: list[tuple[Any, ...]] | Block, losses: list[float],
               norms: list[float]) -> Rows:
         """The numbers of pending ``rows`` as the criteria would see them taken in turn."""
         best, b = [], self.best_loss
@@ -317,6 +373,8 @@ class LoopState:
             if f < b and math.isfinite(gn):
                 b = f
             best.append(b)
+        if isinstance(rows, Block):
+            return Rows(rows.iteration, losses, norms, rows.nfev, best, self.loss0)
         return Rows([r[0] for r in rows], losses, norms, [r[5] for r in rows], best,
                     self.loss0)
 
@@ -342,9 +400,10 @@ class LoopState:
         if not self.pending or (len(self.pending) < self.read_every
                                 and (cap is None or self.iteration < cap)):
             return
+        rows: list[tuple[Any, ...]] | Block
         rows, self.pending = self.pending, []
-        if all(isinstance(r[1], float) for r in rows):  # read already (compiled chunks)
-            losses, norms = [r[1] for r in rows], [r[2] for r in rows]
+        if isinstance(rows, Block):  # read already (compiled chunks)
+            losses, norms = rows.losses, rows.norms
         else:
             losses = torch.stack([r[1].to(torch.float64) for r in rows]).tolist()
             norms = torch.stack([r[2].to(torch.float64) for r in rows]).tolist()
@@ -352,11 +411,13 @@ class LoopState:
         if quiet is not None and not observers:
             taken = quiet(self._rows(rows, losses, norms))
             if taken:
-                self._take_many(rows[:taken], losses[:taken], norms[:taken])
+                self._take_many(rows, taken, losses, norms)
                 self._asked = len(self.history)
         try:
-            for (it, _, _, grads, values, nfev, lr, elapsed, info), f, gn in zip(
-                    rows[taken:], losses[taken:], norms[taken:]):
+            for j in range(taken, len(rows)):
+                it, _, _, grads, values, nfev, lr, elapsed, info = (
+                    rows.row(j) if isinstance(rows, Block) else rows[j])
+                f, gn = losses[j], norms[j]
                 self.info = info
                 self.params.set(values)
                 self._take(it, f, gn, grads, values, nfev, lr, elapsed)
