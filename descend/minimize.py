@@ -157,10 +157,11 @@ def minimize(
         resume: a checkpoint folder to continue from (checkpoints then go on into it unless
             ``checkpoint`` names another); the other arguments must describe the same run.
             The result is bitwise that of the uninterrupted run (same threads and device).
-        compile: evaluate the loss and gradient through ``torch.compile`` (opt-in; pays on
-            small problems, where Python overhead dominates, and on a GPU). The iterates match
-            the uncompiled run to rounding; the time spent compiling is
-            ``result.compile_seconds`` (also inside ``result.seconds``).
+        compile: compile with ``torch.compile`` (opt-in). A small run with ``gd``,
+            ``momentum``, ``nesterov``, ``adam`` or ``adamw`` and a constant ``lr`` compiles
+            the iterations themselves, 64 per call (:mod:`descend.chunks`); any other compiles
+            the loss and gradient. The iterates match the uncompiled run to rounding; the time
+            spent compiling is ``result.compile_seconds`` (also inside ``result.seconds``).
         read_every: with a fixed or scheduled ``lr``, keep the loss and gradient norm on the
             device and read them every ``read_every`` iterations in one host synchronisation
             (two per iteration otherwise: worth it on a GPU). The criteria are then asked row
