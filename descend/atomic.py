@@ -103,11 +103,12 @@ def atomic_file(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Write the file ``final`` whole or not at all: yield a hidden temporary sibling
     (``.NAME.tmp-PID``, same suffix) to write, then fsync it and rename it over ``final``; on
     any error (or Ctrl-C) the temporary file goes and ``final`` is as it was. Temporary files of
-    that form left by a killed writer of ``final`` are removed first."""
+    that form (with or without the suffix) left by a killed writer of ``final`` are removed
+    first."""
     final = Path(final)
     for q in final.parent.glob(f".{glob.escape(final.name)}.tmp-*"):
-        m = re.fullmatch(rf"\.{re.escape(final.name)}\.tmp-(\d+){re.escape(final.suffix)}",
-                         q.name)
+        m = re.fullmatch(  # (the suffix was not always there: older writers left it off)
+            rf"\.{re.escape(final.name)}\.tmp-(\d+)(?:{re.escape(final.suffix)})?", q.name)
         if m is not None and q.is_file() and _pid_gone(int(m.group(1))):
             q.unlink(missing_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}{final.suffix}")

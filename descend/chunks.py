@@ -153,7 +153,6 @@ class Chunks:
 
     Attributes:
         size: iterations per call (:data:`CHUNK`).
-        failed: the first call could not compile ``fn`` whole; the run went on without chunks.
     """
 
     def __init__(self, objective: Objective, rule: Rule, step: Constant,
@@ -161,7 +160,6 @@ class Chunks:
         from torch._higher_order_ops.scan import scan
 
         self.objective, self.rule, self.step, self.size = objective, rule, step, size
-        self.failed = False
         self._calls = 0
         params, fn, args = objective.params, objective.fn, objective.args
         pure = PURE[type(rule)]
@@ -211,7 +209,6 @@ class Chunks:
         except Exception as e:  # any failure to capture fn: go on without chunks
             if self._calls:
                 raise
-            self.failed = True
             self.objective.compile_seconds = perf_counter() - t0
             self.objective.compiled(True)
             first = (str(e).strip().splitlines() or [""])[0][:160]

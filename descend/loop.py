@@ -387,13 +387,14 @@ def _ask(criteria: list[Criterion], s: LoopState) -> Criterion | None:
 def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
     params, rule, step, criteria = objective.params, parts.rule, parts.step, parts.criteria
     s = LoopState(objective, rule, step)
-    if isinstance(step, (Constant, Schedule)):  # steps that read no loss between the reads
+    fixed = type(step) in (Constant, Schedule)  # steps that read no loss between the reads
+    if fixed:
         s.read_every = parts.read_every
     backtrack = parts.on_divergence == "backtrack"
     searches = step.searches
     ck = parts.checkpoints
     chunks = make_chunks(objective, rule, step, ck)  # compile=True: iterations compiled too
-    fuse = type(step) in (Constant, Schedule) and getattr(rule, "fused", False) is True
+    fuse = fixed and getattr(rule, "fused", False) is True
     quiet = functools.partial(screen.quiet, criteria)  # the rows no criterion fires on
     if chunks is not None:
         s.read_every = chunks.size
@@ -434,8 +435,7 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
         if chunks is not None:
             if chunks.advance(s, {"backtrack": 0} if backtrack else {}):
                 continue
-            chunks, s.read_every = None, parts.read_every if isinstance(
-                step, (Constant, Schedule)) else 1
+            chunks, s.read_every = None, parts.read_every if fixed else 1
         # (a fused rule: direction, step size and update in one kernel; a fixed or scheduled
         # step reads neither u nor the line)
         new: list[torch.Tensor] | None = None

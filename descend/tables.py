@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .atomic import atomic_file
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -169,34 +170,15 @@ def to_table(df: Any) -> pa.Table:
         raise InputError(f"cannot convert the DataFrame: {str(e).splitlines()[0]}") from None
 
 
-def _sweep_partial(p: Path) -> None:
-    """Remove ``.NAME.tmp-PID`` files beside ``p`` that a killed :func:`write_table` left
-    (their process is gone); nothing of another form."""
-    import os
-    import re
-
-    for q in p.parent.glob(f".{p.name}.tmp-*"):
-        m = re.fullmatch(rf"\.{re.escape(p.name)}\.tmp-(\d+)", q.name)
-        if m is None or not q.is_file():
-            continue
-        try:
-            os.kill(int(m.group(1)), 0)
-        except ProcessLookupError:
-            q.unlink(missing_ok=True)
-        except (PermissionError, OverflowError):
-            pass
-
-
 def write_table(table: pa.Table, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``table`` as Parquet (suffix ``.parquet``/``.pq``) or CSV (any other suffix),
-    atomically: into a temporary file in the same folder, fsynced, then renamed over ``path``.
+    atomically (:func:`descend.atomic.atomic_file`): into a temporary file in the same folder,
+    fsynced, then renamed over ``path``.
 
     Raises:
         InputError: ``path`` exists and ``overwrite`` is false, is a folder, or cannot be
             written.
     """
-    import os
-
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -205,33 +187,14 @@ def write_table(table: pa.Table, path: str | Path, *, overwrite: bool = False) -
         raise InputError(f"{p} is a folder; give a file name ending in .csv or .parquet")
     if p.exists() and not overwrite:
         raise InputError(f"{p} already exists; pass --overwrite to replace it")
-    _sweep_partial(p)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
     try:
-        if p.suffix.lower() in PARQUET_SUFFIXES:
-            pq.write_table(table, tmp)
-        else:
-            pacsv.write_csv(table, tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, p)
+        with atomic_file(p) as tmp:  # an error or Ctrl-C mid-write: the old file stays, whole
+            if p.suffix.lower() in PARQUET_SUFFIXES:
+                pq.write_table(table, tmp)
+            else:
+                pacsv.write_csv(table, tmp)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise InputError(f"cannot write {p}: {e.strerror or e}") from None
-    except BaseException:  # an error or Ctrl-C mid-write: the old file stays, whole
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        fd = os.open(p.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # pragma: no cover - some file systems cannot fsync a folder
-        pass
     return p
 
 
