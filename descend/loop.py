@@ -387,7 +387,7 @@ def _ask(criteria: list[Criterion], s: LoopState) -> Criterion | None:
 def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
     params, rule, step, criteria = objective.params, parts.rule, parts.step, parts.criteria
     s = LoopState(objective, rule, step)
-    fixed = type(step) in (Constant, Schedule)  # steps that read no loss between the reads
+    fixed = isinstance(step, (Constant, Schedule))  # steps that read no loss between reads
     if fixed:
         s.read_every = parts.read_every
     backtrack = parts.on_divergence == "backtrack"
