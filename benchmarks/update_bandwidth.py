@@ -6,8 +6,7 @@ Every variant minimises the same objective, the linear ``f(x) = t . x`` (the che
 is: one read of ``x`` forward, one product backward, the same cost everywhere, so the update
 shows), for a fixed number of iterations. The time per iteration is taken at steady state,
 ``(T(2 + iters) - T(2)) / iters``, so what runs once (the private copy of ``x0``, the first
-touch of new buffers: descend's two spare buffers are both in use from iteration 2, the
-result) is left out; the variants of a case are interleaved across
+touch of new buffers, the result) is left out; the variants of a case are interleaved across
 repeats so load on the shared machine hits all alike, and the table shows medians. descend
 runs with ``stop=MaxIter(n)`` (its guards and its history still on: the loss and gradient norm
 are computed and recorded every iteration). ``Adam(fused=True)`` is descend's adam through
@@ -34,8 +33,8 @@ import descend
 from descend import stops
 
 LR = {"gd": 0.1, "momentum": 0.01, "adam": 1e-3}
-#: Iterations left out of the steady state: descend's two spare buffers (the in-place path's
-#: storage for the next iterate) are both first touched by iteration 2.
+#: Iterations left out of the steady state: whatever the in-place path first touches (spare
+#: buffers, where it needs them) is touched by iteration 2.
 WARM = 2
 MU = 0.9
 

@@ -32,8 +32,10 @@ the loop does what ``on_divergence`` says:
   iteration). After
   :data:`MAX_BACKTRACKS` backtracks the guard stops the run with its reason.
 
-Two fast paths leave the numbers unchanged. On large parameters the update writes into spare
-storage the run owns (:class:`~descend.state.Spare`) rather than new tensors. With
+Two fast paths leave the numbers unchanged. On large parameters the update writes into storage
+the run owns rather than new tensors: the gradient it has just read, when nothing else holds it
+(:meth:`LoopState.spent <descend.state.LoopState.spent>`), else spare buffers
+(:class:`~descend.state.Spare`). With
 ``read_every=k`` (a fixed or scheduled step) the rows stay tensors on the device and are read
 every ``k`` iterations in one host synchronisation; ``stop?`` then asks the criteria row by row
 (:meth:`LoopState.read <descend.state.LoopState.read>`) and the run stops on the row where one
@@ -391,6 +393,7 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
     if fixed:
         s.read_every = parts.read_every
     backtrack = parts.on_divergence == "backtrack"
+    s.keep_best_grads = backtrack  # (read by a backtrack alone)
     searches = step.searches
     ck = parts.checkpoints
     chunks = make_chunks(objective, rule, step, ck)  # compile=True: iterations compiled too
@@ -398,6 +401,7 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
     quiet = functools.partial(screen.quiet, criteria)  # the rows no criterion fires on
     if chunks is not None:
         s.read_every = chunks.size
+    grads: list[torch.Tensor] = []  # (the last evaluation's gradient)
     if ck is None or not ck.restore(s):  # resume: the state as checkpointed, else the start
         rule.init(params.values)
         step.reset()
@@ -469,7 +473,7 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
                     continue
                 return s, verdict
             # update
-            new, known = line.accept(alpha)
+            new, known = line.accept(alpha, s.spent(u, grads))
         assert alpha is not None  # (None returned above)
         s.lr = alpha
         params.set(new)

@@ -103,9 +103,10 @@ class Rule:
 
     def apply(self, values: list[Tensor], u: list[Tensor], lr: float,
               out: list[Tensor] | None = None) -> list[Tensor]:
-        """Return the new values ``x - lr * u``: written into ``out`` (spare storage shaped like
-        ``values``, never ``values`` itself) when given, else into new tensors. Both give the
-        same numbers (the same kernels)."""
+        """Return the new values ``x - lr * u``: written into ``out`` (storage shaped like
+        ``values`` that the run owns: a spare, or the gradient just used, which may be ``u``
+        itself; never ``values``) when given, else into new tensors. Both give the same numbers
+        (the same element-wise kernels)."""
         if out is not None:
             if len(values) == 1:
                 torch.add(values[0], u[0], alpha=-lr, out=out[0])

@@ -5,6 +5,7 @@ against its for-loop)."""
 from __future__ import annotations
 
 import functools
+import itertools
 
 import pytest
 import torch
@@ -90,11 +91,81 @@ def test_in_place_keeps_points_others_hold(monkeypatch):
     assert all(torch.equal(start()[k], before[k]) for k in x0)
 
 
-def test_in_place_allocates_no_parameter_storage(monkeypatch):
-    """On a descent the update alternates between two buffers of the run's own (the pool does
-    not grow), and the rule's intermediates live in its workspaces."""
-    fast, _ = solve(True, monkeypatch, rule="adam", lr=0.01, stop=stops.MaxIter(50))
-    assert {n for _, _, n in fast[2:]} == {2}
+def _keep_locals(frame, event, arg):
+    """A tracer that keeps every frame's locals alive while it runs (``frame.f_locals``), as
+    the frame-evaluation hook of ``torch.compile`` does once installed."""
+    frame.f_locals  # noqa: B018
+    return None
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["plain", "frame hook"])
+@pytest.mark.parametrize("rule", ["gd", "momentum", "nesterov", "adam"])
+def test_in_place_writes_the_next_iterate_over_the_spent_gradient(rule, traced, monkeypatch):
+    """On a descent with a fixed step nothing but the loop holds the gradient once the update
+    has read it, so the update writes ``x_{k+1}`` into ``g_k``'s storage: the spare pool never
+    allocates, and each iterate's tensors sit where the previous row's gradient was; also
+    under a hook that keeps frames' locals alive (the counts are taken against a reference
+    measured alongside)."""
+    import sys
+
+    monkeypatch.setattr(state, "IN_PLACE_NUMEL", 0)
+    if traced:
+        old = sys.gettrace()
+        sys.settrace(_keep_locals)  # (restored below)
+    rows: list[tuple[list[int], list[int], int]] = []
+
+    def watch(s: LoopState) -> None:  # (addresses only: holding a tensor would block the path)
+        rows.append(([v.data_ptr() for v in s.values], [g.data_ptr() for g in s._grads],
+                     len(s.spare.bufs)))
+
+    try:
+        res = descend.minimize(quartic, start(), rule=rule, lr=0.01, stop=stops.MaxIter(20),
+                               observers=[watch])
+    finally:
+        if traced:
+            sys.settrace(old)
+    assert res.nit == 20 and {n for _, _, n in rows} == {0}
+    for (_, g_before, _), (x_after, _, _) in itertools.pairwise(rows):
+        assert x_after == g_before
+
+
+class KeepGrads:
+    """An observer that keeps every row's gradient, as a list or as the tensors themselves."""
+
+    def __init__(self, as_list: bool) -> None:
+        self.as_list = as_list
+        self.kept: list[tuple[object, list[torch.Tensor]]] = []
+
+    def __call__(self, s: LoopState) -> None:
+        g = s.grads
+        self.kept.append((g if self.as_list else tuple(g), [t.clone() for t in g]))
+
+
+@pytest.mark.parametrize("as_list", [True, False], ids=["list", "tensors"])
+def test_in_place_never_writes_over_a_gradient_someone_holds(as_list, monkeypatch):
+    """A gradient an observer keeps (the list ``s.grads`` or its tensors) is left as it was:
+    the update goes to the spare storage instead, with the same iterates as out of place."""
+    keep = KeepGrads(as_list)
+    monkeypatch.setattr(state, "IN_PLACE_NUMEL", 0)
+    res = descend.minimize(quartic, start(), rule="gd", lr=0.01, stop=stops.MaxIter(15),
+                           observers=[keep])
+    assert len(keep.kept) == 16
+    for held, copy in keep.kept:
+        assert all(torch.equal(a, b) for a, b in zip(held, copy))  # type: ignore[call-overload]
+    _, slow = solve(False, monkeypatch, rule="gd", lr=0.01, stop=stops.MaxIter(15))
+    assert all(torch.equal(res.x[k], slow.x[k]) for k in ("a", "b"))
+
+
+def test_in_place_keeps_the_best_gradient_for_a_backtrack(monkeypatch):
+    """Where the guard may backtrack, the best point's gradient is kept (the rollback row
+    starts from it), so the update does not take its storage: the same rows as out of place."""
+    kw = {"rule": "gd", "lr": 3.0, "max_iter": 60, "on_divergence": "backtrack"}
+    fast, res_fast = solve(True, monkeypatch, **kw)
+    slow, res_slow = solve(False, monkeypatch, **kw)
+    assert sum(res_fast.history.extra["backtrack"]) >= 1
+    assert history_rows(res_fast) == history_rows(res_slow)
+    assert all(torch.equal(u, v) for (_, a, _), (_, b, _) in zip(fast, slow)
+               for u, v in zip(a, b))
 
 
 def test_torch_optimizer_rule_stays_out_of_place(monkeypatch):
@@ -243,3 +314,29 @@ def test_fused_adam_is_torchs_fused_adam(rule, torch_class, wd, n):
 def test_fused_must_be_a_bool():
     with pytest.raises(InputTypeError, match=r"^fused must be True or False, got 'yes'$"):
         RULES["adam"](fused="yes")
+
+
+NORMS = [
+    ("float32", [(200_000,)], torch.float32, 2e-6),
+    ("float32 x3", [(300, 300), (50_000,), (7,)], torch.float32, 2e-6),
+    ("float64", [(100_000,)], torch.float64, 1e-14),
+    ("complex64", [(70_000,)], torch.complex64, 2e-6),
+    ("float16", [(100_000,)], torch.float16, 2e-3),  # (squares past float16's range)
+    ("small float32", [(10,)], torch.float32, 1e-6),
+]
+
+
+@pytest.mark.parametrize(("shapes", "dtype", "rtol"), [c[1:] for c in NORMS],
+                         ids=[c[0] for c in NORMS])
+def test_grad_norm_against_the_exact_norm(shapes, dtype, rtol):
+    """The gradient norm (BLAS dot for large single and double precision gradients, else
+    ``vector_norm``) against the norm summed exactly in Python (``math.fsum`` of float64
+    squares), finite where the squares leave the dtype's range."""
+    import math
+
+    g = torch.Generator().manual_seed(3)
+    grads = [(torch.randn(s, generator=g, dtype=torch.float64) * 100).to(dtype) for s in shapes]
+    exact = math.sqrt(math.fsum(float(abs(v)) ** 2 for t in grads
+                                for v in t.reshape(-1).tolist()))
+    got = state.grad_norm(grads)
+    assert math.isfinite(got) and abs(got - exact) <= rtol * exact
