@@ -65,6 +65,7 @@ __all__ = [
     "Shard",
     "World",
     "agree",
+    "cause",
     "current",
     "is_main",
     "joined",
@@ -259,6 +260,15 @@ def joined(fn: F) -> F:
                 raise
 
     return wrapper  # type: ignore[return-value]
+
+
+def cause(codes: dict[int, int]) -> tuple[int, int]:
+    """The failed rank to name, and its exit code (negative: the signal), from every rank's:
+    a signal other than the launcher's SIGTERM, or an exit other than a survivor's (1: it lost
+    its peer), first; an abort after them (a survivor's backend may abort once its peer is
+    gone); then a survivor's exit, then SIGTERM; the lowest rank among equals."""
+    return min(codes.items(), key=lambda rc: (rc[1] == -signal.SIGTERM, rc[1] in (0, 1),
+                                              rc[1] == -signal.SIGABRT, rc[0]))
 
 
 def _lost(e: BaseException) -> bool:
@@ -514,10 +524,7 @@ def launch(nproc: int, argv: list[str], started: Any = None) -> int:
         codes = {r: f.exitcode for r, f in e.failures.items()}
         if codes and all(c == 2 for c in codes.values()):
             return 2  # a refused input: rank 0 printed the one-line error
-        # the cause first: a signal other than the launcher's SIGTERM, then an exit other
-        # than a survivor's (1: it lost its peer), then the lowest rank
-        r, c = min(codes.items(), key=lambda rc: (rc[1] == -signal.SIGTERM, rc[1] in (0, 1),
-                                                   rc[0]))
+        r, c = cause(codes)
         how = (f"was killed by signal {-c} ({signal.Signals(-c).name})" if c < 0
                else f"exited with status {c}")
         kept = started is not None and any(

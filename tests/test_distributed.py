@@ -26,6 +26,7 @@ import pytest
 import torch
 
 import descend
+from descend import distributed
 from descend.data import InMemory
 from descend.distributed import Shard
 
@@ -247,3 +248,15 @@ def test_nproc_run_killed_mid_run_resumes_from_its_last_checkpoint(
     got = torch.load(tmp_path / "model" / "weights.pt", weights_only=True)
     assert want.keys() == got.keys()
     assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+@pytest.mark.parametrize(("codes", "expected"), [
+    ({0: -6, 1: -9}, (1, -9)),  # a survivor's gloo aborted after rank 1 was killed
+    ({0: 1, 1: -9}, (1, -9)),  # the survivor exited 1 (it lost its peer)
+    ({0: -15, 1: 3}, (1, 3)),  # the launcher's SIGTERM is never the cause
+    ({0: -6, 1: 1}, (0, -6)),  # an abort before a survivor's exit
+    ({0: 1, 1: 1}, (0, 1)),  # among equals, the lowest rank
+    ({0: -15, 1: -15, 2: -11}, (2, -11)),
+])
+def test_the_launcher_names_the_rank_that_caused_the_failure(codes, expected):
+    assert distributed.cause(codes) == expected
