@@ -126,7 +126,9 @@ def minimize(
         x0: the start: a floating-point tensor, a tuple/list/dict of them, an ``nn.Module``, or
             a numpy array (as scipy users pass it: ``fn`` then receives a float64 tensor, and
             ``res.x``, ``res.best_x`` and ``res.jac`` come back as numpy arrays). Tensors are
-            copied, never mutated; a module is trained in place.
+            never mutated (small ones are copied; one of 65,536 elements or more is read
+            where it is, and the result never shares its storage); a module is trained in
+            place.
         args: extra positional arguments for ``fn``.
         rule: a name from :data:`descend.rules.RULES` (``"gd"``, ``"momentum"``,
             ``"nesterov"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adagrad"``, ``"lbfgs"``,

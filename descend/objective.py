@@ -5,9 +5,10 @@ Two small objects:
 * :class:`Params` holds what is being minimised: a tensor, a tuple/list/dict of tensors, or an
   ``nn.Module``. It owns one fixed *leaf* tensor per parameter (``requires_grad=True``) and the
   structure ``fn`` receives, built once. An update never writes into a leaf's storage: it computes
-  new values elsewhere (new tensors, or spare storage nothing holds:
-  :class:`~descend.state.Spare`) and points the leaf at them (``leaf.data = new``). So the
-  previous and the best iterates are kept for free, by reference, and ``x0`` is never mutated.
+  new values elsewhere (new tensors, or storage the run owns that nothing holds: the gradient
+  just used, :class:`~descend.state.Spare` buffers) and points the leaf at them
+  (``leaf.data = new``). So the previous and the best iterates are kept for free, by
+  reference, and ``x0`` is never mutated (a large tensor of it is even read where it is).
   For a module the leaves are its own parameters, so the module is trained in place, as torch
   users expect.
 * :class:`Objective` evaluates ``f(x)`` and ``grad f(x)`` at the current values, counts the
@@ -58,6 +59,11 @@ def _check_leaf(name: str, t: Any) -> Tensor:
     return t
 
 
+#: From this many elements on, a tensor of ``x0`` is read where it is instead of copied (see
+#: :class:`Params`).
+SHARED_NUMEL = 1 << 16
+
+
 class Params:
     """The parameters being minimised, as fixed leaf tensors plus the structure ``fn`` sees.
 
@@ -66,6 +72,9 @@ class Params:
         names: one name per leaf (``"x"``, ``"0"``, dict keys, or module parameter names).
         leaves: the leaf tensors autograd differentiates with respect to.
         values: the current values, detached; replaced (never written into) by :meth:`set`.
+            At the start, copies of ``x0``'s tensors, or the large ones themselves
+            (:data:`SHARED_NUMEL` elements and up, read where they are).
+        given: ``x0``'s tensors, detached (empty for a module).
         structure: what ``fn`` receives: the leaves arranged like ``x0`` (or the module).
     """
 
@@ -85,6 +94,7 @@ class Params:
             self.names = [n for n, _ in named]
             self.leaves: list[Tensor] = [p for _, p in named]
             self.values: list[Tensor] = [p.detach() for p in self.leaves]
+            self.given: list[Tensor] = []
             self.structure: Any = x0
             return
         if isinstance(x0, Tensor):
@@ -104,10 +114,21 @@ class Params:
             raise InputError(f"x0 must hold at least one tensor, got an empty {self.kind}")
         for n, t in zip(self.names, items):
             _check_leaf("x0" if self.kind == "tensor" else f"x0[{n!r}]", t)
-        # A private copy: x0 is never mutated, and leaves never alias the caller's storage.
-        self.values = [t.detach().clone() for t in items]
+        # x0 is never mutated: nothing writes into the current point (an update writes new
+        # tensors, or storage the run owns). A small tensor is copied; a large one is read where
+        # it is (one parameter-sized buffer less held for the whole run), and what a result
+        # would still share with it is copied then (:meth:`own`).
+        self.given = [t.detach() for t in items]
+        self.values = [t if t.numel() >= SHARED_NUMEL else t.clone() for t in self.given]
         self.leaves = [v.detach().requires_grad_(True) for v in self.values]
         self.structure = self.build(self.leaves)
+
+    def own(self, tensors: Sequence[Tensor]) -> list[Tensor]:
+        """``tensors`` with a copy of each that shares the caller's storage (a large tensor of
+        ``x0``, read where it is), so a result never aliases what the caller passed."""
+        given = {t.untyped_storage().data_ptr() for t in self.given if t.numel()}
+        return [t.clone() if t.numel() and t.untyped_storage().data_ptr() in given else t
+                for t in tensors]
 
     def build(self, tensors: Sequence[Tensor]) -> Any:
         """Arrange ``tensors`` (one per leaf) in the structure of ``x0``."""

@@ -222,9 +222,10 @@ def outcome(s: LoopState, fired: Criterion, seconds: float, step: str) -> dict[s
     the criterion that fired and the step-size strategy in words."""
     params = s.params
     return {
-        "x": params.structure if params.kind == "module" else params.build(params.values),
+        "x": params.structure if params.kind == "module" else params.build(
+            params.own(params.values)),
         "loss": s.finite_loss if s.finite_values else s.loss,
-        "best_x": params.build(s.best_values or params.values),
+        "best_x": params.build(params.own(s.best_values or params.values)),
         "best_loss": s.best_loss,
         "nit": s.iteration,
         "nfev": s.objective.nfev,

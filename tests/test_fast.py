@@ -340,3 +340,35 @@ def test_grad_norm_against_the_exact_norm(shapes, dtype, rtol):
                                 for v in t.reshape(-1).tolist()))
     got = state.grad_norm(grads)
     assert math.isfinite(got) and abs(got - exact) <= rtol * exact
+
+
+@pytest.mark.parametrize(("lr", "stop", "nit"), [
+    (0.1, stops.MaxIter(5), 5),
+    (0.1, stops.LossBelow(1e9), 0),  # stops at the start
+    (2.0, stops.MaxIter(3), 3),  # every step makes it worse: the best point is the start
+], ids=["descends", "no iteration", "best at the start"])
+def test_a_large_start_is_read_in_place_never_written_nor_returned(lr, stop, nit):
+    """A tensor of x0 with SHARED_NUMEL elements or more is the start itself (no private copy
+    held for the run): it is never written into, and no result tensor shares its storage, also
+    when the result is the start (no iteration, or every step made it worse)."""
+    from descend.objective import SHARED_NUMEL
+
+    g = torch.Generator().manual_seed(5)
+    x0 = torch.randn(SHARED_NUMEL + 3, generator=g)
+    t = torch.randn(SHARED_NUMEL + 3, generator=g)
+    before = x0.clone()
+    starts: list[int] = []
+
+    def watch(s: LoopState) -> None:
+        if s.iteration == 0:
+            starts.append(s.values[0].data_ptr())
+
+    res = descend.minimize(lambda x: ((x - t) ** 2).sum(), x0, rule="gd", lr=lr, stop=stop,
+                           on_divergence="stop", observers=[watch])
+    assert res.nit == nit
+    assert starts[0] == x0.data_ptr()  # read where it is
+    assert torch.equal(x0, before)
+    for out in (res.x, res.best_x):
+        assert out.data_ptr() != x0.data_ptr()
+    if nit != 5:
+        assert torch.equal(res.best_x, before) and res.best_loss == res.history.loss[0]
