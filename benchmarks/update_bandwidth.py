@@ -5,9 +5,12 @@ fused), in one run.
 Every variant minimises the same objective, the linear ``f(x) = t . x`` (the cheapest there
 is: one read of ``x`` forward, one product backward, the same cost everywhere, so the update
 shows), for a fixed number of iterations. The time per iteration is taken at steady state,
-``(T(2 + iters) - T(2)) / iters``, so what runs once (the private copy of ``x0``, the first
-touch of new buffers, the result) is left out; the variants of a case are interleaved across
-repeats so load on the shared machine hits all alike, and the table shows medians. descend
+``(T(2 + iters) - T(2)) / iters``, so what runs once (the first touch of new buffers, the
+result) is left out. The variants of a case are interleaved, and each repeat starts the round
+at the next variant: at 1e8 the cost of the page faults on a fresh gradient (most of an
+iteration) depends on where in the round a variant runs by more than the variants differ (up
+to 1.5x on this VM), so with ``--repeats`` a multiple of the variant count each takes every
+place alike. The table shows medians. descend
 runs with ``stop=MaxIter(n)`` (its guards and its history still on: the loss and gradient norm
 are computed and recorded every iteration). ``Adam(fused=True)`` is descend's adam through
 torch's fused kernel (opt-in, as in ``torch.optim``). Targets: descend at most 1.05x the
@@ -16,7 +19,7 @@ in-place loop for gd and momentum, at most 1.05x fused ``torch.optim.Adam`` for 
 Memory: a case holds about ten tensors of the parameter's size (400 MB each at 1e8); cases run
 one after another and free their memory in between.
 
-    python benchmarks/update_bandwidth.py [--sizes 1e7 1e8] [--iters 5] [--repeats 3]
+    python benchmarks/update_bandwidth.py [--sizes 1e7 1e8] [--iters 5] [--repeats 4]
 """
 
 from __future__ import annotations
@@ -122,10 +125,10 @@ def case(rule: str, n: int, iters: int, repeats: int) -> dict[str, float]:
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(n, generator=g)
     t = torch.randn(n, generator=g)
-    vs = variants(rule)
-    times: dict[str, list[float]] = {k: [] for k in vs}
-    for _ in range(repeats):
-        for name, f in vs.items():
+    vs = list(variants(rule).items())
+    times: dict[str, list[float]] = {k: [] for k, _ in vs}
+    for r in range(repeats):
+        for name, f in vs[r % len(vs):] + vs[:r % len(vs)]:  # (each repeat starts elsewhere)
             took = []
             for n_it in (WARM, WARM + iters):
                 start = time.perf_counter()
@@ -143,7 +146,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=float, nargs="+", default=[1e7, 1e8])
     ap.add_argument("--rules", nargs="+", default=["gd", "momentum", "adam"])
     ap.add_argument("--iters", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=4)
     a = ap.parse_args()
     print(f"ms per iteration, float32, {a.iters} iterations, median of {a.repeats} repeats "
           f"(torch {torch.__version__}, {torch.get_num_threads()} threads)")
