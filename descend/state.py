@@ -322,7 +322,8 @@ class LoopState:
         ``dead`` are the caller's lists that hold gradient tensors and die with the update (the
         direction ``u``, which is the gradient list for gd). Taken only on the in-place path,
         for gradients shaped, typed and laid out like the point, each on a storage of its own
-        that no other tensor shares, and held by no one else: not by the best point
+        that no other tensor shares (but the base it aliases whole, as autograd returns a
+        matrix product's gradient), and held by no one else: not by the best point
         (:attr:`keep_best_grads`), the start, a pending row, a step size, a criterion or an
         observer (each keeps its own list, so the tensors' counts show it). Never for a
         compiled objective (its outputs may be buffers the compiled code reuses)."""
@@ -331,6 +332,7 @@ class LoopState:
             return None
         lists = [g, *(d for d in dead if d is not g)]
         slots: list[int] = []  # (per tensor: the lists beyond g that hold it)
+        aliases: list[int] = []  # (and the other tensors on its storage: its base, if a view)
         for i in range(len(g)):
             t, v = g[i], vs[i]
             if (t.shape != v.shape or t.dtype != v.dtype or t.device != v.device
@@ -338,9 +340,14 @@ class LoopState:
                     or t.storage_offset() != 0
                     or t.untyped_storage().nbytes() != t.numel() * t.element_size()):
                 return None
+            b = t._base  # (autograd may return a gradient as an alias of a whole tensor)
+            if b is not None and (b.numel() != t.numel() or not b.is_contiguous()
+                                  or b.storage_offset() != 0 or b._base is not None):
+                return None
+            aliases.append(0 if b is None else 1)
             slots.append(sum(1 for lst in lists[1:] if any(x is t for x in lst)))
-        del t, v  # (a name bound to a tensor holds it)
-        if _counts(g) != [(h, 0) for h in slots]:
+        del t, v, b  # (a name bound to a tensor holds it)
+        if _counts(g) != [(h, a) for h, a in zip(slots, aliases)]:
             return None
         return list(g)
 

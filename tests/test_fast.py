@@ -372,3 +372,34 @@ def test_a_large_start_is_read_in_place_never_written_nor_returned(lr, stop, nit
         assert out.data_ptr() != x0.data_ptr()
     if nit != 5:
         assert torch.equal(res.best_x, before) and res.best_loss == res.history.loss[0]
+
+
+def test_fit_writes_over_gradients_autograd_returns_as_views(monkeypatch):
+    """A linear layer's gradients come back from autograd as aliases of whole tensors (views of
+    a matrix product's result, a bias's reshaped sum): ``fit`` still writes each next iterate
+    over them, and trains the same weights as out of place, bit for bit."""
+    X = torch.randn(96, 6, generator=torch.Generator().manual_seed(2))
+    Y = X @ torch.linspace(-1, 1, 12).reshape(6, 2) + 0.1
+
+    def train(in_place: bool) -> tuple[list[torch.Tensor], list[bool]]:
+        monkeypatch.setattr(state, "IN_PLACE_NUMEL", 0 if in_place else 1 << 62)
+        taken: list[bool] = []
+        spent = LoopState.spent
+
+        def spy(self, *dead):
+            out = spent(self, *dead)
+            taken.append(out is not None)
+            return out
+
+        monkeypatch.setattr(LoopState, "spent", spy)
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+        descend.fit(net, (X, Y), rule="momentum", lr=0.05, epochs=3, batch_size=32, seed=0,
+                    progress=False)
+        monkeypatch.setattr(LoopState, "spent", spent)
+        return [p.detach().clone() for p in net.parameters()], taken
+
+    fast, taken = train(True)
+    slow, _ = train(False)
+    assert len(taken) == 9 and all(taken)
+    assert all(torch.equal(a, b) for a, b in zip(fast, slow))
