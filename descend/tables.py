@@ -141,10 +141,16 @@ def read_table(path: str | Path, *, encoding: str | None = None,
         if parquet:
             table = pq.read_table(p)
         else:
+            # Text in another encoding is decoded here, in Python: pyarrow would decode it on
+            # its reader's thread through Python's codecs, which need the GIL, and pyarrow 14
+            # can then hang for good when the parse fails (the reader, torn down under the
+            # GIL, waits for that thread)
+            enc = _encoding(p, encoding, notes)
+            source: Any = p if enc == "utf-8" else pa.BufferReader(
+                p.read_bytes().decode(enc).encode("utf-8"))
             table = pacsv.read_csv(  # small files in this thread: no pool to start (and
-                p, read_options=pacsv.ReadOptions(  # pyarrow 14's pool hung once on 8 bytes)
-                    encoding=_encoding(p, encoding, notes),
-                    use_threads=p.stat().st_size > THREADED_CSV_BYTES),
+                source, read_options=pacsv.ReadOptions(  # pyarrow 14's pool hung once on 8
+                    use_threads=p.stat().st_size > THREADED_CSV_BYTES),  # bytes)
                 convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
             )
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:

@@ -108,3 +108,50 @@ def test_integer_class_labels_keep_their_type():
     prep, t = Preprocessing.fit(table, "t", ["y"], task="classification")
     assert prep.classes == [1, 3] and prep.n_outputs == 2
     assert prep.targets_of(t, "t").tolist() == [1, 0, 1]
+
+
+CP949_BYTES = r"""
+import random, sys
+from pathlib import Path
+from descend import tables
+from descend.errors import InputError
+
+rng, folder, read, refused = random.Random(7), Path(sys.argv[1]), 0, 0
+while read + refused < 300:
+    raw = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300)))
+    try:
+        raw.decode("utf-8")
+        continue
+    except UnicodeDecodeError:
+        pass
+    try:
+        raw.decode("cp949")
+    except UnicodeDecodeError:
+        continue
+    path = folder / f"f{read + refused}.csv"
+    path.write_bytes(raw)
+    try:
+        tables.read_table(path)
+        read += 1
+    except InputError:
+        refused += 1
+print(read, refused)
+"""
+
+
+def test_text_in_another_encoding_that_fails_to_parse_never_hangs(tmp_path):
+    """300 files of random bytes that decode as CP949 (not UTF-8), most of them no CSV: each is
+    read or refused with an InputError. pyarrow 14 decoding them itself hung within the first
+    hundred (its reader, torn down under the GIL, waited for a thread that decoded through
+    Python's codecs), so the decoding is descend's; run apart, with a deadline."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-c", CP949_BYTES, str(tmp_path)],
+                              capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired:
+        pytest.fail("reading CP949 bytes hung (240 s)")
+    assert done.returncode == 0, done.stderr[-2000:]
+    read, refused = map(int, done.stdout.split())
+    assert read + refused == 300 and refused > 0
