@@ -458,7 +458,7 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
             alpha = step(s, u, line)
             # restart?  (a restarted rule's u is a scaled gradient; for gd it is the same line)
             first = line
-            if alpha is None and u is not s.grads:
+            if alpha is None and not s.is_gradient(u):
                 rule.init(s.values)
                 step.restarted()
                 u = rule.direction(s.values, s.grads)
@@ -473,7 +473,7 @@ def _run(objective: Objective, parts: Parts) -> tuple[LoopState, Criterion]:
                     continue
                 return s, verdict
             # update
-            new, known = line.accept(alpha, s.spent(u, grads))
+            new, known = line.accept(alpha, grads)
         assert alpha is not None  # (None returned above)
         s.lr = alpha
         params.set(new)

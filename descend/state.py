@@ -313,6 +313,12 @@ class LoopState:
     def grads(self, grads: list[Tensor]) -> None:
         self._grads = list(grads)
 
+    def is_gradient(self, u: Sequence[Tensor]) -> bool:
+        """Whether the direction ``u`` is the gradient itself (gd's), tensor for tensor: the
+        list :attr:`grads` hands out is new at each read, so compare its tensors."""
+        g = self._grads
+        return len(u) == len(g) and all(a is b for a, b in zip(u, g))
+
     def spent(self, *dead: list[Tensor]) -> list[Tensor] | None:
         """The current gradient's storage, for the next iterate, when nothing but the loop
         holds it (None otherwise): the update then writes ``x - lr u`` over the gradient it
@@ -461,9 +467,8 @@ class LoopState:
         each made the current state (``x`` included) and shown to the ``observers`` before it
         is yielded; without observers, the leading rows ``quiet`` counts (those no criterion
         can fire on: :func:`descend.screen.quiet`) are taken at once, without being yielded.
-        A caller that
-        stops at a row leaves the state
-        there: the later rows are dropped and the evaluation count set back, so the run ends
+        A caller that stops at a row leaves the state there: the later rows are dropped and
+        the evaluation count set back, so the run ends
         exactly as reading every iteration would (the rule's state alone has moved on).
         """
         if self._asked < len(self.history):
@@ -598,16 +603,18 @@ class Line:
         curv = (-dot(grads, self.u) - self.d0) / a
         return self.d0 * self.d0 / (2 * curv) if curv > 0 and math.isfinite(curv) else math.inf
 
-    def accept(self, alpha: float, spent: list[Tensor] | None = None
+    def accept(self, alpha: float, *dead: list[Tensor]
                ) -> tuple[list[Tensor], tuple[Tensor, list[Tensor]] | None]:
         """The new point ``x - alpha u`` and, when it was a trial, its loss and gradient. A new
-        point is written into ``spent`` (the gradient's storage, :meth:`LoopState.spent`)
-        when given, else into the run's spare storage when it has one."""
+        point is written over the gradient when nothing else holds it (:meth:`LoopState.spent`;
+        ``dead``: the caller's lists that die with the update, besides ``u``), else into the
+        run's spare storage when it has one."""
         trial = self.trials.get(alpha)
         if trial is None:
             s = self.s
-            out = spent if spent is not None else (
-                s.spare.take() if s.spare is not None else None)
+            out = s.spent(self.u, *dead)
+            if out is None and s.spare is not None:
+                out = s.spare.take()
             return s.rule.apply(s.values, self.u, alpha, out), None
         return trial[0], (trial[1], trial[2])
 

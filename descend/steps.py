@@ -540,7 +540,7 @@ class BarzilaiBorwein(Step):
             if sy > 0 and yy > 0:
                 lr = ss / sy if long else sy / yy
                 gu, uu = dot(s.grads, u), dot(u, u)
-                if gu > 0 and u is not s.grads:
+                if gu > 0 and not s.is_gradient(u):
                     lr *= gu / uu
                 lr *= self.scale
             else:
@@ -671,7 +671,7 @@ class Auto(LineSearch):
         if yy <= 0 or ss <= 0:
             return _curvature_step(s, u, line) * self.scale
         lr = ss / sy if sy > 0 else math.sqrt(ss / yy)
-        if u is not s.grads:
+        if not s.is_gradient(u):
             lr *= -d0 / dot(u, u)
         return lr * self.scale
 

@@ -56,31 +56,42 @@ def _import_pyarrow() -> Any:
     return pyarrow
 
 
-def _encoding(p: Path, encoding: str | None, notes: list[str] | None) -> str:
-    """The encoding to read the CSV file ``p`` in: ``encoding`` when given (checked), else
-    UTF-8 (a BOM is skipped by the reader) when the bytes decode as UTF-8, else CP949 (which
-    covers EUC-KR, the encoding of Korean Excel's CSV export) when they decode as that; a note
-    says so.
+def _csv_source(p: Path, encoding: str | None, notes: list[str] | None) -> Any:
+    """What pyarrow reads the CSV file ``p`` from: the path itself for UTF-8 text (a BOM is
+    skipped by the reader), else the text decoded here, in Python, and handed over as UTF-8
+    bytes. pyarrow would decode other encodings on its reader's thread through Python's codecs,
+    which need the GIL, and pyarrow 14 can then hang for good when the parse fails (the
+    reader, torn down under the GIL, waits for that thread).
+
+    The encoding is ``encoding`` when given (checked), else UTF-8 when the bytes decode as
+    UTF-8, else CP949 (which covers EUC-KR, the encoding of Korean Excel's CSV export) when they
+    decode as that; a note says so.
 
     Raises:
         InputError: an unknown encoding name, or bytes that are neither UTF-8 nor CP949.
+        UnicodeDecodeError: bytes that are not in the ``encoding`` given.
     """
     import codecs
 
+    import pyarrow as pa
+
     if encoding is not None:
         try:
-            return codecs.lookup(encoding).name
+            name = codecs.lookup(encoding).name
         except LookupError:
             raise InputError(f"unknown encoding {encoding!r}; use a Python codec name such as "
                              "utf-8, cp949, euc-kr, cp1252, latin-1") from None
+        if name == "utf-8":
+            return p
+        return pa.BufferReader(p.read_bytes().decode(name).encode("utf-8"))
     raw = p.read_bytes()
     try:
         raw.decode("utf-8")
-        return "utf-8"
+        return p
     except UnicodeDecodeError as e:
         bad = e.start
     try:
-        raw.decode("cp949")
+        text = raw.decode("cp949")
     except UnicodeDecodeError:
         raise InputError(
             f"cannot read {p.name}: it is not UTF-8 text (byte 0x{raw[bad]:02x} at offset "
@@ -89,7 +100,7 @@ def _encoding(p: Path, encoding: str | None, notes: list[str] | None) -> str:
     if notes is not None:
         notes.append(f"{p.name} is not UTF-8; read it as cp949 (CP949/EUC-KR, Korean Excel's "
                      "CSV export); pass --encoding NAME if that is wrong")
-    return "cp949"
+    return pa.BufferReader(text.encode("utf-8"))
 
 
 def _without_pandas_index(table: pa.Table) -> pa.Table:
@@ -141,16 +152,9 @@ def read_table(path: str | Path, *, encoding: str | None = None,
         if parquet:
             table = pq.read_table(p)
         else:
-            # Text in another encoding is decoded here, in Python: pyarrow would decode it on
-            # its reader's thread through Python's codecs, which need the GIL, and pyarrow 14
-            # can then hang for good when the parse fails (the reader, torn down under the
-            # GIL, waits for that thread)
-            enc = _encoding(p, encoding, notes)
-            source: Any = p if enc == "utf-8" else pa.BufferReader(
-                p.read_bytes().decode(enc).encode("utf-8"))
             table = pacsv.read_csv(  # small files in this thread: no pool to start (and
-                source, read_options=pacsv.ReadOptions(  # pyarrow 14's pool hung once on 8
-                    use_threads=p.stat().st_size > THREADED_CSV_BYTES),  # bytes)
+                _csv_source(p, encoding, notes),  # pyarrow 14's pool hung once on 8 bytes)
+                read_options=pacsv.ReadOptions(use_threads=p.stat().st_size > THREADED_CSV_BYTES),
                 convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
             )
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:

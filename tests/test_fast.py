@@ -403,3 +403,36 @@ def test_fit_writes_over_gradients_autograd_returns_as_views(monkeypatch):
     slow, _ = train(False)
     assert len(taken) == 9 and all(taken)
     assert all(torch.equal(a, b) for a, b in zip(fast, slow))
+
+
+class _Ascent(torch.autograd.Function):
+    """``sum(x^2)`` whose gradient is reported with the wrong sign: no step along it helps."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return (x * x).sum()
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return -2 * x * g
+
+
+def test_gd_with_a_failing_search_does_not_restart(monkeypatch):
+    """gd's direction is the gradient itself, so a step size that finds nothing ends the run
+    without a restart (a restart re-scales a rule's direction; gd's would be the same line):
+    the rule is set up once, also where ``s.grads`` hands out a new list at each read."""
+    from descend.rules import GD
+
+    inits: list[int] = []
+
+    class Counted(GD):
+        def init(self, values):
+            inits.append(1)
+            super().init(values)
+
+    with pytest.warns(RuntimeWarning, match="step_failed"):
+        res = descend.minimize(_Ascent.apply, torch.ones(4), rule=Counted(), lr="armijo",
+                               max_iter=20, on_divergence="stop")
+    assert res.nit == 0 and not res.success and len(inits) == 1
