@@ -5,4 +5,8 @@ import sys
 from .cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    from .distributed import depart
+
+    depart(code)  # (a worker of --nproc: out without the process group's teardown)
+    sys.exit(code)

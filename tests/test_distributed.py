@@ -260,3 +260,39 @@ def test_nproc_run_killed_mid_run_resumes_from_its_last_checkpoint(
 ])
 def test_the_launcher_names_the_rank_that_caused_the_failure(codes, expected):
     assert distributed.cause(codes) == expected
+
+
+DEPART = """
+import os, sys
+import torch.distributed as dist
+from descend import distributed
+distributed.depart(3)  # no group yet: returns
+print("returned", flush=True)
+dist.init_process_group("gloo", init_method="tcp://127.0.0.1:{port}", rank=0, world_size=1)
+distributed._OWNED.append(True)  # as fit's own group
+if os.environ.get("OWN_ONLY"):
+    distributed._OWNED.clear()  # a group the caller made: returns
+    distributed.depart(3)
+    print("caller's group: returned")
+    sys.exit(0)
+print("unflushed line", end="")
+distributed.depart(5)
+print("never")
+"""
+
+
+@pytest.mark.parametrize(("env", "code", "out"), [
+    ({}, 0, ["returned", "unflushed linenever"]),  # not under --nproc: an ordinary exit
+    ({"DESCEND_NPROC": "1"}, 5, ["returned", "unflushed line"]),  # out at once, flushed
+    ({"DESCEND_NPROC": "1", "OWN_ONLY": "1"}, 0, ["returned", "caller's group: returned"]),
+])
+def test_a_nproc_worker_departs_without_teardown_and_nothing_else_does(tmp_path, env, code, out):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = {k: v for k, v in _env(tmp_path).items() if k != "DESCEND_NPROC"}
+    r = subprocess.run([sys.executable, "-c", DEPART.format(port=port)], capture_output=True,
+                       text=True, env={**base, **env}, timeout=120)
+    assert (r.returncode, r.stdout.splitlines()) == (code, out), r.stderr[-2000:]
