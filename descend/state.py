@@ -54,6 +54,19 @@ def _counts(buf: list[Tensor]) -> list[tuple[int, int]]:
     return [(r - one[0], u - one[1]) for r, u in (_holders(buf[i]) for i in range(len(buf)))]
 
 
+def _unheld_base(b: Any) -> bool:
+    """Whether nothing but its view holds ``b``, the base a gradient is an alias of: no Python
+    name, list or attribute (a custom ``autograd.Function`` may return a view of a tensor it
+    keeps, which the update must not write over) and no other C++ owner (a graph's saved
+    tensor). Its Python references and owners are counted against those of a base known to be
+    held by its view alone, measured alongside: how torch keeps a base's Python object alive
+    differs between versions, so the counts are only compared, never fixed."""
+    view = torch.empty(1).view(1)  # (its base's temporary Python object is gone: held by the view)
+    ref: Any = view._base
+    # (``b`` has one holder more here than ``ref``: the caller's name for it)
+    return sys.getrefcount(b) - 1 == sys.getrefcount(ref) and b._use_count() == ref._use_count()
+
+
 class Spare:
     """Storage for the next iterate, so an update writes into memory the run already owns:
     no allocation (and no page faults on a fresh 400 MB tensor) on the hot path.
@@ -348,7 +361,8 @@ class LoopState:
                 return None
             b = t._base  # (autograd may return a gradient as an alias of a whole tensor)
             if b is not None and (b.numel() != t.numel() or not b.is_contiguous()
-                                  or b.storage_offset() != 0 or b._base is not None):
+                                  or b.storage_offset() != 0 or b._base is not None
+                                  or not _unheld_base(b)):
                 return None
             aliases.append(0 if b is None else 1)
             slots.append(sum(1 for lst in lists[1:] if any(x is t for x in lst)))

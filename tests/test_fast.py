@@ -405,6 +405,52 @@ def test_fit_writes_over_gradients_autograd_returns_as_views(monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(fast, slow))
 
 
+class _Keeper:
+    """A user's object that keeps the tensor its custom gradient hands out."""
+
+    def __init__(self) -> None:
+        self.w = torch.linspace(-1, 1, 70_000)
+
+
+_KEPT = torch.linspace(-2, 2, 70_000)
+_OBJ = _Keeper()
+
+
+def _linear_with(grad: object) -> type[torch.autograd.Function]:
+    """``f(x) = <c, x>`` whose backward returns ``grad()``: a tensor someone else holds."""
+
+    class Linear(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return (x.reshape(-1) * _KEPT).sum()
+
+        @staticmethod
+        def backward(ctx, g):
+            return grad()  # type: ignore[operator]
+
+    return Linear
+
+
+@pytest.mark.parametrize("grad", [
+    lambda: _KEPT.view(700, 100),  # a view of a module-level tensor
+    lambda: _KEPT.reshape(700, 100),  # (reshape of a contiguous tensor: a view too)
+    lambda: _OBJ.w.view(700, 100),  # a view of an object's attribute
+    lambda: _KEPT.view(700, 100).view(700, 100),  # a view of a view
+], ids=["view", "reshape", "attribute", "view-of-view"])
+def test_a_gradient_that_is_a_view_of_a_kept_tensor_is_never_written_over(monkeypatch, grad):
+    """A custom backward may return a view of a tensor it keeps: the update must not take that
+    storage for the next iterate (the base's holders are counted), and the run equals the one
+    out of place."""
+    before = (_KEPT.clone(), _OBJ.w.clone())
+    fn = _linear_with(grad).apply
+    x0 = torch.linspace(0, 1, 70_000).reshape(700, 100)
+    fast = descend.minimize(fn, x0, rule="gd", lr=1e-3, stop=stops.MaxIter(4))
+    assert torch.equal(_KEPT, before[0]) and torch.equal(_OBJ.w, before[1])
+    monkeypatch.setattr(state, "IN_PLACE_NUMEL", 1 << 62)
+    slow = descend.minimize(fn, x0, rule="gd", lr=1e-3, stop=stops.MaxIter(4))
+    assert torch.equal(fast.x, slow.x) and fast.nit == slow.nit == 4
+
+
 class _Ascent(torch.autograd.Function):
     """``sum(x^2)`` whose gradient is reported with the wrong sign: no step along it helps."""
 
