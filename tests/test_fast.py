@@ -414,6 +414,7 @@ class _Keeper:
 
 _KEPT = torch.linspace(-2, 2, 70_000)
 _OBJ = _Keeper()
+_KEPT_2D = torch.linspace(-3, 3, 70_000).reshape(700, 100)
 
 
 def _linear_with(grad: object) -> type[torch.autograd.Function]:
@@ -436,16 +437,17 @@ def _linear_with(grad: object) -> type[torch.autograd.Function]:
     lambda: _KEPT.reshape(700, 100),  # (reshape of a contiguous tensor: a view too)
     lambda: _OBJ.w.view(700, 100),  # a view of an object's attribute
     lambda: _KEPT.view(700, 100).view(700, 100),  # a view of a view
-], ids=["view", "reshape", "attribute", "view-of-view"])
+    lambda: _KEPT_2D,  # the kept tensor itself
+], ids=["view", "reshape", "attribute", "view-of-view", "itself"])
 def test_a_gradient_that_is_a_view_of_a_kept_tensor_is_never_written_over(monkeypatch, grad):
     """A custom backward may return a view of a tensor it keeps: the update must not take that
     storage for the next iterate (the base's holders are counted), and the run equals the one
     out of place."""
-    before = (_KEPT.clone(), _OBJ.w.clone())
+    before = (_KEPT.clone(), _OBJ.w.clone(), _KEPT_2D.clone())
     fn = _linear_with(grad).apply
     x0 = torch.linspace(0, 1, 70_000).reshape(700, 100)
     fast = descend.minimize(fn, x0, rule="gd", lr=1e-3, stop=stops.MaxIter(4))
-    assert torch.equal(_KEPT, before[0]) and torch.equal(_OBJ.w, before[1])
+    assert all(torch.equal(a, b) for a, b in zip((_KEPT, _OBJ.w, _KEPT_2D), before))
     monkeypatch.setattr(state, "IN_PLACE_NUMEL", 1 << 62)
     slow = descend.minimize(fn, x0, rule="gd", lr=1e-3, stop=stops.MaxIter(4))
     assert torch.equal(fast.x, slow.x) and fast.nit == slow.nit == 4
