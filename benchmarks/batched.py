@@ -9,6 +9,9 @@ K notebook-sized problems (a 3x3 ``x`` pulled to its own random target by gd, ``
 * (c) ``torch.func.vmap(grad_and_value(f))`` in lockstep until the slowest problem is done;
 * ``descend.minimize(fn, X0, args=(T, W), rule="gd", lr=1.0, stop=LossBelow(1e-5),
   batched=True)``;
+* ``no hist``: descend with ``BatchedHistory.add`` replaced by a no-op, for analysis only (what
+  keeping every problem's loss and gradient norm per iteration costs: at K = 1e5 those rows are
+  about 18 MB of fresh memory a run, which (b) does not keep);
 * the floor of any eager batched loop: only ``fn`` and its gradient, on exactly the problems
   still running at each iteration (as if compacted every iteration for free), no update, no
   test. Where the floor is above half of (b), no loop that evaluates ``fn`` op by op can be 2x
@@ -35,6 +38,7 @@ import torch.nn.functional as F
 
 import descend
 from descend import stops
+from descend.batched_result import BatchedHistory
 
 LR, THRESHOLD = 1.0, 1e-5
 HARD_WEIGHT, HARD_FRACTION = 0.08, 0.1
@@ -120,6 +124,15 @@ def batched(X0: torch.Tensor, T: torch.Tensor, W: torch.Tensor) -> descend.batch
                             stop=stops.LossBelow(THRESHOLD), batched=True)
 
 
+def without_history(X0: torch.Tensor, T: torch.Tensor, W: torch.Tensor) -> None:
+    add = BatchedHistory.add
+    BatchedHistory.add = lambda self, *a: None  # type: ignore[method-assign]
+    try:
+        batched(X0, T, W)
+    finally:
+        BatchedHistory.add = add  # type: ignore[method-assign]
+
+
 def timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -138,15 +151,15 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; us per problem, "
           f"median of {a.repeats}")
     print(f"{'mix':7s} {'K':>7s} {'nit':>9s} {'(a) loop':>9s} {'(b) mask':>9s} "
-          f"{'(c) vmap':>9s} {'descend':>9s} {'/(b)':>6s} {'/(c)':>6s} {'floor':>9s} "
-          f"{'floor/(b)':>9s}")
+          f"{'(c) vmap':>9s} {'descend':>9s} {'/(b)':>6s} {'/(c)':>6s} {'no hist':>9s} "
+          f"{'/(b)':>6s} {'floor':>9s} {'floor/(b)':>9s}")
     for mix in ("same", "spread"):
         for K in (int(float(s)) for s in a.sizes.split(",")):
             X0, T, W = problems(K, mix)
             res = batched(X0, T, W)
             nit = masked_loop(X0, T, W)
             assert torch.equal(res.nit, nit), "descend and the masked loop disagree on nit"
-            times: dict[str, list[float]] = {k: [] for k in ("a", "b", "c", "d", "e")}
+            times: dict[str, list[float]] = {k: [] for k in ("a", "b", "c", "d", "e", "h")}
             sample = range(0, K, max(K // a.sample, 1))
             bare = floor(X0, T, W, nit)
             for _ in range(a.repeats):
@@ -156,10 +169,12 @@ def main() -> None:
                 times["c"].append(timed(partial(vmap_lockstep, X0, T, W)) / K)
                 times["d"].append(timed(partial(batched, X0, T, W)) / K)
                 times["e"].append(timed(bare) / K)
+                times["h"].append(timed(partial(without_history, X0, T, W)) / K)
             m = {k: statistics.median(v) * 1e6 for k, v in times.items()}
             print(f"{mix:7s} {K:7d} {int(nit.min()):>4d}-{int(nit.max()):<4d} {m['a']:9.2f} "
                   f"{m['b']:9.3f} {m['c']:9.3f} {m['d']:9.3f} {m['d'] / m['b']:6.2f} "
-                  f"{m['d'] / m['c']:6.2f} {m['e']:9.3f} {m['e'] / m['b']:9.2f}", flush=True)
+                  f"{m['d'] / m['c']:6.2f} {m['h']:9.3f} {m['h'] / m['b']:6.2f} {m['e']:9.3f} "
+                  f"{m['e'] / m['b']:9.2f}", flush=True)
 
 
 if __name__ == "__main__":
