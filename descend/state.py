@@ -54,17 +54,15 @@ def _counts(buf: list[Tensor]) -> list[tuple[int, int]]:
     return [(r - one[0], u - one[1]) for r, u in (_holders(buf[i]) for i in range(len(buf)))]
 
 
-def _unheld_base(b: Any) -> bool:
-    """Whether nothing but its view holds ``b``, the base a gradient is an alias of: no Python
-    name, list or attribute (a custom ``autograd.Function`` may return a view of a tensor it
-    keeps, which the update must not write over) and no other C++ owner (a graph's saved
-    tensor). Its Python references and owners are counted against those of a base known to be
-    held by its view alone, measured alongside: how torch keeps a base's Python object alive
-    differs between versions, so the counts are only compared, never fixed."""
-    view = torch.empty(1).view(1)  # (its base's temporary Python object is gone: held by the view)
-    ref: Any = view._base
-    # (``b`` has one holder more here than ``ref``: the caller's name for it)
-    return sys.getrefcount(b) - 1 == sys.getrefcount(ref) and b._use_count() == ref._use_count()
+def _held_alike(b: Any, ref: Any) -> bool:
+    """Whether ``b``, the base a gradient is an alias of, has the holders of ``ref``, a base
+    known to be held by its view alone, each bound to one name of the caller: then no Python
+    name, list or attribute holds ``b`` (a custom ``autograd.Function`` may return a view of a
+    tensor it keeps, which the update must not write over) and no other C++ owner does (a
+    graph's saved tensor). Only compared, never fixed: how torch keeps a base's Python object
+    alive differs between versions, and a frame hook that keeps frames' locals alive (as
+    ``torch.compile`` installs) adds to both alike."""
+    return sys.getrefcount(b) == sys.getrefcount(ref) and b._use_count() == ref._use_count()
 
 
 class Spare:
@@ -350,6 +348,8 @@ class LoopState:
         if self.spare is None or not g or self.objective.compile or len(g) != len(vs):
             return None
         lists = [g, *(d for d in dead if d is not g)]
+        ref_view = torch.empty(1).view(1)  # (its base's Python object is gone: the view holds it)
+        ref = ref_view._base
         slots: list[int] = []  # (per tensor: the lists beyond g that hold it)
         aliases: list[int] = []  # (and the other tensors on its storage: its base, if a view)
         for i in range(len(g)):
@@ -362,11 +362,11 @@ class LoopState:
             b = t._base  # (autograd may return a gradient as an alias of a whole tensor)
             if b is not None and (b.numel() != t.numel() or not b.is_contiguous()
                                   or b.storage_offset() != 0 or b._base is not None
-                                  or not _unheld_base(b)):
+                                  or not _held_alike(b, ref)):
                 return None
             aliases.append(0 if b is None else 1)
             slots.append(sum(1 for lst in lists[1:] if any(x is t for x in lst)))
-        del t, v, b  # (a name bound to a tensor holds it)
+        del t, v, b, ref, ref_view  # (a name bound to a tensor holds it)
         if _counts(g) != [(h, a) for h, a in zip(slots, aliases)]:
             return None
         return list(g)

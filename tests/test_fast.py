@@ -374,10 +374,14 @@ def test_a_large_start_is_read_in_place_never_written_nor_returned(lr, stop, nit
         assert torch.equal(res.best_x, before) and res.best_loss == res.history.loss[0]
 
 
-def test_fit_writes_over_gradients_autograd_returns_as_views(monkeypatch):
+@pytest.mark.parametrize("traced", [False, True], ids=["plain", "traced"])
+def test_fit_writes_over_gradients_autograd_returns_as_views(monkeypatch, traced):
     """A linear layer's gradients come back from autograd as aliases of whole tensors (views of
     a matrix product's result, a bias's reshaped sum): ``fit`` still writes each next iterate
-    over them, and trains the same weights as out of place, bit for bit."""
+    over them, and trains the same weights as out of place, bit for bit; also under a trace
+    hook that keeps every frame's locals alive (the bases' holders are counted alike)."""
+    import sys
+
     X = torch.randn(96, 6, generator=torch.Generator().manual_seed(2))
     Y = X @ torch.linspace(-1, 1, 12).reshape(6, 2) + 0.1
 
@@ -399,7 +403,14 @@ def test_fit_writes_over_gradients_autograd_returns_as_views(monkeypatch):
         monkeypatch.setattr(LoopState, "spent", spent)
         return [p.detach().clone() for p in net.parameters()], taken
 
-    fast, taken = train(True)
+    if traced:
+        old = sys.gettrace()
+        sys.settrace(_keep_locals)  # (restored below)
+    try:
+        fast, taken = train(True)
+    finally:
+        if traced:
+            sys.settrace(old)
     slow, _ = train(False)
     assert len(taken) == 9 and all(taken)
     assert all(torch.equal(a, b) for a, b in zip(fast, slow))
