@@ -22,6 +22,14 @@ problems have their loss weighted by 0.08, so they need about 10x the iterations
 Targets: at K = 1e5 on ``same``, descend at most 1.2x (b) per problem; on ``spread``, at least
 2x faster than (b) and (c).
 
+At K = 1e5 an iteration is mostly memory traffic, and on a VM the page faults of glibc's heap
+(trimmed and grown again as large temporaries come and go) move every variant by up to 1.5x
+from run to run, depending on what ran before; for a comparison without that noise, fix the
+heap::
+
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=2000000000:glibc.malloc.trim_threshold=4000000000 \
+        python benchmarks/batched.py
+
     python benchmarks/batched.py [--sizes 1000,10000,100000] [--repeats 5] [--sample 20]
 """
 
