@@ -654,12 +654,9 @@ def _main(args: list[str]) -> int:
 
         if not os.environ.get("DESCEND_NPROC"):  # under --nproc the launcher says which
             print(f"descend {a.command}: error: {e}", file=sys.stderr)
-            return 1
-        # (under --nproc: out at once, without tearing down a process group whose peer is
-        # gone, where the backend's threads may abort the process and print to stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
+        # (a worker of --nproc then leaves by distributed.depart, without tearing down a group
+        # whose peer is gone, where the backend's threads may abort the process)
+        return 1
     except BrokenPipeError:  # e.g. `descend demo | head`: the reader left, nothing to report
         sys.stderr.close()
         return 0
