@@ -47,14 +47,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from . import batched_chunks
 from .batched_parts import Batch, BatchedLBFGS, Tests, first_order, not_a_minimum
 from .batched_result import REASON_CODES, BatchedHistory, BatchedResult
-from .errors import InputError
+from .errors import InputError, InputTypeError
 from .linesearch import armijo_trials, strong_wolfe_trials
 from .loop import assemble
 from .objective import Params
@@ -117,13 +119,16 @@ def _check_method(parts: Any) -> None:
 
 def solve(fn: Callable[..., Tensor], x0: Any, args: tuple, *, rule: Any, lr: Any, stop: Any,
           max_iter: int | None, on_divergence: str | None, refused: dict[str, Any],
-          cost: Callable[[Tensor], Tensor] | None = None) -> BatchedResult:
+          cost: Callable[[Tensor], Tensor] | None = None, compile: bool = False) -> BatchedResult:
     """Check everything up front, assemble by the one policy, run, and return the result.
 
     ``refused`` holds the options a batched run does not take, by name, with what was given
     (an error names the first one given). ``cost`` maps ``fn``'s output to the losses (for
-    ``least_squares``: residual vectors to ``1/2 |r|^2``).
+    ``least_squares``: residual vectors to ``1/2 |r|^2``). ``compile``: the iterations compiled
+    where the run qualifies (:mod:`descend.batched_chunks`), else ``fn`` alone.
     """
+    if not isinstance(compile, bool):
+        raise InputTypeError(f"compile must be True or False, got {compile!r}")
     for name, given in refused.items():
         if given not in (None, False, (), []):
             raise InputError(f"with batched=True, {name}= is not supported (per-problem runs "
@@ -139,7 +144,10 @@ def solve(fn: Callable[..., Tensor], x0: Any, args: tuple, *, rule: Any, lr: Any
                      on_divergence="stop")
     _check_method(parts)
     tests = Tests(parts.criteria, batch)
-    return run(batch, parts, tests)
+    chunked = batched_chunks.make(batch, parts, compile)
+    if compile and chunked is None:
+        batch.compile_alone()
+    return run(batch, parts, tests, chunked)
 
 
 def _composed(fn: Callable[..., Tensor], cost: Callable[[Tensor], Tensor]) -> Callable[..., Tensor]:
@@ -173,8 +181,10 @@ class _Out:
         self.what: dict[int, str] = {}
 
 
-def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
-    """The batched loop (see the module docstring)."""
+def run(batch: Batch, parts: Any, tests: Tests,
+        chunked: batched_chunks.BatchedChunks | None = None) -> BatchedResult:
+    """The batched loop (see the module docstring); ``chunked``: its iterations compiled,
+    after the start's row (:mod:`descend.batched_chunks`)."""
     t0 = perf_counter()
     K, n = batch.K, batch.n
     out = _Out(K, n, batch.dtype, batch.X0.device)
@@ -256,6 +266,14 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
                 if ls is not None:
                     ls.take(keep)
                 hist.segment(ids)
+        # (compiled: the rest of the run, chunk by chunk; else fn alone, compiled)
+        if chunked is not None:
+            handed = SimpleNamespace(st=st, alive=alive, args=args, ids=ids, running=running,
+                                     hist=hist, out=out, tests=tests, t0=t0)
+            if chunked.finish(handed):
+                break
+            chunked = None
+            batch.compile_alone()
         # direction
         U = lbfgs.direction(st.X, st.G) if lbfgs is not None else rule.direction([st.X],
                                                                                   [st.G])[0]
@@ -278,7 +296,8 @@ def run(batch: Batch, parts: Any, tests: Tests) -> BatchedResult:
         st.loss = loss_t
         st.gnorm = torch.linalg.vector_norm(G, dim=1)
     seconds = perf_counter() - t0
-    return BatchedResult.build(batch, out, hist, seconds, parts)
+    compiled = batch.compile_seconds + (chunked.compile_seconds if chunked is not None else 0)
+    return BatchedResult.build(batch, out, hist, seconds, parts, compiled)
 
 
 def _take_rule_state(rule: Any, keep: Tensor) -> None:
@@ -288,12 +307,13 @@ def _take_rule_state(rule: Any, keep: Tensor) -> None:
 
 
 def _finish(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, rows: Any,
-            ids: Tensor, nfev: Tensor, out: _Out, codes: Tensor | None = None,
-            offset: int = 0) -> None:
+            ids: Tensor, nfev: Tensor | None, out: _Out, codes: Tensor | None = None,
+            offset: int = 0, nit: Tensor | None = None) -> None:
     """Write out the problems at working positions ``pos`` that stopped: the reason each
     reports (a guard that fired first; else the first success, after resolving ``Stationary``
     and ``Stalled``; else the first), their final point and numbers. ``codes`` given: the
-    reasons, none of them a guard's."""
+    reasons, none of them a guard's. ``nit`` given: each problem's iteration (the compiled
+    chunks, where problems stop at different rows), and ``nfev`` one more."""
     guarded = None  # the codes when they may hold a guard's
     one = None
     if codes is None:
@@ -322,11 +342,16 @@ def _finish(st: _State, tests: Tests, batch: Batch, args: tuple, pos: Tensor, ro
         out.best_x.index_copy_(0, orig, torch.where((bl < math.inf)[:, None],
                                                     st.best_X.index_select(0, pos), Xcur))
         out.best_loss.index_copy_(0, orig, bl.double())
-    out.nit.index_fill_(0, orig, st.iteration)
-    if offset:  # no search: nfev is one per iteration
-        out.nfev.index_fill_(0, orig, 1 + offset)
+    if nit is not None:
+        out.nit.index_copy_(0, orig, nit)
+        out.nfev.index_copy_(0, orig, nit + 1)
     else:
-        out.nfev.index_copy_(0, orig, nfev.index_select(0, pos))
+        out.nit.index_fill_(0, orig, st.iteration)
+        if offset:  # no search: nfev is one per iteration
+            out.nfev.index_fill_(0, orig, 1 + offset)
+        else:
+            assert nfev is not None
+            out.nfev.index_copy_(0, orig, nfev.index_select(0, pos))
     if codes is None:
         out.code.index_fill_(0, orig, int(one))  # type: ignore[arg-type]
     else:

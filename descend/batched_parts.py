@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from time import perf_counter
 from typing import Any
 
 import torch
@@ -93,6 +94,15 @@ class Batch:
         self.eps = float(torch.finfo(self.dtype).eps)
         self.checked = False
         self._ones_t: Tensor | None = None
+        self.compile_seconds = 0.0
+        self._compiling = False
+
+    def compile_alone(self) -> None:
+        """Evaluate ``fn`` through ``torch.compile`` from here on (forward and backward by
+        AOTAutograd, the working dimension dynamic); the next evaluation's wall time, which
+        compiles, is kept in :attr:`compile_seconds`."""
+        self.fn = torch.compile(self.fn, dynamic=True)
+        self._compiling = True
 
     def build(self, X: Tensor) -> Any:
         """The structure of ``x0`` over the rows of ``X`` (views, no copies)."""
@@ -133,6 +143,12 @@ class Batch:
         if not torch.is_grad_enabled():
             with torch.enable_grad():
                 return self.evaluate(X, args)
+        if self._compiling:
+            self._compiling = False
+            t0 = perf_counter()
+            got = self.evaluate(X, args)
+            self.compile_seconds += perf_counter() - t0
+            return got
         w = X.shape[0]
         one = self.kind == "tensor"
         Xg = (X.view(w, *self.shapes[0]) if one else X.detach()).requires_grad_(True)

@@ -76,6 +76,8 @@ class BatchedResult:
         jac: the gradient at ``x``, like ``x``.
         history: the rows of every problem (:meth:`BatchedHistory.problem`).
         seconds: wall-clock time of the whole batch.
+        compile_seconds: with ``compile=True``, the time of the first compiled call
+            (tracing and compiling; also inside ``seconds``).
         rule, step: the method, in words (the same for every problem).
 
     ``res.reason`` and ``res.message`` are lists of ``K`` strings, ``res.fun`` is ``loss``,
@@ -100,16 +102,17 @@ class BatchedResult:
     _aux: Tensor = field(repr=False)
     _what: dict[int, str] = field(repr=False)
     _consts: list[dict[str, Any]] = field(repr=False)
+    compile_seconds: float = field(default=0.0, repr=False)
 
     @classmethod
     def build(cls, batch: Batch, out: Any, hist: BatchedHistory, seconds: float,
-              parts: Any) -> BatchedResult:
+              parts: Any, compile_seconds: float = 0.0) -> BatchedResult:
         succ = torch.tensor([REASONS[r][0] for r in REASON_CODES], device=out.code.device)[out.code]
         consts = _consts(parts.criteria, batch)
         return cls(batch.build(out.x), out.loss, batch.build(out.best_x), out.best_loss,
                    out.nit, out.nfev, out.code, succ, out.gnorm, batch.build(out.jac), hist,
                    seconds, str(getattr(parts.rule, "label", parts.rule.name)),
-                   parts.step.describe(), out.aux, out.what, consts)
+                   parts.step.describe(), out.aux, out.what, consts, compile_seconds)
 
     @property
     def fun(self) -> Tensor:
@@ -158,7 +161,8 @@ class BatchedResult:
             best_loss=float(self.best_loss[i]), nit=nit, nfev=int(self.nfev[i]),
             reason=REASON_CODES[int(self.reason_code[i])], message=self._message(i),
             success=bool(self.success[i]), history=self.history.problem(i, nit),
-            seconds=self.seconds, rule=self.rule, step=self.step, jac=_row(self.jac, i))
+            seconds=self.seconds, rule=self.rule, step=self.step, jac=_row(self.jac, i),
+            compile_seconds=self.compile_seconds)
 
     def __iter__(self) -> Iterator[Result]:
         return (self[i] for i in range(len(self)))

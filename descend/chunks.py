@@ -30,7 +30,9 @@ compile and the run goes on, from the same point, with ``fn`` compiled alone.
 from __future__ import annotations
 
 import math
+import types
 import warnings
+import weakref
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -43,7 +45,7 @@ from .rules import GD, Adam, AdamW, Momentum, Nesterov, Rule
 from .state import Block, LoopState
 from .steps import Constant, Step
 
-__all__ = ["CHUNK", "MAX_NUMEL", "PURE", "Chunks", "make"]
+__all__ = ["CHUNK", "MAX_NUMEL", "PURE", "Chunks", "Compiled", "make", "own_code"]
 
 #: Iterations per compiled call: the rows read at once (and at most ``CHUNK - 1`` evaluations
 #: past the stop).
@@ -57,6 +59,53 @@ MAX_NUMEL = 1 << 14
 GRAIN = 32768
 
 Tensors = tuple[Tensor, ...]
+
+
+#: The code objects of the compiled loops, by the code of the objective they were built for
+#: (see :func:`own_code`).
+_CODES: weakref.WeakKeyDictionary[Any, dict[types.CodeType, types.CodeType]] = (
+    weakref.WeakKeyDictionary())
+
+
+def own_code(f: Callable[..., Any], fn: Any, fresh: bool = False) -> Callable[..., Any]:
+    """``f`` (a compiled loop built for the objective ``fn``) under a code object kept for
+    ``fn``'s code. ``torch.compile`` keeps its graphs, and counts recompilations, per code
+    object, and every run builds its loop from the same source: with one code object for all,
+    each run of another objective recompiled the last one's, and the ninth (dynamo's
+    ``recompile_limit``, 8) failed and ran uncompiled. Keyed by ``fn``'s code, objectives from
+    different sources keep apart, while a run of the same ``fn`` (or of a new lambda from the
+    same line) finds its graphs. ``fresh``: a new code object (its graphs start empty)."""
+    try:
+        codes = _CODES.setdefault(getattr(fn, "__code__", fn), {})
+    except TypeError:  # an fn that cannot be weakly referenced or hashed: a code of its own
+        codes = {}
+    if fresh or f.__code__ not in codes:
+        codes[f.__code__] = f.__code__.replace()
+    return types.FunctionType(codes[f.__code__], f.__globals__, f.__name__, f.__defaults__,
+                              f.__closure__)
+
+
+class Compiled:
+    """``torch.compile(f, fullgraph=True)`` under :func:`own_code`; a call that meets dynamo's
+    recompile limit (one objective run with many different constants) compiles afresh under a
+    new code object, rather than failing."""
+
+    def __init__(self, f: Callable[..., Any], fn: Any, options: dict[str, Any]) -> None:
+        self.f, self.fn, self.options = f, fn, options
+        self._c = self._make(False)
+
+    def _make(self, fresh: bool) -> Callable[..., Any]:
+        return torch.compile(own_code(self.f, self.fn, fresh), fullgraph=True, dynamic=False,
+                             options=self.options)
+
+    def __call__(self, *args: Any) -> Any:
+        try:
+            return self._c(*args)
+        except Exception as e:
+            if "RecompileLimit" not in type(e).__name__:
+                raise
+            self._c = self._make(True)
+            return self._c(*args)
 
 
 def _wd(h: dict[str, Tensor], g: Tensors, x: Tensors) -> Tensors:
@@ -190,7 +239,7 @@ class Chunks:
                                                        if isinstance(a, Tensor)]
         if max(sizes) < GRAIN:
             options["cpp.threads"] = 1
-        self._fn = torch.compile(chunk, fullgraph=True, dynamic=False, options=options)
+        self._fn = Compiled(chunk, fn, options)
         self._steps = torch.zeros(size, device=params.values[0].device)
 
     def advance(self, s: LoopState, info: dict[str, float]) -> bool:

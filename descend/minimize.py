@@ -196,8 +196,8 @@ def minimize(
                          "callback": callback, "observers": observers, "verbose": verbose,
                          "progress": progress, "record": record, "checkpoint": checkpoint,
                          "checkpoint_every": checkpoint_every, "resume": resume,
-                         "compile": compile, "read_every": None if read_every == 1
-                         else read_every})
+                         "read_every": None if read_every == 1 else read_every},
+                     compile=compile)
     checkpoints = check_args(checkpoint, checkpoint_every, resume)  # before any work
     params = Params(x0)
     objective = Objective(fn, params, args, compile=compile)
