@@ -12,10 +12,14 @@ K notebook-sized problems (a 3x3 ``x`` pulled to its own random target by gd, ``
 * ``no hist``: descend with ``BatchedHistory.add`` replaced by a no-op, for analysis only (what
   keeping every problem's loss and gradient norm per iteration costs: at K = 1e5 those rows are
   about 18 MB of fresh memory a run, which (b) does not keep);
+* ``compiled``: descend with ``compile=True`` (:mod:`descend.batched_chunks`: 32 iterations of
+  the working set a compiled call), at steady state: the first run of each case compiles (its
+  wall time is the ``compile s`` column, paid once a process and objective), the timed runs
+  find the graphs;
 * the floor of any eager batched loop: only ``fn`` and its gradient, on exactly the problems
   still running at each iteration (as if compacted every iteration for free), no update, no
   test. Where the floor is above half of (b), no loop that evaluates ``fn`` op by op can be 2x
-  faster than (b); only compiling ``fn`` could.
+  faster than (b); only compiling could (the ``compiled`` column).
 
 Two mixes: ``same`` (every problem's loss is the notebook's MSE) and ``spread`` (10% of the
 problems have their loss weighted by 0.08, so they need about 10x the iterations of the rest).
@@ -132,6 +136,12 @@ def batched(X0: torch.Tensor, T: torch.Tensor, W: torch.Tensor) -> descend.batch
                             stop=stops.LossBelow(THRESHOLD), batched=True)
 
 
+def compiled(X0: torch.Tensor, T: torch.Tensor,
+             W: torch.Tensor) -> descend.batched.BatchedResult:
+    return descend.minimize(losses, X0, args=(T, W), rule="gd", lr=LR,
+                            stop=stops.LossBelow(THRESHOLD), batched=True, compile=True)
+
+
 def without_history(X0: torch.Tensor, T: torch.Tensor, W: torch.Tensor) -> None:
     add = BatchedHistory.add
     BatchedHistory.add = lambda self, *a: None  # type: ignore[method-assign]
@@ -160,14 +170,17 @@ def main() -> None:
           f"median of {a.repeats}")
     print(f"{'mix':7s} {'K':>7s} {'nit':>9s} {'(a) loop':>9s} {'(b) mask':>9s} "
           f"{'(c) vmap':>9s} {'descend':>9s} {'/(b)':>6s} {'/(c)':>6s} {'no hist':>9s} "
-          f"{'/(b)':>6s} {'floor':>9s} {'floor/(b)':>9s}")
+          f"{'/(b)':>6s} {'floor':>9s} {'floor/(b)':>9s} {'compiled':>9s} {'/(b)':>6s} "
+          f"{'/(c)':>6s} {'compile s':>9s}")
     for mix in ("same", "spread"):
         for K in (int(float(s)) for s in a.sizes.split(",")):
             X0, T, W = problems(K, mix)
             res = batched(X0, T, W)
             nit = masked_loop(X0, T, W)
             assert torch.equal(res.nit, nit), "descend and the masked loop disagree on nit"
-            times: dict[str, list[float]] = {k: [] for k in ("a", "b", "c", "d", "e", "h")}
+            first = compiled(X0, T, W)  # (compiles)
+            assert torch.equal(first.nit, nit), "compiled descend disagrees on nit"
+            times: dict[str, list[float]] = {k: [] for k in ("a", "b", "c", "d", "e", "h", "k")}
             sample = range(0, K, max(K // a.sample, 1))
             bare = floor(X0, T, W, nit)
             for _ in range(a.repeats):
@@ -178,11 +191,13 @@ def main() -> None:
                 times["d"].append(timed(partial(batched, X0, T, W)) / K)
                 times["e"].append(timed(bare) / K)
                 times["h"].append(timed(partial(without_history, X0, T, W)) / K)
+                times["k"].append(timed(partial(compiled, X0, T, W)) / K)
             m = {k: statistics.median(v) * 1e6 for k, v in times.items()}
             print(f"{mix:7s} {K:7d} {int(nit.min()):>4d}-{int(nit.max()):<4d} {m['a']:9.2f} "
                   f"{m['b']:9.3f} {m['c']:9.3f} {m['d']:9.3f} {m['d'] / m['b']:6.2f} "
                   f"{m['d'] / m['c']:6.2f} {m['h']:9.3f} {m['h'] / m['b']:6.2f} {m['e']:9.3f} "
-                  f"{m['e'] / m['b']:9.2f}", flush=True)
+                  f"{m['e'] / m['b']:9.2f} {m['k']:9.3f} {m['k'] / m['b']:6.2f} "
+                  f"{m['k'] / m['c']:6.2f} {first.compile_seconds:9.1f}", flush=True)
 
 
 if __name__ == "__main__":
