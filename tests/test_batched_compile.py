@@ -11,8 +11,7 @@ import pytest
 import torch
 
 import descend
-from descend import batched_chunks, chunks, stops
-from descend.batched_parts import Batch, Tests
+from descend import batched_chunks, batched_parts, chunks, stops
 from descend.loop import assemble
 from descend.objective import Params
 
@@ -126,10 +125,10 @@ def test_a_batch_outside_the_compiled_iterations_compiles_fn_alone():
 
 def qualifies(rule, lr, stop, K=4, compile=True) -> bool:
     X0 = torch.rand(K, 3)
-    batch = Batch(lambda x: (x ** 2).sum(1), X0, ())
+    batch = batched_parts.Batch(lambda x: (x ** 2).sum(1), X0, ())
     parts = assemble(Params(X0[:1].clone()), rule=rule, lr=lr, stop=stop, max_iter=None,
                      on_divergence="stop")
-    Tests(parts.criteria, batch)
+    batched_parts.Tests(parts.criteria, batch)  # (the checks solve runs first)
     return batched_chunks.make(batch, parts, compile) is not None
 
 
@@ -161,12 +160,11 @@ def test_compile_must_be_a_bool_in_a_batch_too():
     assert str(e.value) == "compile must be True or False, got 'yes'"
 
 
-def test_many_objectives_in_one_process_each_compile_whole(monkeypatch):
+def test_many_objectives_in_one_process_each_compile_whole():
     """Every run builds its compiled loop from the same source; past dynamo's recompile limit
     (set to 1 here, 8 by default) a run used to fail to compile and go on uncompiled with a
     misleading warning. Objectives from different sources keep apart, and one that meets the
     limit compiles afresh: no warning, single and batched, and the eager numbers."""
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     target = torch.linspace(0.1, 0.9, 9).reshape(3, 3)
     x0 = torch.rand(3, 3, generator=torch.Generator().manual_seed(0))
     X0, (T, W, _) = problems(8)
@@ -181,7 +179,8 @@ def test_many_objectives_in_one_process_each_compile_whole(monkeypatch):
             return losses(x, t, w) * c
         return fn
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, torch._dynamo.config.patch(
+            recompile_limit=1):
         warnings.simplefilter("always")
         for c in (1.0, 2.0, 3.0):  # the same source, a constant the graphs depend on
             one = dict(rule="gd", lr=0.5, stop=stops.LossBelow(1e-6))
