@@ -16,7 +16,10 @@ are computed and recorded every iteration). ``Adam(fused=True)`` is descend's ad
 torch's fused kernel (opt-in, as in ``torch.optim``). Targets: descend at most 1.05x the
 in-place loop for gd and momentum, at most 1.05x fused ``torch.optim.Adam`` for adam. The
 variant "in-place loop, reading |g|" is the hand loop plus the one read of the gradient that a
-loop recording ``|g|`` cannot avoid: it shows how much of descend's gap that read is.
+loop recording ``|g|`` cannot avoid: it shows how much of descend's gap that read is. The
+variant "torch.optim.Adam(fused), keeping best" is fused Adam plus the copy of ``x`` a loop that
+returns its best point must make before the in-place kernel writes over it (descend keeps its
+best point, and ``Adam(fused=True)`` pays that copy).
 
 Memory: a case holds about ten tensors of the parameter's size (400 MB each at 1e8); cases run
 one after another and free their memory in between.
@@ -89,12 +92,17 @@ def inplace_loop(rule: str, norms: bool = False) -> Callable[[torch.Tensor, torc
     return run
 
 
-def optim_loop(rule: str, impl: str) -> Callable[[torch.Tensor, torch.Tensor, int], None]:
-    """``torch.optim.SGD`` / ``Adam`` with ``foreach=True`` or ``fused=True``."""
+def optim_loop(rule: str, impl: str, best: bool = False) -> Callable[[torch.Tensor, torch.Tensor,
+                                                                      int], None]:
+    """``torch.optim.SGD`` / ``Adam`` with ``foreach=True`` or ``fused=True``. With ``best``,
+    the loop also keeps its best point, as a user who wants it back must (a copy of ``x``
+    into a buffer whenever the loss improves, before the step writes over ``x``): the floor of
+    an in-place kernel that cannot write its result elsewhere, which fused Adam is."""
 
     def run(x0: torch.Tensor, t: torch.Tensor, n: int) -> None:
         f = objective(t)
         x = x0.clone().requires_grad_(True)
+        kept, low = torch.empty_like(x0), float("inf")
         kw = {impl: True}
         if rule == "adam":
             opt: torch.optim.Optimizer = torch.optim.Adam([x], lr=LR[rule], **kw)
@@ -104,8 +112,12 @@ def optim_loop(rule: str, impl: str) -> Callable[[torch.Tensor, torch.Tensor, in
         for _ in range(n):
             opt.zero_grad(set_to_none=True)
             loss = f(x)
-            if not loss.item() < float("inf"):
+            value = loss.item()
+            if not value < float("inf"):
                 break
+            if best and value < low:
+                low = value
+                kept.copy_(x.detach())
             loss.backward()
             opt.step()
 
@@ -122,6 +134,8 @@ def variants(rule: str) -> dict[str, Callable[[torch.Tensor, torch.Tensor, int],
     name = "Adam" if rule == "adam" else "SGD"
     out[f"torch.optim.{name}(foreach)"] = optim_loop(rule, "foreach")
     out[f"torch.optim.{name}(fused)"] = optim_loop(rule, "fused")
+    if rule == "adam":
+        out["torch.optim.Adam(fused), keeping best"] = optim_loop(rule, "fused", best=True)
     return out
 
 
@@ -158,13 +172,13 @@ def main() -> None:
     a = ap.parse_args()
     print(f"ms per iteration, float32, {a.iters} iterations, median of {a.repeats} repeats "
           f"(torch {torch.__version__}, {torch.get_num_threads()} threads)")
-    print(f"{'n':>6s} {'rule':9s} {'variant':34s} {'ms/iter':>9s} {'ratio':>7s}  baseline")
+    print(f"{'n':>6s} {'rule':9s} {'variant':40s} {'ms/iter':>9s} {'ratio':>7s}  baseline")
     for size in a.sizes:
         for rule in a.rules:
             med = case(rule, int(size), a.iters, a.repeats)
             base = med[BASELINE[rule]]
             for name, m in med.items():
-                print(f"{size:6.0e} {rule:9s} {name:34s} {m:9.2f} {m / base:6.2f}x  "
+                print(f"{size:6.0e} {rule:9s} {name:40s} {m:9.2f} {m / base:6.2f}x  "
                       f"{BASELINE[rule]}")
 
 

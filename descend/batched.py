@@ -269,7 +269,8 @@ def run(batch: Batch, parts: Any, tests: Tests,
         # (compiled: the rest of the run, chunk by chunk; else fn alone, compiled)
         if chunked is not None:
             handed = SimpleNamespace(st=st, alive=alive, args=args, ids=ids, running=running,
-                                     hist=hist, out=out, tests=tests, t0=t0)
+                                     hist=hist, out=out, tests=tests, t0=t0, finish=_finish,
+                                     State=_State, compact_below=COMPACT_BELOW)
             if chunked.finish(handed):
                 break
             chunked = None

@@ -156,10 +156,10 @@ class BatchedChunks:
 
     def finish(self, run: Any) -> bool:
         """Run the batched loop on from where ``run`` stands (its state ``st``, ``alive``,
-        ``args``, ``ids``, ``running``, ``hist``, ``out``, ``tests``, ``t0``) to its end; False
-        (nothing done) when ``fn`` cannot be compiled whole."""
-        from .batched import COMPACT_BELOW
-
+        ``args``, ``ids``, ``running``, ``hist``, ``out``, ``tests``, ``t0``; and the loop's own
+        ``finish``, ``State`` and ``compact_below``, handed in rather than imported: the loop
+        imports this module) to its end; False (nothing done) when ``fn`` cannot be compiled
+        whole."""
         batch, parts, st = self.batch, self.parts, run.st
         X = st.X
         dt, dev = X.dtype, X.device
@@ -211,7 +211,7 @@ class BatchedChunks:
                     return True
             carry = carry2
             width = carry[0].shape[0]
-            if run.running < COMPACT_BELOW * width and run.running >= 2:
+            if run.running < run.compact_below * width and run.running >= 2:
                 keep = on.nonzero().squeeze(1)
                 carry = tuple(t.index_select(0, keep) for t in carry)
                 loss0 = loss0.index_select(0, keep)
@@ -225,14 +225,12 @@ class BatchedChunks:
         """Write out the problems at working positions ``pos``, stopped in the last chunk:
         their rows are frozen at their stop, iteration ``it0 + 1 + (rows still running)``, and
         ``x`` at the last finite point (what the eager loop's ``x_prev`` holds there)."""
-        from .batched import _finish, _State
-
         X, G, f, gn, best, best_X, fprev, _ = (t.index_select(0, pos) for t in carry)
         nit = it0 + 1 + ons.index_select(1, pos).sum(0)
         rows, scale = fired(self.parts.criteria, f, gn, best, loss0.index_select(0, pos), nit)
-        sub = _State(iteration=int(nit.min()), X=X, G=G, loss=f, gnorm=gn, best_X=best_X,
+        sub = run.State(iteration=int(nit.min()), X=X, G=G, loss=f, gnorm=gn, best_X=best_X,
                      best_loss=best, X_prev=X, loss_prev=fprev, div_scale=scale)
         some = [r if bool(r.any()) else None for r in rows]
         m = torch.arange(len(pos), device=pos.device)
-        _finish(sub, run.tests, self.batch, run.args, m, some, run.ids.index_select(0, pos),
+        run.finish(sub, run.tests, self.batch, run.args, m, some, run.ids.index_select(0, pos),
                 None, run.out, nit=nit)

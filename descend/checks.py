@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
-from .tables import _kind
+from .tables import _kind, _repeated, check_header
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -31,12 +31,7 @@ def check_names(table: pa.Table, name: str, target: Sequence[str],
     Raises:
         InputError: naming the repeated column and the fix.
     """
-    cols = list(table.column_names)
-    dup = _repeated(cols)
-    if dup is not None:
-        shown = repr(dup) if dup else "with an empty name"
-        raise InputError(f"column {shown} appears {cols.count(dup)} times in the header of "
-                         f"{name}; give each column its own name")
+    check_header(table, name)
     dup = _repeated(target)
     if dup is not None:
         raise InputError(f"target column {dup!r} is named {list(target).count(dup)} times in "
@@ -45,16 +40,6 @@ def check_names(table: pa.Table, name: str, target: Sequence[str],
     if dup is not None:
         raise InputError(f"feature column {dup!r} is named {list(features or ()).count(dup)} "
                          f"times in --features (features=); name each column once")
-
-
-def _repeated(names: Sequence[str]) -> str | None:
-    """The first name that appears more than once in ``names``, or None."""
-    seen: set[str] = set()
-    for n in names:
-        if n in seen:
-            return n
-        seen.add(n)
-    return None
 
 
 def mostly_numbers(table: pa.Table, name: str, columns: Sequence[str], what: str) -> None:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PARQUET_SUFFIXES",
     "Preprocessing",
+    "check_header",
     "read_table",
     "to_table",
     "write_table",
@@ -222,6 +223,27 @@ def _kind(typ: Any) -> str:
     if pt.is_dictionary(typ):
         return _kind(typ.value_type) if _kind(typ.value_type) == "number" else "text"
     return "text"
+
+
+def _repeated(names: Sequence[str]) -> str | None:
+    """The first name that appears more than once in ``names``, or None."""
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            return n
+        seen.add(n)
+    return None
+
+
+def check_header(table: pa.Table, name: str) -> None:
+    """Raise when the header of ``table`` (read from ``name``) names a column twice: a column
+    is then ambiguous by name, in training and in prediction alike."""
+    cols = list(table.column_names)
+    dup = _repeated(cols)
+    if dup is not None:
+        shown = repr(dup) if dup else "with an empty name"
+        raise InputError(f"column {shown} appears {cols.count(dup)} times in the header of "
+                         f"{name}; give each column its own name")
 
 
 def _floating(typ: Any) -> bool:
@@ -451,7 +473,8 @@ class Preprocessing:
     # ------------------------------------------------------------------------------- applying
 
     def check_columns(self, table: pa.Table, name: str) -> None:
-        """Raise when ``table`` lacks a feature column."""
+        """Raise when ``table`` names a column twice or lacks a feature column."""
+        check_header(table, name)
         cols = table.column_names
         lacking = [c for c in self.features if c not in cols]
         if lacking:
@@ -503,6 +526,7 @@ class Preprocessing:
                 raise InputError(
                     f"target column {t!r} is not in {name}; its columns are: {', '.join(cols)}"
                 )
+        check_header(table, name)
         _check_missing(table.select(self.targets), name, drop=None)
         if self.task == "classification":
             t = self.targets[0]
@@ -511,6 +535,12 @@ class Preprocessing:
             return torch.from_numpy(codes.astype("int64"))
         import numpy as np
 
+        for t in self.targets:
+            if _kind(table.column(t).type) != "number":
+                raise InputError(
+                    f"target column {t!r} of {name} holds text, not numbers, and the model is "
+                    f"a regression: give numbers in {t!r}, or use descend predict for rows "
+                    "without targets")
         _check_infinite(table, name, self.targets)
 
         Y = torch.from_numpy(np.stack([_numbers(table.column(t)) for t in self.targets], 1))

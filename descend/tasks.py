@@ -73,6 +73,9 @@ def choose_task(table: pa.Table, name: str, target: Sequence[str], *, model: Any
             )
     col = table.column(target[0])
     typ = col.type.value_type if pt.is_dictionary(col.type) else col.type
+    if pt.is_null(typ):
+        raise InputError(f"target column {target[0]!r} of {name} is empty: every cell is "
+                         "missing; fill it, or pick another --target")
     kind = ("float" if pt.is_floating(typ) or pt.is_decimal(typ) else
             "integer" if pt.is_integer(typ) else "labels")
     if pt.is_dictionary(col.type):

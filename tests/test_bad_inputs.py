@@ -42,6 +42,8 @@ def _write_workspace(ws: Path) -> None:
     typot[7] = ",".join(cells)
     (ws / "typot.csv").write_text("\n".join(typot) + "\n")
     (ws / "dup.csv").write_text("x1,x1,y\n1,2,3.5\n4,5,6.5\n7,8,9.25\n")
+    (ws / "ytext.csv").write_text("x1,x2,y\n0.1,0.2,a\n0.3,0.4,b\n")
+    (ws / "yempty.csv").write_text("x1,x2,y\n0.1,0.2,\n0.3,0.4,\n0.5,0.1,\n")
     (ws / "bad.csv").write_bytes(b"x\xff1,y\n1,2\n3,4\n")  # neither UTF-8 nor CP949
     (ws / "empty.csv").write_text("")
     (ws / "header.csv").write_text("x1,x2,y\n")
@@ -133,6 +135,9 @@ CASES: list[tuple[list[str], str]] = [
     (["fit", "dup.csv", "--target", "y", "--out", "o"],
      "column 'x1' appears 2 times in the header of dup.csv"),
     (["fit", "one.csv", "--target", "y", "--out", "o"], "one.csv has only 1 data row"),
+    (["fit", "yempty.csv", "--target", "y", "--out", "o"],
+     "target column 'y' of yempty.csv is empty: every cell is missing; fill it, or pick "
+     "another --target"),
     (["fit", "typo.csv", "--target", "y", "--out", "o"],
      "feature column 'x1' of typo.csv holds numbers except '0.3o' in data row 5"),
     (["fit", "typot.csv", "--target", "y", "--out", "o"],
@@ -229,6 +234,9 @@ CASES: list[tuple[list[str], str]] = [
     (["predict", "m", "nox2.csv"],
      "nox2.csv lacks the feature column(s) x2 the model was trained on"),
     (["predict", "m", "miss.csv"], "missing values (empty or NaN cells) in miss.csv"),
+    (["predict", "m", "dup.csv"], "column 'x1' appears 2 times in the header of dup.csv"),
+    (["predict", "m", "dup.csv", "--missing", "impute"],
+     "column 'x1' appears 2 times in the header of dup.csv"),
     (["predict", "m", "d.csv", "-o", "afolder"], "-o afolder is a folder"),
     (["predict", "m", "d.csv", "-o", "afolder", "--overwrite"], "-o afolder is a folder"),
     (["predict", "m", "d.csv", "-o", "old.csv"], "old.csv already exists; pass --overwrite"),
@@ -242,6 +250,10 @@ CASES: list[tuple[list[str], str]] = [
     (["evaluate", "mevil", "d.csv"], "mevil names the model class 'evilmod:Evil'"),
     (["evaluate", "m", "nope.csv"], "nope.csv does not exist"),
     (["evaluate", "m", "noy.csv"], "target column"),
+    (["evaluate", "m", "dup.csv"], "column 'x1' appears 2 times in the header of dup.csv"),
+    (["evaluate", "m", "ytext.csv"],
+     "target column 'y' of ytext.csv holds text, not numbers, and the model is a regression: "
+     "give numbers in 'y', or use descend predict for rows without targets"),
     (["evaluate", "mc", "label3.csv"],
      "class label '3' in column 'c' of label3.csv was never seen in training"),
     # demo
