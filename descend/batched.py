@@ -39,6 +39,10 @@ strong Wolfe (the default method); the criteria of :class:`~descend.batched_part
 ``on_divergence="stop"`` (the default here: a problem that diverges stops alone with its reason).
 A quasi-Newton rule with ``scale=None`` never turns its scaling on in a batch (the single loop's
 ``# rescale?`` restart).
+
+``compile=True``: a qualifying run hands its iterations, after the start's row, to
+:mod:`descend.batched_chunks` (compiled, several iterations a call); any other evaluates ``fn``
+through ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -273,6 +277,7 @@ def run(batch: Batch, parts: Any, tests: Tests,
                                      State=_State, compact_below=COMPACT_BELOW)
             if chunked.finish(handed):
                 break
+            batch.compile_seconds += chunked.compile_seconds  # (the attempt's, then fn's)
             chunked = None
             batch.compile_alone()
         # direction

@@ -164,6 +164,7 @@ def minimize(
             the iterations themselves, 64 per call (:mod:`descend.chunks`); any other compiles
             the loss and gradient. The iterates match the uncompiled run to rounding; the time
             spent compiling is ``result.compile_seconds`` (also inside ``result.seconds``).
+            With ``batched=True`` see :mod:`descend.batched_chunks` (32 iterations a call).
         read_every: with a fixed or scheduled ``lr``, keep the loss and gradient norm on the
             device and read them every ``read_every`` iterations in one host synchronisation
             (two per iteration otherwise: worth it on a GPU). The criteria are then asked row
