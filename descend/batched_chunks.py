@@ -167,9 +167,9 @@ class BatchedChunks:
         lr_t = torch.tensor(lr, dtype=dt, device=dev)
         h = _hyper(parts.rule, dt, dev)
         state = _state_in(parts.rule, [X])
-        carry = _distinct((st.X, st.G, st.loss, st.gnorm, st.best_loss, st.best_X,
-                           st.loss_prev, run.alive))
-        loss0 = st.loss0
+        *carry_l, loss0 = _distinct((st.X, st.G, st.loss, st.gnorm, st.best_loss, st.best_X,
+                                     st.loss_prev, run.alive, st.loss0))
+        carry = tuple(carry_l)  # (loss0 too: in float64 it is the loss itself)
         first = True
         while True:
             it0 = st.iteration

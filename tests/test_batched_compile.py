@@ -192,3 +192,35 @@ def test_many_objectives_in_one_process_each_compile_whole():
             assert torch.equal(resb.nit, descend.minimize(batch(c), X0, **many).nit)
     assert not [str(w.message) for w in caught if "descend" in str(w.message)]
     assert len(chunks._CODES) >= 2  # (one entry per objective source)
+
+
+def test_a_float64_batch_of_two_tensors_compiles_whole_to_the_least_squares_optimum():
+    """x0 a tuple (weights, bias) in float64, the data held by fn: the compiled batch takes
+    its eager iterations, and every start ends at the least-squares solution (lstsq). (In
+    float64 the start's losses in float64 are the losses themselves: the compiled loop's
+    inputs must not alias.)"""
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(20, 3, generator=g, dtype=torch.float64)
+    y = X @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + 0.3 + 0.1 * torch.randn(
+        20, generator=g, dtype=torch.float64)
+
+    def mse(p):
+        w, b = p
+        return ((X @ w.T + b - y[:, None]) ** 2).mean(0)
+
+    K = 8
+    starts = (torch.randn(K, 3, generator=g, dtype=torch.float64),
+              torch.randn(K, generator=g, dtype=torch.float64))
+    kw = dict(rule="gd", lr=0.2, stop=stops.GradNormBelow(1e-10), max_iter=3000, batched=True)
+    eager = descend.minimize(mse, starts, **kw)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = descend.minimize(mse, starts, compile=True, **kw)
+    assert not [str(w.message) for w in caught if "descend" in str(w.message)]
+    assert compiled.reason == eager.reason == ["grad_small"] * K
+    assert torch.equal(compiled.nit, eager.nit)
+    best = torch.linalg.lstsq(torch.cat([X, torch.ones(20, 1, dtype=torch.float64)], 1),
+                              y[:, None]).solution.squeeze(1)
+    for k in range(K):
+        torch.testing.assert_close(compiled.x[0][k], best[:3], rtol=0, atol=1e-9)
+        torch.testing.assert_close(compiled.x[1][k], best[3], rtol=0, atol=1e-9)
