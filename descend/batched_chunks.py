@@ -34,7 +34,6 @@ run goes on uncompiled from the same point, with ``fn`` compiled alone and a war
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from time import perf_counter
 from typing import Any
@@ -42,7 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .chunks import GRAIN, PURE, Compiled, _hyper, _state_in
+from .chunks import GRAIN, PURE, Compiled, _hyper, _state_in, warn_uncompiled
 from .rules import Momentum, Nesterov
 from .steps import Constant
 from .stops import Diverged, GradNormBelow, LossBelow, MaxIter, NonFinite
@@ -188,12 +187,7 @@ class BatchedChunks:
                 if not first:
                     raise
                 self.compile_seconds = perf_counter() - t0
-                first_line = (str(e).strip().splitlines() or [""])[0][:160]
-                warnings.warn(f"descend: compile=True could not compile the batched iterations "
-                              f"whole ({type(e).__name__}: {first_line}); fn is compiled alone "
-                              "instead, which saves less: keep fn free of .item(), numpy and "
-                              "Python branches on tensor values to compile the whole loop",
-                              RuntimeWarning, stacklevel=6)
+                warn_uncompiled(e, "the batched iterations", stacklevel=7)
                 return False
             if first:
                 self.compile_seconds = perf_counter() - t0

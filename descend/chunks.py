@@ -45,7 +45,8 @@ from .rules import GD, Adam, AdamW, Momentum, Nesterov, Rule
 from .state import Block, LoopState
 from .steps import Constant, Step
 
-__all__ = ["CHUNK", "MAX_NUMEL", "PURE", "Chunks", "Compiled", "make", "own_code"]
+__all__ = ["CHUNK", "MAX_NUMEL", "PURE", "Chunks", "Compiled", "make", "own_code",
+           "warn_uncompiled"]
 
 #: Iterations per compiled call: the rows read at once (and at most ``CHUNK - 1`` evaluations
 #: past the stop).
@@ -83,6 +84,16 @@ def own_code(f: Callable[..., Any], fn: Any, fresh: bool = False) -> Callable[..
         codes[f.__code__] = f.__code__.replace()
     return types.FunctionType(codes[f.__code__], f.__globals__, f.__name__, f.__defaults__,
                               f.__closure__)
+
+
+def warn_uncompiled(e: Exception, what: str, stacklevel: int) -> None:
+    """The warning of a compiled loop that could not capture ``fn`` (``e``, its first line)
+    and goes on with ``fn`` compiled alone; ``what``: the loop, in words."""
+    first = (str(e).strip().splitlines() or [""])[0][:160]
+    warnings.warn(f"descend: compile=True could not compile {what} whole "
+                  f"({type(e).__name__}: {first}); fn is compiled alone instead, which saves "
+                  "less: keep fn free of .item(), numpy and Python branches on tensor values "
+                  "to compile the whole loop", RuntimeWarning, stacklevel=stacklevel)
 
 
 class Compiled:
@@ -260,12 +271,7 @@ class Chunks:
                 raise
             self.objective.compile_seconds = perf_counter() - t0
             self.objective.compiled(True)
-            first = (str(e).strip().splitlines() or [""])[0][:160]
-            warnings.warn(f"descend: compile=True could not compile the iterations whole "
-                          f"({type(e).__name__}: {first}); fn is compiled alone instead, "
-                          "which saves less: keep fn free of .item(), numpy and Python "
-                          "branches on tensor values to compile the whole loop",
-                          RuntimeWarning, stacklevel=5)
+            warn_uncompiled(e, "the iterations", stacklevel=6)
             return False
         if not self._calls:
             self.objective.compile_seconds = perf_counter() - t0
